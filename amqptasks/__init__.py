@@ -1,0 +1,76 @@
+"""amqptasks: a RabbitMQ-first task toolkit speaking Celery's message protocol.
+
+Only re-exports live here; see the modules for the code.
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from amqptasks._publish import PublishOptions
+from amqptasks.app import App
+from amqptasks.config import BrokerURL, Settings
+from amqptasks.exceptions import (
+    AccessRefused,
+    AmqptasksError,
+    AuthenticationFailed,
+    BadSignature,
+    BatchPublishError,
+    BrokerError,
+    BrokerUnreachable,
+    ChannelError,
+    ConfigError,
+    ConnectionLost,
+    DecodeError,
+    MessageError,
+    NotFound,
+    PublishNotConfirmed,
+    Reject,
+    RemoteTaskError,
+    ResultTimeout,
+    Retry,
+    TaskError,
+    TimeLimitExceeded,
+    TopologyMismatch,
+    UnknownTask,
+    Unroutable,
+)
+from amqptasks.results import states
+from amqptasks.results.result import AsyncResult
+from amqptasks.task import Task
+from amqptasks.worker import Worker
+
+__all__ = [
+    "AccessRefused",
+    "AmqptasksError",
+    "App",
+    "AsyncResult",
+    "AuthenticationFailed",
+    "BadSignature",
+    "BatchPublishError",
+    "BrokerError",
+    "BrokerURL",
+    "BrokerUnreachable",
+    "ChannelError",
+    "ConfigError",
+    "ConnectionLost",
+    "DecodeError",
+    "MessageError",
+    "NotFound",
+    "PublishNotConfirmed",
+    "PublishOptions",
+    "Reject",
+    "RemoteTaskError",
+    "ResultTimeout",
+    "Retry",
+    "Settings",
+    "Task",
+    "TaskError",
+    "TimeLimitExceeded",
+    "TopologyMismatch",
+    "UnknownTask",
+    "Unroutable",
+    "Worker",
+    "__version__",
+    "states",
+]

@@ -1,0 +1,224 @@
+"""Producer clients: publish prepared calls and collect their replies.
+
+:class:`SyncClient` (pika, any thread) and :class:`AioClient` (aio-pika, one
+event loop) are twins around the same pure steps: the queue declarations come
+from :mod:`amqptasks.topology.model`, replies are decoded by
+:func:`decode_reply` and land in the app's :class:`ResultBuffer`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from amqptasks.exceptions import DecodeError, TopologyMismatch, Unroutable
+from amqptasks.logging import get_logger
+from amqptasks.protocol import serializers
+from amqptasks.results.meta import ResultMeta, decode_result
+from amqptasks.topology import model, names
+from amqptasks.transport import aio
+from amqptasks.transport.sync import SyncTransport
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
+
+    import aio_pika.abc
+    import pika.spec
+
+    from amqptasks._publish import PreparedCall
+    from amqptasks.config import Settings
+    from amqptasks.results.buffer import ResultBuffer
+
+log = get_logger(__name__)
+
+
+def decode_reply(body: bytes, content_type: str | None, settings: Settings) -> ResultMeta:
+    """Decode one reply message body.
+
+    Raises:
+        DecodeError: the content type is not accepted or the body is not a result.
+    """
+    info = serializers.decoder_for(content_type, settings.accept_content)
+    try:
+        payload = info.serializer.loads(body)
+    except Exception as exc:
+        raise DecodeError(f"cannot decode {info.name} result: {exc}", raw=body) from exc
+    return decode_result(payload)
+
+
+def _client_name(app_name: str, kind: str, client_id: str) -> str:
+    return f"amqptasks {kind} producer {app_name} {client_id}"
+
+
+class SyncClient:
+    """Publishes from any thread through one pika connection."""
+
+    def __init__(self, app_name: str, settings: Settings, buffer: ResultBuffer) -> None:
+        self._settings = settings
+        self._buffer = buffer
+        client_id = uuid.uuid4().hex[:12]
+        self.reply_queue = names.reply_queue(app_name, client_id)
+        self.transport = SyncTransport(
+            settings.broker,
+            connection_name=_client_name(app_name, "sync", client_id),
+            publish_timeout=settings.publish_timeout,
+        )
+        self._replies = False
+        self._lock = threading.Lock()
+
+    def _on_reply(self, properties: pika.spec.BasicProperties, body: bytes) -> None:
+        try:
+            self._buffer.deposit(decode_reply(body, properties.content_type, self._settings))
+        except DecodeError as exc:
+            log.warning("ignored an undecodable reply", queue=self.reply_queue, error=str(exc))
+
+    def _ensure_replies(self) -> None:
+        if self._replies:
+            return
+        with self._lock:
+            if not self._replies:
+                self.transport.consume_replies(
+                    model.reply_queue(self.reply_queue, self._settings.result_expires),
+                    self._on_reply,
+                )
+                self._replies = True
+
+    def ensure_queue(self, queue: str) -> None:
+        """Declare a work queue and its DLQ (once per connection)."""
+        for declaration in model.work_queue(queue):
+            try:
+                self.transport.declare_queue(declaration)
+            except TopologyMismatch as exc:
+                # It exists, so publishing to it works; the worker owns the check.
+                log.warning(
+                    "queue exists with other arguments; publishing anyway",
+                    queue=declaration.name,
+                    error=str(exc),
+                )
+                self.transport.declare_queue(declaration, passive=True)
+
+    def publish_nowait(self, call: PreparedCall) -> Future[None]:
+        """Declare what the call needs, then hand it to the I/O thread."""
+        if call.wants_result:
+            self._ensure_replies()
+        if call.route.queue is not None:
+            self.ensure_queue(call.route.queue)
+        return self.transport.publish_nowait(call.message)
+
+    def publish(self, call: PreparedCall) -> None:
+        """Publish and wait for the confirm; redeclare once if the queue vanished."""
+        from amqptasks.transport.sync import wait_confirm
+
+        try:
+            wait_confirm(self.publish_nowait(call), call.message, self._settings.publish_timeout)
+        except Unroutable:
+            if call.route.queue is None:
+                raise
+            # Someone deleted the queue since we declared it: declare it again, retry once.
+            for declaration in model.work_queue(call.route.queue):
+                self.transport.forget_declared(declaration.name)
+            wait_confirm(self.publish_nowait(call), call.message, self._settings.publish_timeout)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.transport.close()
+
+
+class AioClient:
+    """Publishes from coroutines of one event loop through aio-pika."""
+
+    def __init__(self, app_name: str, settings: Settings, buffer: ResultBuffer) -> None:
+        self._app_name = app_name
+        self._settings = settings
+        self._buffer = buffer
+        self._client_id = uuid.uuid4().hex[:12]
+        self.reply_queue = names.reply_queue(app_name, self._client_id)
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._publisher: aio.AioPublisher | None = None
+        self._reply_channel: aio_pika.abc.AbstractChannel | None = None
+        self._declared: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    async def _connect(self) -> aio.AioPublisher:
+        if self._publisher is not None:
+            return self._publisher
+        async with self._lock:
+            if self._publisher is None:
+                url = self._settings.broker
+                self._connection = await aio.connect(
+                    url, _client_name(self._app_name, "async", self._client_id)
+                )
+                self._publisher = aio.AioPublisher(
+                    self._connection, url, publish_timeout=self._settings.publish_timeout
+                )
+            return self._publisher
+
+    async def _on_reply(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        try:
+            self._buffer.deposit(decode_reply(message.body, message.content_type, self._settings))
+        except DecodeError as exc:
+            log.warning("ignored an undecodable reply", queue=self.reply_queue, error=str(exc))
+
+    async def _ensure_replies(self) -> None:
+        if self._reply_channel is not None:
+            return
+        async with self._lock:
+            if self._reply_channel is None:
+                assert self._connection is not None
+                declaration = model.reply_queue(self.reply_queue, self._settings.result_expires)
+                channel = await self._connection.channel(publisher_confirms=False)
+                queue = await channel.declare_queue(
+                    declaration.name,
+                    durable=declaration.durable,
+                    arguments=dict(declaration.arguments),
+                )
+                await queue.consume(self._on_reply, no_ack=True)
+                self._reply_channel = channel
+
+    async def ensure_queue(self, queue: str) -> None:
+        """Declare a work queue and its DLQ (once per client)."""
+        assert self._connection is not None
+        for declaration in model.work_queue(queue):
+            if declaration.name in self._declared:
+                continue
+            try:
+                await aio.declare_queue(self._connection, declaration)
+            except TopologyMismatch as exc:
+                log.warning(
+                    "queue exists with other arguments; publishing anyway",
+                    queue=declaration.name,
+                    error=str(exc),
+                )
+            self._declared.add(declaration.name)
+
+    async def publish(self, call: PreparedCall) -> None:
+        """Publish and wait for the confirm; redeclare once if the queue vanished."""
+        publisher = await self._connect()
+        if call.wants_result:
+            await self._ensure_replies()
+        if call.route.queue is not None:
+            await self.ensure_queue(call.route.queue)
+        try:
+            await publisher.publish(call.message)
+        except Unroutable:
+            if call.route.queue is None:
+                raise
+            for declaration in model.work_queue(call.route.queue):
+                self._declared.discard(declaration.name)
+            await self.ensure_queue(call.route.queue)
+            await publisher.publish(call.message)
+
+    async def close(self) -> None:
+        """Close the connection."""
+        connection, self._connection = self._connection, None
+        self._publisher = None
+        self._reply_channel = None
+        if connection is not None and not connection.is_closed:
+            await connection.close()
+
+
+def loop_key() -> Any:
+    """The running event loop (async clients are per loop)."""
+    return asyncio.get_running_loop()

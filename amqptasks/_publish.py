@@ -1,0 +1,148 @@
+"""Turn a task call into an outgoing message (pure: no I/O).
+
+Shared by the sync and async publishing paths so both send identical messages.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from amqptasks._context import current_request
+from amqptasks.exceptions import ConfigError
+from amqptasks.protocol import serializers
+from amqptasks.protocol.envelope import OutgoingMessage, build_task_message
+from amqptasks.routing import Route, resolve_route
+
+if TYPE_CHECKING:
+    from amqptasks.config import Settings
+
+
+class PublishOptions(TypedDict, total=False):
+    """Per-call options of ``apply_async``/``aapply_async``.
+
+    Attributes:
+        task_id: Use this id instead of a new UUID.
+        queue: Send to this queue (through the default exchange).
+        exchange: Publish to this exchange instead.
+        routing_key: Routing key (defaults to the queue name).
+        priority: 0-255; honoured by queues declared with ``x-max-priority``.
+        expires: Seconds from now, or a datetime (naive = UTC), after which a
+            worker does not run the task and reports it REVOKED.
+        headers: Extra message headers.
+        serializer: ``json``, ``msgpack``, ``yaml`` (or ``pickle`` if accepted).
+        compression: ``zlib``/``gzip``, ``bz2`` or ``lzma``.
+        ignore_result: Send no result back.
+    """
+
+    task_id: str
+    queue: str
+    exchange: str
+    routing_key: str
+    priority: int
+    expires: dt.datetime | float
+    headers: Mapping[str, Any]
+    serializer: str
+    compression: str
+    ignore_result: bool
+
+
+PUBLISH_OPTION_NAMES = frozenset(PublishOptions.__annotations__)
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedCall:
+    """A message plus what the publisher needs to know about it."""
+
+    message: OutgoingMessage
+    route: Route
+    wants_result: bool
+
+
+def to_utc_iso(when: dt.datetime | float | int, *, now: dt.datetime | None = None) -> str:
+    """An ISO 8601 UTC timestamp for a datetime or a number of seconds from now.
+
+    Naive datetimes are taken as UTC.
+    """
+    if isinstance(when, dt.datetime):
+        moment = when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    elif isinstance(when, int | float) and not isinstance(when, bool):
+        moment = (now or dt.datetime.now(dt.timezone.utc)) + dt.timedelta(seconds=float(when))
+    else:
+        raise ConfigError(f"expected seconds or a datetime, got {when!r}")
+    return moment.astimezone(dt.timezone.utc).isoformat()
+
+
+def prepare_call(
+    *,
+    settings: Settings,
+    task_name: str,
+    args: Sequence[Any] | None,
+    kwargs: Mapping[str, Any] | None,
+    reply_to: str | None,
+    task_queue: str | None = None,
+    task_serializer: str | None = None,
+    task_compression: str | None = None,
+    task_ignore_result: bool | None = None,
+    task_id: str | None = None,
+    queue: str | None = None,
+    exchange: str | None = None,
+    routing_key: str | None = None,
+    priority: int | None = None,
+    expires: dt.datetime | float | None = None,
+    headers: Mapping[str, Any] | None = None,
+    serializer: str | None = None,
+    compression: str | None = None,
+    ignore_result: bool | None = None,
+) -> PreparedCall:
+    """Resolve options (call > task > app) and encode the message.
+
+    Raises:
+        ConfigError: bad priority, serializer, compression or expires.
+        TypeError: arguments that the serializer cannot encode.
+    """
+    if args is not None and (isinstance(args, str | bytes) or not isinstance(args, Sequence)):
+        raise ConfigError(f"args must be a list or tuple, got {type(args).__name__}")
+    if kwargs is not None and not isinstance(kwargs, Mapping):
+        raise ConfigError(f"kwargs must be a mapping, got {type(kwargs).__name__}")
+    if priority is not None and not (isinstance(priority, int) and 0 <= priority <= 255):
+        raise ConfigError(f"priority must be an integer from 0 to 255, got {priority!r}")
+    chosen_serializer = serializer or task_serializer or settings.task_serializer
+    serializers.by_name(chosen_serializer)
+    skip_result = (
+        ignore_result
+        if ignore_result is not None
+        else task_ignore_result
+        if task_ignore_result is not None
+        else settings.task_ignore_result
+    )
+    route = resolve_route(
+        task_queue=task_queue,
+        default_queue=settings.default_queue,
+        queue=queue,
+        exchange=exchange,
+        routing_key=routing_key,
+    )
+    new_id = task_id or str(uuid.uuid4())
+    parent = current_request.get()
+    message = build_task_message(
+        task=task_name,
+        task_id=new_id,
+        args=args or (),
+        kwargs=kwargs or {},
+        exchange=route.exchange,
+        routing_key=route.routing_key,
+        serializer=chosen_serializer,
+        compression_method=compression or task_compression or settings.task_compression,
+        reply_to=None if skip_result else reply_to,
+        priority=priority,
+        root_id=(parent.root_id or parent.id) if parent else None,
+        parent_id=parent.id if parent else None,
+        expires=to_utc_iso(expires) if expires is not None else None,
+        ignore_result=skip_result,
+        extra_headers=headers,
+    )
+    return PreparedCall(message=message, route=route, wants_result=not skip_result)

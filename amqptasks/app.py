@@ -1,0 +1,250 @@
+"""App: settings, the task registry and the producer clients."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import weakref
+from typing import TYPE_CHECKING, Any, TypeVar, overload
+
+from amqptasks._client import AioClient, SyncClient
+from amqptasks._publish import PreparedCall, prepare_call
+from amqptasks.config import Settings, settings_from_object
+from amqptasks.exceptions import BatchPublishError, BrokerError, ConfigError
+from amqptasks.registry import TaskRegistry
+from amqptasks.results.buffer import ResultBuffer
+from amqptasks.results.result import AsyncResult
+from amqptasks.task import P, R, Task, check_task_options
+from amqptasks.transport.sync import wait_confirm
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine, Iterator
+    from concurrent.futures import Future
+
+T = TypeVar("T")
+
+
+class App:
+    """An amqptasks application: where tasks are registered and sent from.
+
+    Args:
+        main: The app's name (used in reply queue and connection names).
+        broker_url: ``amqp://user:password@host:5672/vhost``; overridden by the
+            ``AMQPTASKS_BROKER_URL`` environment variable.
+        config_source: A settings module/object (or its import path).
+        **settings: Any :class:`~amqptasks.config.Settings` field.
+
+    Example:
+        >>> app = App("proj", broker_url="amqp://guest:guest@localhost:5672//")
+        >>> @app.task
+        ... def add(x, y): return x + y
+    """
+
+    def __init__(
+        self,
+        main: str = "amqptasks",
+        broker_url: str | None = None,
+        *,
+        config_source: object | str | None = None,
+        **settings: Any,
+    ) -> None:
+        self.main = main
+        self._given: dict[str, Any] = {}
+        if config_source is not None:
+            self._given.update(settings_from_object(config_source))
+        if broker_url is not None:
+            self._given["broker_url"] = broker_url
+        self._given.update(settings)
+        self._settings = Settings.build(self._given)
+        self.tasks = TaskRegistry()
+        self.results = ResultBuffer()
+        self._sync_client: SyncClient | None = None
+        self._aio_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AioClient] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._lock = threading.Lock()
+        self._batch = threading.local()
+
+    def __repr__(self) -> str:
+        return f"<App {self.main} broker={self._settings.broker.redacted()}>"
+
+    @property
+    def settings(self) -> Settings:
+        """The effective settings (defaults < code < ``AMQPTASKS_*`` environment)."""
+        return self._settings
+
+    def config_from_object(self, obj: object | str) -> None:
+        """Load settings from a module, class or object, or its import path.
+
+        Raises:
+            ConfigError: an unknown name or bad value.
+        """
+        self._given.update(settings_from_object(obj))
+        self._settings = Settings.build(self._given)
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(self, /, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(
+        self, fn: Callable[P, R] | None = None, /, **options: Any
+    ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+        """Register a function as a task: ``@app.task`` or ``@app.task(name=..., ...)``.
+
+        Options: ``name``, ``queue``, ``ignore_result``, ``serializer``,
+        ``compression``, ``acks_early``, ``bind``, ``priority``.
+
+        Raises:
+            ConfigError: unknown option, unusable serializer, or a duplicate name.
+        """
+        check_task_options(options, self._settings.accept_content)
+
+        def register(func: Callable[P, R]) -> Task[P, R]:
+            name = options.get("name") or self._default_name(func)
+            task: Task[P, R] = Task(self, func, **{**options, "name": name})
+            self.tasks.add(task)
+            return task
+
+        if fn is not None:
+            return register(fn)
+        return register
+
+    def _default_name(self, func: Callable[..., Any]) -> str:
+        module = func.__module__
+        if module == "__main__":
+            module = self.main
+        return f"{module}.{func.__name__}"
+
+    # -- sending ----------------------------------------------------------------------------
+
+    def _prepare(self, options: dict[str, Any], reply_to: str) -> PreparedCall:
+        return prepare_call(settings=self._settings, reply_to=reply_to, **options)
+
+    def _client(self) -> SyncClient:
+        with self._lock:
+            if self._sync_client is None:
+                self._sync_client = SyncClient(self.main, self._settings, self.results)
+            return self._sync_client
+
+    def _aclient(self) -> AioClient:
+        loop = asyncio.get_running_loop()
+        client = self._aio_clients.get(loop)
+        if client is None:
+            client = AioClient(self.main, self._settings, self.results)
+            self._aio_clients[loop] = client
+        return client
+
+    def _result(self, call: PreparedCall) -> AsyncResult:
+        return AsyncResult(
+            call.message.message_id,
+            buffer=self.results if call.wants_result else None,
+            task_name=str(call.message.headers["task"]),
+        )
+
+    def _send(self, options: dict[str, Any]) -> AsyncResult:
+        client = self._client()
+        call = self._prepare(options, client.reply_queue)
+        batch: list[tuple[Future[None], PreparedCall]] | None = getattr(self._batch, "items", None)
+        if batch is not None:
+            batch.append((client.publish_nowait(call), call))
+        else:
+            client.publish(call)
+        return self._result(call)
+
+    async def _asend(self, options: dict[str, Any]) -> AsyncResult:
+        client = self._aclient()
+        call = self._prepare(options, client.reply_queue)
+        await client.publish(call)
+        return self._result(call)
+
+    def _named_call(
+        self, name: str, args: Any, kwargs: Any, options: dict[str, Any]
+    ) -> dict[str, Any]:
+        task = self.tasks.find(name)
+        base = (
+            {
+                "task_queue": task.queue,
+                "task_serializer": task.serializer,
+                "task_compression": task.compression,
+                "task_ignore_result": task.ignore_result,
+            }
+            if task
+            else {}
+        )
+        return {**base, "task_name": name, "args": args, "kwargs": kwargs, **options}
+
+    def send_task(
+        self, name: str, args: Any = None, kwargs: Any = None, **options: Any
+    ) -> AsyncResult:
+        """Send a task by name, without importing its code (as Celery's ``send_task``).
+
+        Takes the same options as :meth:`Task.apply_async`.
+        """
+        return self._send(self._named_call(name, args, kwargs, options))
+
+    async def asend_task(
+        self, name: str, args: Any = None, kwargs: Any = None, **options: Any
+    ) -> AsyncResult:
+        """Async :meth:`send_task`."""
+        return await self._asend(self._named_call(name, args, kwargs, options))
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Publish many messages from this thread without a round trip each.
+
+        Inside the block ``delay``/``apply_async`` return at once; on leaving it,
+        every confirm is awaited. Messages are pipelined on the connection.
+
+        Raises:
+            BatchPublishError: listing each message that was not confirmed.
+
+        Example:
+            >>> with app.batch():
+            ...     results = [add.delay(i, i) for i in range(10_000)]
+        """
+        if getattr(self._batch, "items", None) is not None:
+            yield  # nested: the outer batch waits
+            return
+        items: list[tuple[Future[None], PreparedCall]] = []
+        self._batch.items = items
+        try:
+            yield
+        finally:
+            self._batch.items = None
+            failures: list[BrokerError] = []
+            for future, call in items:
+                try:
+                    wait_confirm(future, call.message, self._settings.publish_timeout)
+                except BrokerError as exc:
+                    failures.append(exc)
+            if failures:
+                raise BatchPublishError(failures)
+
+    def close(self) -> None:
+        """Close the sync producer connection (async ones: :meth:`aclose`)."""
+        with self._lock:
+            client, self._sync_client = self._sync_client, None
+        if client is not None:
+            client.close()
+
+    async def aclose(self) -> None:
+        """Close the async producer connection of the running event loop."""
+        client = self._aio_clients.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            await client.close()
+
+    def run_coroutine(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` to completion on a fresh event loop (scripts and the CLI)."""
+        return asyncio.run(coro)
+
+
+def check_app(obj: object, where: str) -> App:
+    """Return ``obj`` if it is an :class:`App`, else raise a clear error."""
+    if not isinstance(obj, App):
+        raise ConfigError(f"{where} is a {type(obj).__name__}, not an amqptasks App")
+    return obj

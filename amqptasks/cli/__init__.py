@@ -1,0 +1,26 @@
+"""The ``amqptasks`` command line: thin wrappers around the public API."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from amqptasks import __version__
+from amqptasks.cli.call import call
+from amqptasks.cli.worker import worker
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="amqptasks")
+def cli() -> None:
+    """amqptasks: RabbitMQ-first background tasks."""
+
+
+cli.add_command(worker)
+cli.add_command(call)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    sys.exit(cli(standalone_mode=True))

@@ -1,0 +1,95 @@
+"""Options shared by every command, declared once."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from amqptasks.app import App
+from amqptasks.exceptions import AmqptasksError
+from amqptasks.logging import configure_logging, redact
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def load_app(path: str) -> App:
+    """Import ``module:attribute`` (or ``module``, finding its App) and return the App."""
+    module_name, _, attribute = path.partition(":")
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise click.UsageError(f"cannot import {module_name!r} (from -A {path}): {exc}") from exc
+    if attribute:
+        obj: Any = module
+        for part in attribute.split("."):
+            obj = getattr(obj, part, None)
+        if not isinstance(obj, App):
+            raise click.UsageError(f"{path} is not an amqptasks App (got {type(obj).__name__})")
+        return obj
+    apps = [value for value in vars(module).values() if isinstance(value, App)]
+    if len(apps) != 1:
+        raise click.UsageError(
+            f"module {module_name!r} has {len(apps)} App objects; name one as {module_name}:NAME"
+        )
+    return apps[0]
+
+
+def shared_options(func: F) -> F:
+    """Add -A/--app, --broker-url, -l/--loglevel and --log-format to a command."""
+
+    @click.option(
+        "-A",
+        "--app",
+        "app_path",
+        envvar="AMQPTASKS_APP",
+        required=True,
+        help="The app, as module:attribute (env AMQPTASKS_APP).",
+    )
+    @click.option(
+        "--broker-url",
+        envvar="AMQPTASKS_BROKER_URL",
+        default=None,
+        help="Override the broker URL (env AMQPTASKS_BROKER_URL).",
+    )
+    @click.option(
+        "-l",
+        "--loglevel",
+        envvar="AMQPTASKS_LOGLEVEL",
+        default="warning",
+        show_default=True,
+        type=click.Choice(["debug", "info", "warning", "error", "critical"], case_sensitive=False),
+    )
+    @click.option(
+        "--log-format",
+        envvar="AMQPTASKS_LOG_FORMAT",
+        default="console",
+        show_default=True,
+        type=click.Choice(["console", "json"]),
+    )
+    @functools.wraps(func)
+    def wrapper(
+        *args: Any,
+        app_path: str,
+        broker_url: str | None,
+        loglevel: str,
+        log_format: str,
+        **kwargs: Any,
+    ) -> Any:
+        configure_logging(loglevel, "json" if log_format == "json" else "console")
+        if broker_url:
+            os.environ["AMQPTASKS_BROKER_URL"] = broker_url
+        try:
+            app = load_app(app_path)
+            return func(*args, app=app, **kwargs)
+        except AmqptasksError as exc:
+            raise click.ClickException(redact(f"{type(exc).__name__}: {exc}")) from exc
+
+    return wrapper  # type: ignore[return-value]

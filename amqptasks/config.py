@@ -1,0 +1,266 @@
+"""Settings and the broker URL, validated early with errors that say what to fix.
+
+Where a setting comes from, lowest priority first:
+
+1. built-in defaults;
+2. ``App(name, broker_url=..., **settings)`` and ``app.config_from_object(obj)``;
+3. environment variables ``AMQPTASKS_<NAME>`` (e.g. ``AMQPTASKS_BROKER_URL``),
+   so an operator can repoint a deployed app without editing its code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import os
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from amqptasks import constants
+from amqptasks.exceptions import ConfigError
+from amqptasks.logging import redact
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+ENV_PREFIX = "AMQPTASKS_"
+
+_DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671, "pyamqp": 5672}
+
+
+def _parse_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true/false, got {value!r}")
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError(f"must be > 0, got {value!r}")
+    return number
+
+
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"must be >= 0, got {value!r}")
+    return number
+
+
+#: URL query parameters: name -> (parser, default). ``?heartbeat=10&connect_timeout=3``.
+URL_PARAMETERS: dict[str, tuple[Callable[[str], Any], Any]] = {
+    "heartbeat": (_non_negative_int, constants.DEFAULT_HEARTBEAT),
+    "connect_timeout": (_positive_float, constants.DEFAULT_CONNECT_TIMEOUT),
+    "name": (str, ""),
+}
+
+
+@dataclass(frozen=True)
+class BrokerURL:
+    """A parsed AMQP URL: ``amqp://user:password@host:port/vhost?heartbeat=30``.
+
+    ``//`` as path (Celery's spelling) and ``/%2F`` both mean the vhost ``/``.
+    ``str()`` and ``repr()`` mask the password.
+    """
+
+    scheme: str
+    host: str
+    port: int
+    vhost: str
+    username: str
+    password: str = field(repr=False)
+    heartbeat: int = constants.DEFAULT_HEARTBEAT
+    connect_timeout: float = constants.DEFAULT_CONNECT_TIMEOUT
+    name: str = ""
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerURL:
+        """Parse and validate ``url``.
+
+        Raises:
+            ConfigError: naming the part that is wrong (the password is never echoed).
+        """
+        shown = redact(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigError(f"broker URL {shown!r} is not a valid URL: {exc}") from None
+        scheme = parts.scheme.lower()
+        if scheme not in _DEFAULT_PORTS:
+            raise ConfigError(
+                f"broker URL {shown!r}: scheme must be amqp:// or amqps://, got {parts.scheme!r}"
+            )
+        if not parts.hostname:
+            raise ConfigError(f"broker URL {shown!r} has no host")
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        vhost = unquote(path) if path else "/"
+        params: dict[str, Any] = {}
+        for key, raw in parse_qsl(parts.query, keep_blank_values=True):
+            if key not in URL_PARAMETERS:
+                known = ", ".join(sorted(URL_PARAMETERS))
+                raise ConfigError(
+                    f"broker URL {shown!r}: unknown parameter {key!r} (known: {known})"
+                )
+            parser, _default = URL_PARAMETERS[key]
+            try:
+                params[key] = parser(raw)
+            except ValueError as exc:
+                raise ConfigError(f"broker URL {shown!r}: parameter {key}: {exc}") from None
+        return cls(
+            scheme="amqps" if scheme == "amqps" else "amqp",
+            host=parts.hostname,
+            port=port or _DEFAULT_PORTS[scheme],
+            vhost=vhost,
+            username=unquote(parts.username) if parts.username else "guest",
+            password=unquote(parts.password) if parts.password else "guest",
+            **params,
+        )
+
+    @property
+    def ssl(self) -> bool:
+        """True for ``amqps://``."""
+        return self.scheme == "amqps"
+
+    def redacted(self) -> str:
+        """The URL with the password masked, for messages and logs."""
+        vhost = "/" + ("" if self.vhost == "/" else self.vhost)
+        return f"{self.scheme}://{self.username}:***@{self.host}:{self.port}{vhost}"
+
+    def __str__(self) -> str:
+        return self.redacted()
+
+
+def _parse_str_tuple(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _optional_str(value: str) -> str | None:
+    return value or None
+
+
+def _optional_int(value: str) -> int | None:
+    return int(value) if value else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every App setting, with its default. See docs/configuration.md."""
+
+    broker_url: str = constants.DEFAULT_BROKER_URL
+    #: Queue for tasks that name none.
+    default_queue: str = constants.DEFAULT_QUEUE
+    task_serializer: str = constants.DEFAULT_SERIALIZER
+    result_serializer: str = constants.DEFAULT_SERIALIZER
+    #: Content types a worker accepts; pickle is refused unless named here.
+    accept_content: tuple[str, ...] = ("json", "msgpack", "yaml")
+    task_compression: str | None = None
+    task_ignore_result: bool = False
+    task_acks_early: bool = False
+    task_track_started: bool = False
+    #: Seconds a publish waits for the broker's confirm.
+    publish_timeout: float = constants.DEFAULT_PUBLISH_TIMEOUT
+    #: Seconds an unused reply queue lives on the broker.
+    result_expires: float = constants.DEFAULT_RESULT_EXPIRES
+    worker_pool: str = "threads"
+    worker_concurrency: int | None = None
+    worker_prefetch_multiplier: int = constants.DEFAULT_PREFETCH_MULTIPLIER
+    worker_shutdown_timeout: float = constants.DEFAULT_SHUTDOWN_TIMEOUT
+
+    def __post_init__(self) -> None:
+        BrokerURL.parse(self.broker_url)
+        if self.worker_pool not in {"threads", "asyncio"}:
+            raise ConfigError(
+                f"worker_pool must be 'threads' or 'asyncio', got {self.worker_pool!r}"
+            )
+        if self.worker_prefetch_multiplier < 1:
+            raise ConfigError("worker_prefetch_multiplier must be >= 1")
+        if self.worker_concurrency is not None and self.worker_concurrency < 1:
+            raise ConfigError("worker_concurrency must be >= 1")
+        for name in ("publish_timeout", "result_expires", "worker_shutdown_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+
+    @property
+    def broker(self) -> BrokerURL:
+        """The parsed broker URL."""
+        return BrokerURL.parse(self.broker_url)
+
+    @classmethod
+    def build(cls, given: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+        """Merge ``given`` settings with ``AMQPTASKS_*`` variables from ``environ``.
+
+        Raises:
+            ConfigError: for an unknown name (with close matches) or a bad value.
+        """
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in given.items():
+            if key not in known:
+                raise ConfigError(_unknown_setting(key, known))
+            values[key] = value
+        env = os.environ if environ is None else environ
+        for key in known:
+            raw = env.get(ENV_PREFIX + key.upper())
+            if raw is None:
+                continue
+            try:
+                values[key] = _ENV_PARSERS.get(key, str)(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{ENV_PREFIX}{key.upper()}: {exc}") from None
+        if isinstance(values.get("accept_content"), list):
+            values["accept_content"] = tuple(values["accept_content"])
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise ConfigError(str(exc)) from None
+
+
+def _unknown_setting(key: str, known: Mapping[str, object]) -> str:
+    close = difflib.get_close_matches(key, list(known), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return f"unknown setting {key!r}{hint}"
+
+
+_ENV_PARSERS: dict[str, Callable[[str], Any]] = {
+    "accept_content": _parse_str_tuple,
+    "task_compression": _optional_str,
+    "task_ignore_result": _parse_bool,
+    "task_acks_early": _parse_bool,
+    "task_track_started": _parse_bool,
+    "publish_timeout": float,
+    "result_expires": float,
+    "worker_concurrency": _optional_int,
+    "worker_prefetch_multiplier": int,
+    "worker_shutdown_timeout": float,
+}
+
+
+def settings_from_object(obj: object | str) -> dict[str, Any]:
+    """Read settings from a module, class or object (or its import path).
+
+    Lower-case public attributes whose names are settings are taken; upper-case
+    names are accepted too (``BROKER_URL``), as in Django settings modules.
+    """
+    if isinstance(obj, str):
+        try:
+            obj = importlib.import_module(obj)
+        except ImportError as exc:
+            raise ConfigError(f"cannot import settings module {obj!r}: {exc}") from exc
+    known = {f.name for f in dataclasses.fields(Settings)}
+    found: dict[str, Any] = {}
+    for attr in dir(obj):
+        if attr.startswith("_"):
+            continue
+        name = attr.lower()
+        if name.startswith("amqptasks_"):
+            name = name[len("amqptasks_") :]
+        if name in known:
+            found[name] = getattr(obj, attr)
+    return found

@@ -1,0 +1,50 @@
+"""Names and defaults shared by every layer.
+
+Header names, property values and defaults live here so that no other module
+spells a magic string twice.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Prefix of every header amqptasks adds to a Celery v2 message.
+HEADER_PREFIX: Final = "x-amqptasks-"
+#: Why a message was dead-lettered (``unknown-task``, ``decode-error``, ...).
+HEADER_REASON: Final = "x-amqptasks-reason"
+#: The error text that goes with :data:`HEADER_REASON`.
+HEADER_ERROR: Final = "x-amqptasks-error"
+#: Exception type name when a task failed.
+HEADER_EXC_TYPE: Final = "x-amqptasks-exc-type"
+#: The worker that dead-lettered a message.
+HEADER_WORKER: Final = "x-amqptasks-worker"
+#: Where the message was first published (exchange and routing key).
+HEADER_ORIGINAL_EXCHANGE: Final = "x-amqptasks-original-exchange"
+HEADER_ORIGINAL_ROUTING_KEY: Final = "x-amqptasks-original-routing-key"
+#: When (ISO 8601, UTC) a message was dead-lettered.
+HEADER_DEAD_LETTERED_AT: Final = "x-amqptasks-dead-lettered-at"
+
+#: Reasons carried in :data:`HEADER_REASON`.
+REASON_UNKNOWN_TASK: Final = "unknown-task"
+REASON_DECODE_ERROR: Final = "decode-error"
+REASON_BAD_MESSAGE: Final = "bad-message"
+
+DEFAULT_BROKER_URL: Final = "amqp://guest:guest@localhost:5672//"
+DEFAULT_QUEUE: Final = "default"
+#: The AMQP default exchange: routes by queue name.
+DEFAULT_EXCHANGE: Final = ""
+DEFAULT_SERIALIZER: Final = "json"
+DEFAULT_CONNECT_TIMEOUT: Final = 5.0
+DEFAULT_HEARTBEAT: Final = 30
+DEFAULT_PUBLISH_TIMEOUT: Final = 15.0
+DEFAULT_PREFETCH_MULTIPLIER: Final = 4
+DEFAULT_SHUTDOWN_TIMEOUT: Final = 30.0
+#: Unused reply queues are deleted by the broker after this many seconds.
+DEFAULT_RESULT_EXPIRES: Final = 86400.0
+#: How many finished results a client keeps for ``get()`` calls not yet made.
+RESULT_BUFFER_SIZE: Final = 10_000
+
+#: AMQP delivery mode 2: the broker writes the message to disk.
+PERSISTENT: Final = 2
+
+LANG: Final = "py"

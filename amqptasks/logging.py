@@ -1,0 +1,136 @@
+"""Logging: structlog loggers that stay quiet until the application asks.
+
+The library logs through :func:`get_logger`, whose events go to the standard
+``logging`` logger of the same name ("amqptasks.*"). That logger has a
+``NullHandler``, so nothing is printed until the application (or the
+``amqptasks`` CLI, through :func:`configure_logging`) installs a handler. The
+library never configures structlog or the root logger itself.
+
+Every event passes :func:`redact_secrets`, which masks passwords in AMQP URLs
+and values of keys that name a secret.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import TYPE_CHECKING, Any, Literal
+
+import structlog
+
+if TYPE_CHECKING:
+    from structlog.typing import EventDict, Processor, WrappedLogger
+
+_URL_PASSWORD = re.compile(
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s/]*)@"
+)
+_SECRET_KEYS = frozenset({"password", "passwd", "secret", "key", "private_key", "token"})
+
+logging.getLogger("amqptasks").addHandler(logging.NullHandler())
+
+
+def redact(text: str) -> str:
+    """Mask the password of every URL in ``text``.
+
+    >>> redact("amqp://guest:s3cret@host:5672//")
+    'amqp://guest:***@host:5672//'
+    """
+    if "@" not in text:
+        return text
+    return _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", text)
+
+
+def redact_secrets(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    """structlog processor: hide passwords in URLs and values of secret-named keys."""
+    for key, value in list(event_dict.items()):
+        if key in _SECRET_KEYS and value:
+            event_dict[key] = "***"
+        elif isinstance(value, str):
+            event_dict[key] = redact(value)
+        elif isinstance(value, BaseException):
+            event_dict[key] = redact(f"{type(value).__name__}: {value}")
+    return event_dict
+
+
+_LIBRARY_PROCESSORS: list[Processor] = [
+    structlog.stdlib.filter_by_level,
+    structlog.contextvars.merge_contextvars,
+    redact_secrets,
+    structlog.stdlib.render_to_log_kwargs,
+]
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    """Return the library logger for module ``name`` (silent until configured)."""
+    logger: structlog.stdlib.BoundLogger = structlog.wrap_logger(
+        logging.getLogger(name),
+        processors=_LIBRARY_PROCESSORS,
+        wrapper_class=structlog.stdlib.BoundLogger,
+    )
+    return logger
+
+
+LogFormat = Literal["console", "json"]
+
+
+def configure_logging(
+    level: str | int = "INFO", log_format: LogFormat = "console", *, stream: Any = None
+) -> None:
+    """Configure stdlib logging and structlog for a command-line process.
+
+    Used by the ``amqptasks`` CLI; applications embedding amqptasks keep their
+    own logging set-up and never need to call it.
+
+    Args:
+        level: Level name or number for the ``amqptasks`` logger and task code.
+        log_format: ``console`` for humans, ``json`` for one JSON object per line.
+        stream: Where to write (default ``sys.stderr``).
+    """
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+    renderer: Processor = (
+        structlog.processors.JSONRenderer()
+        if log_format == "json"
+        else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info if log_format == "json" else _noop,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    if not isinstance(numeric, int):
+        raise ValueError(f"unknown log level {level!r}")
+    root.setLevel(numeric)
+    # pika and aiormq are chatty at INFO about every connection step.
+    for noisy in ("pika", "aiormq", "aio_pika"):
+        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+
+
+def _noop(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
+    return event_dict

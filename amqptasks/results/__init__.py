@@ -1,0 +1,1 @@
+"""Task results over an RPC reply queue (Celery's ``rpc://`` format)."""

@@ -1,0 +1,129 @@
+"""Encode and decode result messages in Celery's rpc backend format.
+
+A result message is published to the default exchange with the routing key
+``reply_to`` and ``correlation_id`` = task id; its body is::
+
+    {"task_id": ..., "status": "SUCCESS", "result": <value or exception>,
+     "traceback": <str or null>, "children": [], "date_done": <iso8601>}
+
+An exception is ``{"exc_type": "ValueError", "exc_message": [args...],
+"exc_module": "builtins"}``.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import datetime as dt
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from amqptasks import exceptions
+from amqptasks.exceptions import DecodeError, RemoteTaskError
+from amqptasks.results import states
+
+
+@dataclass(frozen=True, slots=True)
+class ResultMeta:
+    """What the worker said about a task."""
+
+    task_id: str
+    status: str
+    result: Any = None
+    traceback: str | None = None
+    children: list[Any] = field(default_factory=list)
+    date_done: str | None = None
+
+
+def encode_exception(exc: BaseException) -> dict[str, Any]:
+    """Describe ``exc`` the way Celery's json result serializer does."""
+    args: list[Any] = []
+    for arg in exc.args:
+        args.append(arg if isinstance(arg, str | int | float | bool | type(None)) else repr(arg))
+    return {
+        "exc_type": type(exc).__qualname__,
+        "exc_message": args,
+        "exc_module": type(exc).__module__,
+    }
+
+
+def encode_result(
+    task_id: str,
+    status: str,
+    result: Any = None,
+    *,
+    traceback: str | None = None,
+    exception: BaseException | None = None,
+) -> dict[str, Any]:
+    """The body of a result message for ``task_id``."""
+    return {
+        "task_id": task_id,
+        "status": status,
+        "result": encode_exception(exception) if exception is not None else result,
+        "traceback": traceback,
+        "children": [],
+        "date_done": dt.datetime.now(dt.timezone.utc).isoformat()
+        if status in states.READY_STATES
+        else None,
+    }
+
+
+def decode_result(payload: Any) -> ResultMeta:
+    """Parse a result message body (already deserialized).
+
+    Raises:
+        DecodeError: when the payload is not a result mapping.
+    """
+    if not isinstance(payload, Mapping) or "task_id" not in payload or "status" not in payload:
+        raise DecodeError(f"not a result message: {str(payload)[:200]!r}")
+    return ResultMeta(
+        task_id=str(payload["task_id"]),
+        status=str(payload["status"]),
+        result=payload.get("result"),
+        traceback=payload.get("traceback"),
+        children=list(payload.get("children") or []),
+        date_done=payload.get("date_done"),
+    )
+
+
+def _find_exception_type(name: str, module: str) -> type[BaseException] | None:
+    if module == "builtins":
+        candidate = getattr(builtins, name, None)
+    elif module == exceptions.__name__:
+        candidate = getattr(exceptions, name, None)
+    else:
+        # Only types whose module this process already imported: decoding a
+        # result must never import code named by the sender.
+        loaded = sys.modules.get(module)
+        candidate = getattr(loaded, name, None) if loaded is not None else None
+    if isinstance(candidate, type) and issubclass(candidate, BaseException):
+        return candidate
+    return None
+
+
+def rebuild_exception(value: Any, traceback: str | None) -> BaseException:
+    """Turn an encoded exception back into an exception instance.
+
+    The type is rebuilt when it is a builtin, an amqptasks error or defined in an
+    already imported module; otherwise a :class:`RemoteTaskError` carrying the
+    type name is returned. The remote traceback is kept in ``remote_traceback``
+    and, on Python 3.11+, added as a note so that it is printed.
+    """
+    if not isinstance(value, Mapping) or "exc_type" not in value:
+        exc: BaseException = RemoteTaskError(repr(value), exc_type="UnknownError")
+    else:
+        name = str(value["exc_type"])
+        module = str(value.get("exc_module") or "builtins")
+        raw_args = value.get("exc_message")
+        args = list(raw_args) if isinstance(raw_args, list | tuple) else [raw_args]
+        exc_type = _find_exception_type(name, module)
+        exc = RemoteTaskError(", ".join(str(a) for a in args), exc_type=name, exc_module=module)
+        if exc_type is not None:
+            with contextlib.suppress(Exception):  # its __init__ may want other arguments
+                exc = exc_type(*args)
+    exc.remote_traceback = traceback  # type: ignore[attr-defined]
+    if traceback and hasattr(exc, "add_note"):
+        exc.add_note("Remote traceback:\n" + traceback.rstrip())
+    return exc

@@ -1,0 +1,177 @@
+"""Task: a function registered with an app, callable locally or through the broker."""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+
+from typing_extensions import Unpack
+
+from amqptasks._context import Request, current_request
+from amqptasks._publish import PUBLISH_OPTION_NAMES, PublishOptions
+from amqptasks.exceptions import ConfigError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from amqptasks.app import App
+    from amqptasks.results.result import AsyncResult
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class Task(Generic[P, R]):
+    """A registered task. Made by ``@app.task``; not instantiated directly.
+
+    Calling the task runs the function here and now; :meth:`delay` and
+    :meth:`apply_async` (and their async twins) send it to a worker.
+
+    Example:
+        >>> @app.task
+        ... def add(x: int, y: int) -> int: return x + y
+        >>> add.delay(2, 3).get(timeout=10)
+        5
+    """
+
+    def __init__(
+        self,
+        app: App,
+        fn: Callable[..., R],
+        *,
+        name: str,
+        queue: str | None = None,
+        ignore_result: bool | None = None,
+        serializer: str | None = None,
+        compression: str | None = None,
+        acks_early: bool | None = None,
+        bind: bool = False,
+        priority: int | None = None,
+    ) -> None:
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.queue = queue
+        self.ignore_result = ignore_result
+        self.serializer = serializer
+        self.compression = compression
+        self.acks_early = acks_early
+        self.bind = bind
+        self.priority = priority
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.__doc__ = fn.__doc__
+        self.__name__ = getattr(fn, "__name__", name)
+        self.__module__ = fn.__module__
+        self.__wrapped__ = fn
+
+    def __repr__(self) -> str:
+        return f"<Task {self.name}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function in this process (no broker involved)."""
+        if self.bind:
+            return self.fn(self, *args, **kwargs)
+        return self.fn(*args, **kwargs)
+
+    @property
+    def request(self) -> Request:
+        """The call being executed (id, retries, ...); only valid inside the task."""
+        request = current_request.get()
+        if request is None or request.task != self.name:
+            return Request(id="", task=self.name, is_eager=True)
+        return request
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
+        """Send the task with these arguments; shortcut for :meth:`apply_async`.
+
+        Returns:
+            An :class:`AsyncResult`; ``.get()`` waits for the value.
+        """
+        return self.apply_async(args, kwargs)
+
+    async def adelay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult:
+        """Async :meth:`delay` (aio-pika): ``r = await add.adelay(2, 3)``."""
+        return await self.aapply_async(args, kwargs)
+
+    def _options(
+        self,
+        args: Sequence[Any] | None,
+        kwargs: Mapping[str, Any] | None,
+        options: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        unknown = set(options) - PUBLISH_OPTION_NAMES
+        if unknown:
+            raise TypeError(f"unknown option(s) for {self.name}: {', '.join(sorted(unknown))}")
+        return {
+            "task_name": self.name,
+            "task_queue": self.queue,
+            "task_serializer": self.serializer,
+            "task_compression": self.compression,
+            "task_ignore_result": self.ignore_result,
+            "priority": self.priority,
+            "args": args,
+            "kwargs": kwargs,
+            **{key: value for key, value in options.items() if value is not None},
+        }
+
+    def apply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Unpack[PublishOptions],
+    ) -> AsyncResult:
+        """Send the task, waiting until the broker confirmed the message.
+
+        Args:
+            args: Positional arguments.
+            kwargs: Keyword arguments.
+            **options: See :class:`~amqptasks.PublishOptions`: ``task_id``,
+                ``queue``, ``exchange``, ``routing_key``, ``priority``,
+                ``expires``, ``headers``, ``serializer``, ``compression``,
+                ``ignore_result``.
+
+        Raises:
+            Unroutable: no queue took the message.
+            PublishNotConfirmed: the broker nacked it or did not confirm in time.
+            BrokerUnreachable, AuthenticationFailed, ConnectionLost: connection problems.
+            ConfigError: a bad option value.
+        """
+        return self.app._send(self._options(args, kwargs, options))
+
+    async def aapply_async(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Unpack[PublishOptions],
+    ) -> AsyncResult:
+        """Async :meth:`apply_async` (aio-pika); same arguments and errors."""
+        return await self.app._asend(self._options(args, kwargs, options))
+
+
+def check_task_options(options: Mapping[str, Any], accept_content: tuple[str, ...]) -> None:
+    """Fail at decoration time on an unknown option or an unusable serializer."""
+    known = {
+        "name",
+        "queue",
+        "ignore_result",
+        "serializer",
+        "compression",
+        "acks_early",
+        "bind",
+        "priority",
+    }
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(
+            f"unknown task option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+        )
+    serializer = options.get("serializer")
+    if serializer:
+        from amqptasks.protocol.serializers import check_accepted
+
+        check_accepted(serializer, accept_content)
+    compression = options.get("compression")
+    if compression:
+        from amqptasks.protocol.compression import codec
+
+        codec(compression)

@@ -1,0 +1,12 @@
+"""Test helpers for amqptasks.
+
+:class:`RabbitNode` starts and stops a private RabbitMQ node (own name, own ports on
+127.0.0.1, config/data/logs in one directory) via the ``rabbitmq-node`` script, and
+offers a few ``rabbitmqctl`` helpers for integration tests.
+"""
+
+from __future__ import annotations
+
+from amqptasks.testing.node import RabbitNode
+
+__all__ = ["RabbitNode"]

@@ -1,0 +1,452 @@
+"""Start and stop a private RabbitMQ node for tests and demos.
+
+The heavy lifting is done by the ``rabbitmq-node`` shell script (single source of truth:
+``deploy/local/rabbitmq-node`` in the repository; an identical copy ships inside this
+package for installed use).  :class:`RabbitNode` drives that script and adds a few
+``rabbitmqctl`` helpers that integration tests need.
+
+Example:
+    >>> with RabbitNode() as node:  # doctest: +SKIP
+    ...     print(node.amqp_url)
+    amqp://guest:guest@127.0.0.1:40123/%2F
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+__all__ = [
+    "SCRIPT_ENV_VAR",
+    "RabbitNode",
+    "find_script",
+    "packaged_script_path",
+    "repo_script_path",
+    "wait_for_amqp",
+]
+
+#: Environment variable that, when set, overrides the location of ``rabbitmq-node``.
+SCRIPT_ENV_VAR = "AMQPTASKS_RABBITMQ_NODE_SCRIPT"
+
+_SCRIPT_NAME = "rabbitmq-node"
+
+
+def repo_script_path() -> Path:
+    """Return where the script lives in a source checkout (it may not exist).
+
+    Returns:
+        ``<repo>/deploy/local/rabbitmq-node``.
+    """
+    return Path(__file__).resolve().parents[2] / "deploy" / "local" / _SCRIPT_NAME
+
+
+def packaged_script_path() -> Path:
+    """Return where the copy shipped as package data lives (it may not exist).
+
+    Returns:
+        ``amqptasks/testing/rabbitmq-node`` next to this module.
+    """
+    return Path(__file__).resolve().with_name(_SCRIPT_NAME)
+
+
+def find_script() -> Path:
+    """Locate the ``rabbitmq-node`` script.
+
+    The order is: ``$AMQPTASKS_RABBITMQ_NODE_SCRIPT``, the repository copy, then the
+    packaged copy.
+
+    Returns:
+        Path to the script.
+
+    Raises:
+        FileNotFoundError: If no copy of the script can be found.
+    """
+    override = os.environ.get(SCRIPT_ENV_VAR)
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            raise FileNotFoundError(f"{SCRIPT_ENV_VAR}={override} does not exist")
+        return path
+    for candidate in (repo_script_path(), packaged_script_path()):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(
+        f"{_SCRIPT_NAME} not found at {repo_script_path()} or {packaged_script_path()}"
+    )
+
+
+def wait_for_amqp(url: str, timeout: float = 30.0) -> None:
+    """Wait until an AMQP 0-9-1 handshake with ``url`` succeeds.
+
+    Args:
+        url: AMQP URL, e.g. ``amqp://guest:guest@127.0.0.1:5672/%2F``.
+        timeout: Seconds to keep retrying.
+
+    Raises:
+        TimeoutError: If no handshake succeeded within ``timeout`` (the last connection
+            error is chained).
+    """
+    import pika  # local import: only needed when a broker is actually used
+
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while True:
+        try:
+            params = pika.URLParameters(url)
+            params.socket_timeout = 5
+            params.blocked_connection_timeout = 5
+            connection = pika.BlockingConnection(params)
+        except Exception as exc:  # pika raises a zoo of AMQPConnectionError subclasses
+            last_error = exc
+        else:
+            connection.close()
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(
+                f"no AMQP handshake with {_redact(url)} within {timeout:.0f}s: {last_error!r}"
+            ) from last_error
+        time.sleep(0.5)
+
+
+def _redact(url: str) -> str:
+    """Hide the password in an AMQP URL for error messages."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+def _parse_env_file(path: Path) -> dict[str, str]:
+    """Parse the simple ``KEY=VALUE`` lines written by the script into a dict."""
+    env: dict[str, str] = {}
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        env[key.strip()] = value.strip()
+    return env
+
+
+class RabbitNode:
+    """A private RabbitMQ node whose config, data and logs live under one directory.
+
+    The node listens on 127.0.0.1 only, on free ports picked at start, and uses the
+    default ``guest``/``guest`` user (loopback-only, which is fine for 127.0.0.1).
+    Nothing else on the machine (in particular the system ``rabbit@host`` node) is
+    touched.
+
+    Attributes are available after :meth:`start`:
+
+    Attributes:
+        base_dir: Directory holding ``node.env``, ``rabbitmq.conf``, data and logs.
+        name: Erlang node name, e.g. ``amqptasks-1a2b3c4d@localhost``.
+        amqp_port: AMQP 0-9-1 port on 127.0.0.1.
+        mgmt_port: Management HTTP API port on 127.0.0.1.
+        amqp_url: ``amqp://guest:guest@127.0.0.1:<amqp_port>/%2F``.
+        mgmt_url: ``http://127.0.0.1:<mgmt_port>``.
+        env: Everything from ``node.env``.
+
+    Args:
+        base_dir: Directory for the node.  ``None`` creates a temporary directory,
+            which :meth:`stop` then deletes; a given directory is never deleted.
+        name: Erlang node name (``@localhost`` is appended when no host is given).
+            Default: random, or the name previously used in ``base_dir``.
+        extra_conf: Extra ``rabbitmq.conf`` lines, e.g. ``"consumer_timeout = 60000"``.
+        start_timeout: Seconds to wait for the broker to boot.
+    """
+
+    def __init__(
+        self,
+        base_dir: str | Path | None = None,
+        *,
+        name: str | None = None,
+        extra_conf: str = "",
+        start_timeout: float = 120.0,
+    ) -> None:
+        self._owns_dir = base_dir is None
+        self._base_dir: Path | None = None if base_dir is None else Path(base_dir).resolve()
+        if name is not None and "@" not in name:
+            name = f"{name}@localhost"
+        self._requested_name = name
+        self.extra_conf = extra_conf
+        self.start_timeout = start_timeout
+        self.env: dict[str, str] = {}
+        self._started = False
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def base_dir(self) -> Path:
+        """Directory of the node (created by :meth:`start` if it was not given)."""
+        if self._base_dir is None:
+            raise RuntimeError("RabbitNode has no directory yet; call start() first")
+        return self._base_dir
+
+    def _require(self, key: str) -> str:
+        try:
+            return self.env[key]
+        except KeyError:
+            raise RuntimeError(f"RabbitNode not started (no {key} known)") from None
+
+    @property
+    def name(self) -> str:
+        """Erlang node name."""
+        if not self.env and self._requested_name is not None:
+            return self._requested_name
+        return self._require("RABBITMQ_NODENAME")
+
+    @property
+    def amqp_port(self) -> int:
+        """AMQP port on 127.0.0.1."""
+        return int(self._require("AMQP_PORT"))
+
+    @property
+    def mgmt_port(self) -> int:
+        """Management HTTP port on 127.0.0.1."""
+        return int(self._require("MGMT_PORT"))
+
+    @property
+    def amqp_url(self) -> str:
+        """AMQP URL for the default vhost, as guest."""
+        return self._require("AMQP_URL")
+
+    @property
+    def mgmt_url(self) -> str:
+        """Base URL of the management HTTP API."""
+        return self._require("MGMT_URL")
+
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` succeeded and :meth:`stop` has not been called since."""
+        return self._started
+
+    # ------------------------------------------------------------------- lifecycle
+
+    def _run_script(
+        self, *args: str, timeout: float, extra_env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        env = dict(os.environ)
+        if extra_env:
+            env.update(extra_env)
+        # Run through bash: the packaged copy may have lost its executable bit.
+        return subprocess.run(
+            ["bash", str(find_script()), *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            check=False,
+        )
+
+    def start(self) -> RabbitNode:
+        """Start the node and wait until RabbitMQ has fully booted.
+
+        Returns:
+            ``self``, for chaining.
+
+        Raises:
+            RuntimeError: If the node fails to start; the message carries the script's
+                output including the tail of the node's logs.
+        """
+        if self._started:
+            raise RuntimeError(f"node {self.name} already started")
+        if self._base_dir is None:
+            self._base_dir = Path(tempfile.mkdtemp(prefix="amqptasks-rabbit-", dir="/tmp"))
+        self._base_dir.mkdir(parents=True, exist_ok=True)
+
+        args = ["start", "--dir", str(self._base_dir)]
+        if self._requested_name:
+            args += ["--name", self._requested_name]
+        if self.extra_conf.strip():
+            conf = self._base_dir / "extra.conf"
+            conf.write_text(self.extra_conf.rstrip("\n") + "\n")
+            args += ["--conf", str(conf)]
+
+        boot_timeout = max(10, int(self.start_timeout))
+        try:
+            proc = self._run_script(
+                *args,
+                timeout=boot_timeout + 60,
+                extra_env={"RABBITMQ_NODE_START_TIMEOUT": str(boot_timeout)},
+            )
+        except subprocess.TimeoutExpired as exc:
+            self._cleanup_failed_start()
+            raise RuntimeError(
+                f"rabbitmq-node start timed out after {exc.timeout:.0f}s "
+                f"(logs under {self._base_dir}/log)"
+            ) from exc
+        if proc.returncode != 0:
+            self._cleanup_failed_start()
+            raise RuntimeError(
+                f"rabbitmq-node start failed (exit {proc.returncode}) in {self._base_dir}:\n"
+                f"{proc.stderr.strip()}\n{proc.stdout.strip()}".rstrip()
+            )
+        self.env = _parse_env_file(self._base_dir / "node.env")
+        self._started = True
+        return self
+
+    def _cleanup_failed_start(self) -> None:
+        """Best effort: make sure a half-started node does not linger."""
+        if self._base_dir is not None and (self._base_dir / "node.env").exists():
+            with contextlib.suppress(subprocess.SubprocessError, OSError):
+                self._run_script("stop", "--dir", str(self._base_dir), timeout=120)
+
+    def stop(self) -> None:
+        """Stop the node (idempotent).
+
+        A temporary directory created by :meth:`start` is deleted afterwards; a
+        directory passed by the caller is kept.
+
+        Raises:
+            RuntimeError: If the script fails to stop the node.
+        """
+        if self._base_dir is None or not (self._base_dir / "node.env").exists():
+            self._started = False
+            return
+        try:
+            proc = self._run_script("stop", "--dir", str(self._base_dir), timeout=150)
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError(f"rabbitmq-node stop timed out for {self._base_dir}") from exc
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"rabbitmq-node stop failed (exit {proc.returncode}): {proc.stderr.strip()}"
+            )
+        self._started = False
+        if self._owns_dir:
+            shutil.rmtree(self._base_dir, ignore_errors=True)
+            self._base_dir = None
+
+    def __enter__(self) -> RabbitNode:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "started" if self._started else "stopped"
+        url = self.env.get("AMQP_URL", "?")
+        return f"<RabbitNode {self.env.get('RABBITMQ_NODENAME', '?')} {url} {state}>"
+
+    # --------------------------------------------------------------- rabbitmqctl
+
+    def ctl(self, *args: str, timeout: float = 60) -> str:
+        """Run ``rabbitmqctl -n <name> ARGS...`` against this node.
+
+        Args:
+            *args: rabbitmqctl arguments, e.g. ``"list_queues", "-q"``.
+            timeout: Seconds before the command is killed.
+
+        Returns:
+            The command's stdout.
+
+        Raises:
+            RuntimeError: If the command fails or times out (message includes stderr).
+        """
+        rabbitmqctl = self.env.get("RABBITMQCTL") or shutil.which("rabbitmqctl") or "rabbitmqctl"
+        cmd = [rabbitmqctl, "-n", self.name, *args]
+        try:
+            proc = subprocess.run(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise RuntimeError(f"{' '.join(cmd)} timed out after {timeout:.0f}s") from exc
+        if proc.returncode != 0:
+            raise RuntimeError(
+                f"{' '.join(cmd)} failed (exit {proc.returncode}): "
+                f"{(proc.stderr or proc.stdout).strip()}"
+            )
+        return proc.stdout
+
+    def stop_app(self) -> None:
+        """Stop the RabbitMQ application, keeping the Erlang VM running.
+
+        Clients are disconnected and the AMQP listener goes away until
+        :meth:`start_app`.
+        """
+        self.ctl("stop_app", timeout=120)
+
+    def start_app(self) -> None:
+        """Start the RabbitMQ application again and wait until it has booted."""
+        self.ctl("start_app", timeout=self.start_timeout)
+        self.ctl(
+            "await_startup",
+            "--timeout",
+            str(int(self.start_timeout)),
+            timeout=self.start_timeout + 10,
+        )
+
+    def add_user(
+        self,
+        user: str,
+        password: str,
+        *,
+        configure: str = ".*",
+        write: str = ".*",
+        read: str = ".*",
+        vhost: str = "/",
+    ) -> None:
+        """Create a user and grant it permissions on ``vhost``.
+
+        Args:
+            user: User name.
+            password: Password.
+            configure: Configure permission regex.
+            write: Write permission regex.
+            read: Read permission regex.
+            vhost: Virtual host to grant permissions on.
+        """
+        self.ctl("add_user", user, password)
+        self.ctl("set_permissions", "-p", vhost, user, configure, write, read)
+
+    def queue_depths(self, vhost: str = "/") -> dict[str, tuple[int, int]]:
+        """Return message counts of all queues in ``vhost``.
+
+        Args:
+            vhost: Virtual host to list.
+
+        Returns:
+            Mapping of queue name to ``(messages_ready, messages_unacknowledged)``.
+        """
+        out = self.ctl(
+            "list_queues",
+            "-q",
+            "-p",
+            vhost,
+            "--formatter",
+            "json",
+            "name",
+            "messages_ready",
+            "messages_unacknowledged",
+        )
+        rows = json.loads(out) if out.strip() else []
+        return {
+            str(row["name"]): (
+                int(row["messages_ready"] or 0),
+                int(row["messages_unacknowledged"] or 0),
+            )
+            for row in rows
+        }

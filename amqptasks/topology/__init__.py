@@ -1,0 +1,1 @@
+"""Queues, exchanges and the names derived from them (no I/O here)."""

@@ -1,0 +1,435 @@
+"""The worker: consume on one asyncio loop, run tasks, reply, then ack.
+
+All broker I/O (heartbeats, deliveries, acks, replies) happens on the event
+loop; sync task bodies run in a thread pool, so a long task never stalls a
+heartbeat. Each delivery is acked only after its task finished and its result
+was confirmed by the broker (at-least-once); ``acks_early`` tasks are acked
+before they run (at-most-once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+from amqptasks import constants
+from amqptasks.exceptions import (
+    AmqptasksError,
+    BrokerError,
+    ConfigError,
+    DecodeError,
+    TopologyMismatch,
+    UnknownTask,
+)
+from amqptasks.logging import get_logger
+from amqptasks.protocol import serializers
+from amqptasks.protocol.envelope import OutgoingMessage, TaskMessage, parse_task_message
+from amqptasks.results import states
+from amqptasks.results.meta import encode_result
+from amqptasks.topology import model
+from amqptasks.transport import aio
+from amqptasks.worker.acks import Settlement
+from amqptasks.worker.deadletter import dead_letter_message
+from amqptasks.worker.execution import Outcome, execute, is_expired, make_request
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import aio_pika.abc
+
+    from amqptasks.app import App
+
+log = get_logger(__name__)
+
+#: Exit codes of :meth:`Worker.run` (and of ``amqptasks worker``).
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_COLD = 3
+
+
+def expand_hostname(template: str | None) -> str:
+    """Expand ``%h`` (host), ``%n`` (host name part), ``%d`` (domain), ``%p`` (pid)."""
+    host = socket.gethostname()
+    short, _, domain = host.partition(".")
+    text = template or "worker@%h"
+    return (
+        text.replace("%h", host)
+        .replace("%n", short)
+        .replace("%d", domain)
+        .replace("%p", str(os.getpid()))
+    )
+
+
+def default_concurrency(pool: str) -> int:
+    """Threads: twice the CPUs (I/O-bound tasks); asyncio: 100 coroutines."""
+    return 100 if pool == "asyncio" else max(2, 2 * (os.cpu_count() or 1))
+
+
+class Worker:
+    """Consumes task queues and runs their tasks.
+
+    Args:
+        app: The app whose tasks are run.
+        queues: Queue names to consume (default: the app's default queue).
+        concurrency: Tasks running at once.
+        pool: ``threads`` or ``asyncio`` (``async def`` tasks always run on the loop).
+        prefetch_multiplier: Unacked deliveries per consumer = concurrency x this.
+        hostname: Node name, ``%h`` expanded (default ``worker@%h``).
+        shutdown_timeout: Seconds a warm shutdown waits for running tasks.
+
+    Example:
+        >>> exit_code = asyncio.run(Worker(app, queues=["default"]).run())
+    """
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int | None = None,
+        pool: str | None = None,
+        prefetch_multiplier: int | None = None,
+        hostname: str | None = None,
+        shutdown_timeout: float | None = None,
+    ) -> None:
+        settings = app.settings
+        self.app = app
+        self.queues = list(queues or [settings.default_queue])
+        self.pool = pool or settings.worker_pool
+        if self.pool not in ("threads", "asyncio"):
+            raise ConfigError(f"pool must be 'threads' or 'asyncio', got {self.pool!r}")
+        self.concurrency = (
+            concurrency or settings.worker_concurrency or default_concurrency(self.pool)
+        )
+        if self.concurrency < 1:
+            raise ConfigError(f"concurrency must be >= 1, got {self.concurrency}")
+        multiplier = prefetch_multiplier or settings.worker_prefetch_multiplier
+        if multiplier < 1:
+            raise ConfigError(f"prefetch multiplier must be >= 1, got {multiplier}")
+        self.prefetch_count = self.concurrency * multiplier
+        self.hostname = expand_hostname(hostname)
+        self.shutdown_timeout = (
+            shutdown_timeout if shutdown_timeout is not None else settings.worker_shutdown_timeout
+        )
+        self._accept = settings.accept_content
+        self._result_serializer = serializers.by_name(settings.result_serializer)
+        self._executor = ThreadPoolExecutor(
+            max_workers=self.concurrency if self.pool == "threads" else min(self.concurrency, 8),
+            thread_name_prefix="amqptasks-task",
+        )
+        self._slots: asyncio.Semaphore | None = None
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._running = 0
+        self._stopping: asyncio.Event | None = None
+        self._cold: asyncio.Event | None = None
+        self._connection: aio_pika.abc.AbstractRobustConnection | None = None
+        self._publisher: aio.AioPublisher | None = None
+        self._consumers: list[tuple[aio_pika.abc.AbstractQueue, str]] = []
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect, check/declare the queues and start consuming.
+
+        Raises:
+            TopologyMismatch: listing every queue whose arguments differ.
+            BrokerUnreachable, AuthenticationFailed: connection problems.
+        """
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self._stopping = asyncio.Event()
+        self._cold = asyncio.Event()
+        url = self.app.settings.broker
+        self._connection = await aio.connect(url, f"amqptasks worker {self.hostname}")
+        await self._declare_queues()
+        self._publisher = aio.AioPublisher(
+            self._connection, url, publish_timeout=self.app.settings.publish_timeout
+        )
+        channel = await self._connection.channel(publisher_confirms=False)
+        # Per-consumer QoS (global=False): quorum queues do not support global QoS.
+        await channel.set_qos(prefetch_count=self.prefetch_count)
+        for name in self.queues:
+            work = model.work_queue(name)[-1]
+            queue = await channel.declare_queue(
+                name, durable=work.durable, arguments=dict(work.arguments)
+            )
+            tag = await queue.consume(self._on_message, no_ack=False)
+            self._consumers.append((queue, tag))
+        log.info(
+            "worker ready",
+            hostname=self.hostname,
+            queues=self.queues,
+            pool=self.pool,
+            concurrency=self.concurrency,
+            prefetch=self.prefetch_count,
+        )
+
+    async def _declare_queues(self) -> None:
+        assert self._connection is not None
+        mismatches: list[str] = []
+        for name in self.queues:
+            for declaration in model.work_queue(name):
+                try:
+                    await aio.declare_queue(self._connection, declaration)
+                except TopologyMismatch as exc:
+                    mismatches.append(str(exc))
+        if mismatches:
+            raise TopologyMismatch(
+                "; ".join(mismatches), reply_code=406, reply_text="PRECONDITION_FAILED"
+            )
+
+    def stop(self, *, cold: bool = False) -> None:
+        """Ask the worker to stop: warm (finish running tasks) or cold (now)."""
+        if self._stopping is None or self._cold is None:
+            return
+        if cold or self._stopping.is_set():
+            log.warning("cold shutdown: running tasks are abandoned and redelivered later")
+            self._cold.set()
+        else:
+            log.info(
+                "warm shutdown: finishing running tasks",
+                running=self._running,
+                timeout=self.shutdown_timeout,
+            )
+        self._stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT: warm stop, a second one cold; SIGQUIT: cold."""
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
+        loop.add_signal_handler(signal.SIGQUIT, lambda: self.stop(cold=True))
+
+    async def run(self, *, handle_signals: bool = False) -> int:
+        """Start, consume until stopped, shut down; return the exit code."""
+        try:
+            await self.start()
+        except AmqptasksError:
+            await self._close()
+            raise
+        if handle_signals:
+            self.install_signal_handlers()
+        assert self._stopping is not None and self._cold is not None
+        await self._stopping.wait()
+        code = await self._shutdown()
+        return code
+
+    async def _shutdown(self) -> int:
+        assert self._cold is not None
+        for queue, tag in self._consumers:
+            try:
+                await queue.cancel(tag)
+            except Exception as exc:
+                log.debug("cancel failed", queue=queue.name, error=str(exc))
+        self._consumers.clear()
+        code = EXIT_OK
+        if self._inflight and not self._cold.is_set():
+            cold = asyncio.ensure_future(self._cold.wait())
+            finished = asyncio.ensure_future(asyncio.wait(set(self._inflight)))
+            await asyncio.wait(
+                {cold, finished}, timeout=self.shutdown_timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            cold.cancel()
+            finished.cancel()
+        remaining = [t for t in self._inflight if not t.done()]
+        if remaining:
+            log.warning(
+                "tasks still running at shutdown; their messages go back to the queue",
+                count=len(remaining),
+            )
+            code = EXIT_COLD
+        await self._close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        log.info("worker stopped", hostname=self.hostname, exit_code=code)
+        return code
+
+    async def _close(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None and not connection.is_closed:
+            try:
+                await connection.close()
+            except Exception as exc:
+                log.debug("close failed", error=str(exc))
+
+    # -- deliveries ----------------------------------------------------------------------------
+
+    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        task = asyncio.ensure_future(self._handle(message))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _handle(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        delivery = Settlement(message)
+        queue = message.routing_key or ""
+        consumer_queue = self._queue_of(message)
+        try:
+            parsed = parse_task_message(
+                message.body,
+                headers=message.headers,
+                content_type=message.content_type,
+                accept_content=self._accept,
+                reply_to=message.reply_to,
+                correlation_id=message.correlation_id,
+            )
+            task = self.app.tasks.get(parsed.task)
+        except (DecodeError, UnknownTask) as exc:
+            reason = (
+                constants.REASON_UNKNOWN_TASK
+                if isinstance(exc, UnknownTask)
+                else constants.REASON_DECODE_ERROR
+            )
+            await self._dead_letter(delivery, consumer_queue, reason, exc)
+            return
+        except Exception as exc:  # a header of an unexpected type, say
+            await self._dead_letter(delivery, consumer_queue, constants.REASON_BAD_MESSAGE, exc)
+            return
+        if is_expired(parsed):
+            log.warning(
+                "task expired before it ran; not running it",
+                task_id=parsed.id,
+                task=parsed.task,
+                expires=parsed.expires,
+            )
+            await self._reply(
+                parsed, Outcome(states.REVOKED, exception=_expired(parsed)), task.ignore_result
+            )
+            await delivery.ack()
+            return
+        acks_early = (
+            task.acks_early if task.acks_early is not None else self.app.settings.task_acks_early
+        )
+        if acks_early:
+            await delivery.ack()
+        assert self._slots is not None and self._stopping is not None
+        async with self._slots:
+            if self._stopping.is_set():
+                await delivery.requeue()
+                return
+            self._running += 1
+            try:
+                request = make_request(
+                    parsed,
+                    hostname=self.hostname,
+                    queue=consumer_queue or queue,
+                    redelivered=bool(message.redelivered),
+                )
+                if self.app.settings.task_track_started:
+                    await self._reply(parsed, Outcome(states.STARTED), task.ignore_result)
+                outcome = await execute(task, request, self._executor)
+            finally:
+                self._running -= 1
+        if outcome.exception is not None:
+            log.error(
+                "task failed",
+                task_id=parsed.id,
+                task=parsed.task,
+                error=f"{type(outcome.exception).__name__}: {outcome.exception}",
+            )
+            log.debug("task traceback", task_id=parsed.id, traceback=outcome.traceback)
+        else:
+            log.debug("task succeeded", task_id=parsed.id, task=parsed.task)
+        await self._reply(parsed, outcome, task.ignore_result)
+        await delivery.ack()
+
+    def _queue_of(self, message: aio_pika.abc.AbstractIncomingMessage) -> str:
+        tag = message.consumer_tag
+        for queue, consumer_tag in self._consumers:
+            if consumer_tag == tag:
+                return queue.name
+        return message.routing_key or ""
+
+    async def _reply(self, parsed: TaskMessage, outcome: Outcome, ignore: bool | None) -> None:
+        if not parsed.reply_to or parsed.ignore_result or ignore:
+            return
+        assert self._publisher is not None
+        info = self._result_serializer
+        try:
+            body = info.serializer.dumps(
+                encode_result(
+                    parsed.id,
+                    outcome.status,
+                    outcome.value,
+                    traceback=outcome.traceback,
+                    exception=outcome.exception,
+                )
+            )
+        except (TypeError, ValueError) as exc:
+            body = info.serializer.dumps(
+                encode_result(
+                    parsed.id,
+                    states.FAILURE,
+                    exception=TypeError(
+                        f"result of {parsed.task} cannot be serialized with {info.name}: {exc}"
+                    ),
+                )
+            )
+        reply = OutgoingMessage(
+            exchange=constants.DEFAULT_EXCHANGE,
+            routing_key=parsed.reply_to,
+            body=body,
+            content_type=info.content_type,
+            content_encoding=info.content_encoding,
+            headers={},
+            message_id=parsed.id,
+            correlation_id=parsed.correlation_id or parsed.id,
+            delivery_mode=1,
+        )
+        try:
+            await self._publisher.publish(reply)
+        except BrokerError as exc:
+            # The client's reply queue is gone (it expired or was deleted): nobody waits.
+            log.warning(
+                "result not delivered", task_id=parsed.id, reply_to=parsed.reply_to, error=str(exc)
+            )
+
+    async def _dead_letter(
+        self, delivery: Settlement, queue: str, reason: str, exc: BaseException
+    ) -> None:
+        message = delivery.message
+        log.error(
+            "message dead-lettered",
+            queue=queue,
+            reason=reason,
+            error=str(exc),
+            message_id=message.message_id or message.correlation_id,
+        )
+        assert self._publisher is not None
+        outgoing = dead_letter_message(
+            queue=queue,
+            body=message.body,
+            headers=_plain_headers(message.headers),
+            content_type=message.content_type,
+            content_encoding=message.content_encoding,
+            message_id=message.message_id,
+            correlation_id=message.correlation_id,
+            reply_to=message.reply_to,
+            exchange=message.exchange or "",
+            routing_key=message.routing_key or "",
+            reason=reason,
+            error=str(exc),
+            worker=self.hostname,
+            exc_type=type(exc).__name__,
+        )
+        try:
+            await self._publisher.publish(outgoing)
+        except BrokerError as publish_error:
+            # Fall back on the queue's own dead-letter exchange (no reason headers).
+            log.error(
+                "dead-letter publish failed; rejecting to the queue's DLX", error=str(publish_error)
+            )
+            await delivery.reject()
+            return
+        await delivery.ack()
+
+
+def _plain_headers(headers: Any) -> dict[str, Any]:
+    return dict(headers or {})
+
+
+def _expired(parsed: TaskMessage) -> Exception:
+    from amqptasks.exceptions import TaskError
+
+    return TaskError(f"task {parsed.task} ({parsed.id}) expired at {parsed.expires}")
