@@ -13,13 +13,13 @@ import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from amqptasks.exceptions import DecodeError, TopologyMismatch, Unroutable
+from amqptasks.exceptions import BrokerError, DecodeError, TopologyMismatch, Unroutable
 from amqptasks.logging import get_logger
 from amqptasks.protocol import serializers
 from amqptasks.results.meta import ResultMeta, decode_result
 from amqptasks.topology import model, names
 from amqptasks.transport import aio
-from amqptasks.transport.sync import SyncTransport
+from amqptasks.transport.sync import SyncTransport, wait_confirm
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -109,17 +109,39 @@ class SyncClient:
 
     def publish(self, call: PreparedCall) -> None:
         """Publish and wait for the confirm; redeclare once if the queue vanished."""
-        from amqptasks.transport.sync import wait_confirm
+        failures = self.wait_all([(self.publish_nowait(call), call)])
+        if failures:
+            raise failures[0]
 
-        try:
-            wait_confirm(self.publish_nowait(call), call.message, self._settings.publish_timeout)
-        except Unroutable:
-            if call.route.queue is None:
-                raise
-            # Someone deleted the queue since we declared it: declare it again, retry once.
-            for declaration in model.work_queue(call.route.queue):
+    def wait_all(self, pending: list[tuple[Future[None], PreparedCall]]) -> list[BrokerError]:
+        """Wait for every confirm; return the errors in publishing order.
+
+        Messages returned because their queue vanished since we declared it
+        (an operator deleted it, say) are declared again and sent once more.
+        """
+        timeout = self._settings.publish_timeout
+        failures: list[BrokerError] = []
+        again: list[tuple[Future[None], PreparedCall]] = []
+        for future, call in pending:
+            try:
+                wait_confirm(future, call.message, timeout)
+            except Unroutable as exc:
+                if call.route.queue is None:
+                    failures.append(exc)
+                else:
+                    again.append((future, call))
+            except BrokerError as exc:
+                failures.append(exc)
+        vanished = {call.route.queue for _future, call in again if call.route.queue}
+        for queue in vanished:
+            for declaration in model.work_queue(queue):
                 self.transport.forget_declared(declaration.name)
-            wait_confirm(self.publish_nowait(call), call.message, self._settings.publish_timeout)
+        for _future, call in again:
+            try:
+                wait_confirm(self.publish_nowait(call), call.message, timeout)
+            except BrokerError as exc:
+                failures.append(exc)
+        return failures
 
     def close(self) -> None:
         """Close the connection."""

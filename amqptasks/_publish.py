@@ -6,7 +6,6 @@ Shared by the sync and async publishing paths so both send identical messages.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -14,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from amqptasks._context import current_request
 from amqptasks.exceptions import ConfigError
 from amqptasks.protocol import serializers
-from amqptasks.protocol.envelope import OutgoingMessage, build_task_message
+from amqptasks.protocol.envelope import OutgoingMessage, build_task_message, new_task_id
 from amqptasks.routing import Route, resolve_route
 
 if TYPE_CHECKING:
@@ -126,7 +125,7 @@ def prepare_call(
         exchange=exchange,
         routing_key=routing_key,
     )
-    new_id = task_id or str(uuid.uuid4())
+    new_id = task_id or new_task_id()
     parent = current_request.get()
     message = build_task_message(
         task=task_name,

@@ -11,12 +11,11 @@ from typing import TYPE_CHECKING, Any, TypeVar, overload
 from amqptasks._client import AioClient, SyncClient
 from amqptasks._publish import PreparedCall, prepare_call
 from amqptasks.config import Settings, settings_from_object
-from amqptasks.exceptions import BatchPublishError, BrokerError, ConfigError
+from amqptasks.exceptions import BatchPublishError, ConfigError
 from amqptasks.registry import TaskRegistry
 from amqptasks.results.buffer import ResultBuffer
 from amqptasks.results.result import AsyncResult
 from amqptasks.task import P, R, Task, check_task_options
-from amqptasks.transport.sync import wait_confirm
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterator
@@ -216,12 +215,7 @@ class App:
             yield
         finally:
             self._batch.items = None
-            failures: list[BrokerError] = []
-            for future, call in items:
-                try:
-                    wait_confirm(future, call.message, self._settings.publish_timeout)
-                except BrokerError as exc:
-                    failures.append(exc)
+            failures = self._client().wait_all(items) if items else []
             if failures:
                 raise BatchPublishError(failures)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import importlib
+import math
 import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -41,7 +42,7 @@ def _parse_bool(value: str) -> bool:
 
 def _positive_float(value: str) -> float:
     number = float(value)
-    if number <= 0:
+    if not number > 0 or math.isinf(number):  # "not >" also refuses NaN
         raise ValueError(f"must be > 0, got {value!r}")
     return number
 
@@ -136,6 +137,9 @@ class BrokerURL:
     def __str__(self) -> str:
         return self.redacted()
 
+    def __repr__(self) -> str:
+        return f"BrokerURL({self.redacted()!r})"
+
 
 def _parse_str_tuple(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
@@ -153,7 +157,7 @@ def _optional_int(value: str) -> int | None:
 class Settings:
     """Every App setting, with its default. See docs/configuration.md."""
 
-    broker_url: str = constants.DEFAULT_BROKER_URL
+    broker_url: str = field(default=constants.DEFAULT_BROKER_URL, repr=False)
     #: Queue for tasks that name none.
     default_queue: str = constants.DEFAULT_QUEUE
     task_serializer: str = constants.DEFAULT_SERIALIZER
@@ -184,8 +188,22 @@ class Settings:
         if self.worker_concurrency is not None and self.worker_concurrency < 1:
             raise ConfigError("worker_concurrency must be >= 1")
         for name in ("publish_timeout", "result_expires", "worker_shutdown_timeout"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)!r}")
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not value > 0 or math.isinf(value):
+                raise ConfigError(f"{name} must be a number > 0, got {value!r}")
+        if isinstance(self.accept_content, str) or not all(
+            isinstance(item, str) for item in self.accept_content
+        ):
+            raise ConfigError(
+                f"accept_content must be a list of serializer names, got {self.accept_content!r}"
+            )
+        from amqptasks.protocol import compression, serializers
+
+        for name in (self.task_serializer, self.result_serializer, *self.accept_content):
+            serializers.by_name(name)
+        serializers.check_accepted(self.result_serializer, self.accept_content)
+        if self.task_compression:
+            compression.codec(self.task_compression)
 
     @property
     def broker(self) -> BrokerURL:
@@ -216,10 +234,17 @@ class Settings:
                 raise ConfigError(f"{ENV_PREFIX}{key.upper()}: {exc}") from None
         if isinstance(values.get("accept_content"), list):
             values["accept_content"] = tuple(values["accept_content"])
+        from_env = [key for key in values if ENV_PREFIX + key.upper() in env]
         try:
             return cls(**values)
         except TypeError as exc:
             raise ConfigError(str(exc)) from None
+        except ConfigError as exc:
+            named = [key for key in from_env if key in str(exc)] or from_env
+            if not named:
+                raise
+            where = ", ".join(f"{ENV_PREFIX}{key.upper()}" for key in named)
+            raise ConfigError(f"{exc} (set by the environment: {where})") from None
 
 
 def _unknown_setting(key: str, known: Mapping[str, object]) -> str:

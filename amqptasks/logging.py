@@ -22,10 +22,21 @@ import structlog
 if TYPE_CHECKING:
     from structlog.typing import EventDict, Processor, WrappedLogger
 
+# user:password@ with or without a scheme; the password runs to the last "@" before
+# the host, as urlsplit reads it, so a raw "@" inside a password is masked too.
 _URL_PASSWORD = re.compile(
-    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):(?P<pw>[^@\s/]*)@"
+    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)?(?P<user>[^:/@\s'\"]*):(?P<pw>[^\s/'\"]*)@"
 )
-_SECRET_KEYS = frozenset({"password", "passwd", "secret", "key", "private_key", "token"})
+_SECRET_KEY_PARTS = (
+    "password",
+    "passwd",
+    "secret",
+    "token",
+    "api_key",
+    "apikey",
+    "private_key",
+    "credential",
+)
 
 logging.getLogger("amqptasks").addHandler(logging.NullHandler())
 
@@ -38,13 +49,15 @@ def redact(text: str) -> str:
     """
     if "@" not in text:
         return text
-    return _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", text)
+    return _URL_PASSWORD.sub(lambda m: f"{m['scheme'] or ''}{m['user']}:***@", text)
 
 
 def redact_secrets(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
     """structlog processor: hide passwords in URLs and values of secret-named keys."""
     for key, value in list(event_dict.items()):
-        if key in _SECRET_KEYS and value:
+        lowered = key.lower()
+        # "key" alone is a secret; "routing_key" is not.
+        if value and (lowered == "key" or any(part in lowered for part in _SECRET_KEY_PARTS)):
             event_dict[key] = "***"
         elif isinstance(value, str):
             event_dict[key] = redact(value)
@@ -87,6 +100,9 @@ def configure_logging(
         log_format: ``console`` for humans, ``json`` for one JSON object per line.
         stream: Where to write (default ``sys.stderr``).
     """
+    numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
+    if not isinstance(numeric, int):
+        raise ValueError(f"unknown log level {level!r}")
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -113,9 +129,6 @@ def configure_logging(
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
-    if not isinstance(numeric, int):
-        raise ValueError(f"unknown log level {level!r}")
     root.setLevel(numeric)
     # pika and aiormq are chatty at INFO about every connection step.
     for noisy in ("pika", "aiormq", "aio_pika"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from amqptasks import constants
+from amqptasks.exceptions import ConfigError
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,11 @@ def resolve_route(
     - ``exchange=`` (+ ``routing_key=``): that exchange; the routing key
       defaults to the queue name.
     """
+    if queue and routing_key and not exchange and routing_key != queue:
+        raise ConfigError(
+            f"queue={queue!r} and routing_key={routing_key!r} conflict: through the default "
+            f"exchange the routing key is the queue name; pass exchange= as well, or only one"
+        )
     target = queue or task_queue or default_queue
     if exchange:
         return Route(exchange=exchange, routing_key=routing_key or target, queue=None)

@@ -170,6 +170,9 @@ def check_task_options(options: Mapping[str, Any], accept_content: tuple[str, ..
         from amqptasks.protocol.serializers import check_accepted
 
         check_accepted(serializer, accept_content)
+    priority = options.get("priority")
+    if priority is not None and not (isinstance(priority, int) and 0 <= priority <= 255):
+        raise ConfigError(f"priority must be an integer from 0 to 255, got {priority!r}")
     compression = options.get("compression")
     if compression:
         from amqptasks.protocol.compression import codec

@@ -120,7 +120,11 @@ def rebuild_exception(value: Any, traceback: str | None) -> BaseException:
         args = list(raw_args) if isinstance(raw_args, list | tuple) else [raw_args]
         exc_type = _find_exception_type(name, module)
         exc = RemoteTaskError(", ".join(str(a) for a in args), exc_type=name, exc_module=module)
-        if exc_type is not None:
+        if exc_type is not None and exc_type.__module__ == exceptions.__name__:
+            # Our errors build their message in __init__; restore it as it was.
+            exc = exc_type.__new__(exc_type)
+            BaseException.__init__(exc, *args)
+        elif exc_type is not None:
             with contextlib.suppress(Exception):  # its __init__ may want other arguments
                 exc = exc_type(*args)
     exc.remote_traceback = traceback  # type: ignore[attr-defined]

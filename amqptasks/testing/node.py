@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -98,24 +99,31 @@ def wait_for_amqp(url: str, timeout: float = 30.0) -> None:
     """
     import pika  # local import: only needed when a broker is actually used
 
+    # pika logs every failed attempt at ERROR level; while polling that is just noise.
+    pika_logger = logging.getLogger("pika")
+    saved_level = pika_logger.level
+    pika_logger.setLevel(logging.CRITICAL)
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
-    while True:
-        try:
-            params = pika.URLParameters(url)
-            params.socket_timeout = 5
-            params.blocked_connection_timeout = 5
-            connection = pika.BlockingConnection(params)
-        except Exception as exc:  # pika raises a zoo of AMQPConnectionError subclasses
-            last_error = exc
-        else:
-            connection.close()
-            return
-        if time.monotonic() >= deadline:
-            raise TimeoutError(
-                f"no AMQP handshake with {_redact(url)} within {timeout:.0f}s: {last_error!r}"
-            ) from last_error
-        time.sleep(0.5)
+    try:
+        while True:
+            try:
+                params = pika.URLParameters(url)
+                params.socket_timeout = 5
+                params.blocked_connection_timeout = 5
+                connection = pika.BlockingConnection(params)
+            except Exception as exc:  # pika raises a zoo of AMQPConnectionError subclasses
+                last_error = exc
+            else:
+                connection.close()
+                return
+            if time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"no AMQP handshake with {_redact(url)} within {timeout:.0f}s: {last_error!r}"
+                ) from last_error
+            time.sleep(0.5)
+    finally:
+        pika_logger.setLevel(saved_level)
 
 
 def _redact(url: str) -> str:

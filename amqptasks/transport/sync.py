@@ -90,12 +90,23 @@ def _properties(message: OutgoingMessage) -> pika.BasicProperties:
     )
 
 
+_fork_generation = 0
+
+
+def _after_fork() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
 class _Session:
     """One connection attempt and its life; replaced by a new one when it dies."""
 
     def __init__(self, url: BrokerURL, connection_name: str) -> None:
         self.url = url
-        self.pid = os.getpid()
+        self.generation = _fork_generation
         self.closed = False
         self._closing = False
         self._name = connection_name
@@ -369,7 +380,7 @@ class SyncTransport:
     def _current(self) -> _Session:
         with self._lock:
             session = self._session
-            if session is not None and session.pid != os.getpid():
+            if session is not None and session.generation != _fork_generation:
                 session = None  # forked: the parent's socket is not ours
             if session is None or session.closed:
                 session = _Session(self.url, self.connection_name)
@@ -493,7 +504,7 @@ class SyncTransport:
         """Close the connection and stop the I/O thread."""
         with self._lock:
             session, self._session = self._session, None
-        if session is not None and session.pid == os.getpid():
+        if session is not None and session.generation == _fork_generation:
             session.close()
 
 

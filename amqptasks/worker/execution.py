@@ -58,8 +58,11 @@ def is_expired(message: TaskMessage, now: dt.datetime | None = None) -> bool:
     """True when the message carries an ``expires`` time that has passed."""
     if not message.expires:
         return False
+    text = message.expires
+    if text.endswith(("Z", "z")):  # Python 3.10's fromisoformat does not take "Z"
+        text = text[:-1] + "+00:00"
     try:
-        when = dt.datetime.fromisoformat(message.expires)
+        when = dt.datetime.fromisoformat(text)
     except ValueError:
         return False
     if when.tzinfo is None:

@@ -192,7 +192,7 @@ def test_duplicate_task_name_is_refused(app: App) -> None:
     def first() -> int:
         return 1
 
-    with pytest.raises(ConfigError, match="jobs.run"):
+    with pytest.raises(ConfigError, match=r"jobs\.run"):
 
         @app.task(name="jobs.run")
         def second() -> int:

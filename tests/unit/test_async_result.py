@@ -21,9 +21,7 @@ def buffer() -> ResultBuffer:
 
 
 def _fail(buffer: ResultBuffer, task_id: str, exc: BaseException) -> None:
-    buffer.deposit(
-        ResultMeta(task_id, states.FAILURE, result=encode_exception(exc), traceback=TB)
-    )
+    buffer.deposit(ResultMeta(task_id, states.FAILURE, result=encode_exception(exc), traceback=TB))
 
 
 def test_pending_before_anything(buffer: ResultBuffer) -> None:

@@ -64,7 +64,9 @@ def test_unknown_compression_header_is_a_decode_error() -> None:
         compression.decompress(BODY, "application/x-brotli")
 
 
-@pytest.mark.parametrize("header", ["application/x-gzip", "application/x-bz2", "application/x-lzma"])
+@pytest.mark.parametrize(
+    "header", ["application/x-gzip", "application/x-bz2", "application/x-lzma"]
+)
 @pytest.mark.parametrize("corrupt", ["garbage", "truncated"])
 def test_corrupt_body_is_a_decode_error(header: str, corrupt: str) -> None:
     body = b"this is not compressed at all"

@@ -198,12 +198,22 @@ def test_unknown_setting_suggests_the_close_name() -> None:
 @pytest.mark.parametrize(
     ("given", "match"),
     [
-        ({"worker_pool": "processes"}, "worker_pool"),
-        ({"worker_prefetch_multiplier": 0}, "worker_prefetch_multiplier"),
-        ({"worker_concurrency": 0}, "worker_concurrency"),
-        ({"publish_timeout": 0}, "publish_timeout"),
-        ({"result_expires": -1}, "result_expires"),
-        ({"broker_url": "redis://h"}, "scheme"),
+        pytest.param({"worker_pool": "processes"}, "worker_pool", id="pool"),
+        pytest.param(
+            {"worker_prefetch_multiplier": 0}, "worker_prefetch_multiplier", id="prefetch"
+        ),
+        pytest.param({"worker_concurrency": 0}, "worker_concurrency", id="concurrency"),
+        pytest.param({"publish_timeout": 0}, "publish_timeout", id="publish-timeout-0"),
+        pytest.param({"result_expires": -1}, "result_expires", id="result-expires-negative"),
+        pytest.param(
+            {"publish_timeout": float("nan")}, "publish_timeout", id="publish-timeout-nan"
+        ),
+        pytest.param(
+            {"worker_shutdown_timeout": float("nan")},
+            "worker_shutdown_timeout",
+            id="shutdown-timeout-nan",
+        ),
+        pytest.param({"broker_url": "redis://h"}, "scheme", id="broker-url"),
     ],
 )
 def test_bad_given_value_is_refused(given: dict[str, object], match: str) -> None:
@@ -301,6 +311,13 @@ def test_rejected_environment_value_names_the_variable(variable: str, raw: str) 
     # that it came from the environment, not from the application's code.
     with pytest.raises(ConfigError, match=variable):
         Settings.build({}, environ={variable: raw})
+
+
+def test_settings_repr_does_not_leak_the_password() -> None:
+    settings = Settings.build({"broker_url": f"amqp://alice:{SECRET}@h//"}, environ={})
+    assert settings.broker.password == SECRET
+    assert SECRET not in repr(settings)
+    assert SECRET not in str(settings)
 
 
 def test_bad_broker_url_from_environment_does_not_leak_the_password() -> None:

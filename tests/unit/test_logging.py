@@ -52,6 +52,8 @@ def logging_state() -> Iterator[None]:
             "connect to amqp://a:***@h1// then amqp://b:***@h2//",
         ),
         ("amqp://host:5672//", "amqp://host:5672//"),
+        # An unencoded "@" in the password: all of it is hidden, not just its start.
+        ("amqp://u:p@ss-tail@host//", "amqp://u:***@host//"),
         ("no url here, user@example.com", "no url here, user@example.com"),
     ],
 )

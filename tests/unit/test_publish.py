@@ -37,6 +37,7 @@ def test_defaults() -> None:
     assert call.route.queue == "default"
     assert message.headers["task"] == "proj.add"
     assert str(uuid.UUID(message.message_id)) == message.message_id
+    assert uuid.UUID(message.message_id).version == 4
     assert message.headers["id"] == message.message_id == message.correlation_id
     assert message.headers["root_id"] == message.message_id
     assert message.headers["parent_id"] is None

@@ -64,7 +64,11 @@ def test_encode_failure_result() -> None:
 
 def test_encode_exception_makes_odd_arguments_serializable() -> None:
     encoded = encode_exception(KeyError(("a", 1)))
-    assert encoded == {"exc_type": "KeyError", "exc_message": ["('a', 1)"], "exc_module": "builtins"}
+    assert encoded == {
+        "exc_type": "KeyError",
+        "exc_message": ["('a', 1)"],
+        "exc_module": "builtins",
+    }
     json.dumps(encoded)
 
 

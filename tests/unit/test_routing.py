@@ -6,7 +6,9 @@ from amqptasks.routing import Route, resolve_route
 
 
 def test_app_default_queue() -> None:
-    assert resolve_route(task_queue=None, default_queue="default") == Route("", "default", "default")
+    assert resolve_route(task_queue=None, default_queue="default") == Route(
+        "", "default", "default"
+    )
 
 
 def test_task_queue_wins_over_app_default() -> None:
