@@ -37,7 +37,9 @@ from amqptasks.exceptions import (
 )
 from amqptasks.results import states
 from amqptasks.results.result import AsyncResult
+from amqptasks.routing import Router
 from amqptasks.task import Task
+from amqptasks.topology.model import Binding, Exchange, Queue
 from amqptasks.worker import Worker
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "AuthenticationFailed",
     "BadSignature",
     "BatchPublishError",
+    "Binding",
     "BrokerError",
     "BrokerURL",
     "BrokerUnreachable",
@@ -55,14 +58,17 @@ __all__ = [
     "ConfigError",
     "ConnectionLost",
     "DecodeError",
+    "Exchange",
     "MessageError",
     "NotFound",
     "PublishNotConfirmed",
     "PublishOptions",
+    "Queue",
     "Reject",
     "RemoteTaskError",
     "ResultTimeout",
     "Retry",
+    "Router",
     "Settings",
     "Task",
     "TaskError",

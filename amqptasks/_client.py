@@ -11,14 +11,17 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from amqptasks.exceptions import BrokerError, DecodeError, TopologyMismatch, Unroutable
 from amqptasks.logging import get_logger
 from amqptasks.protocol import serializers
 from amqptasks.results.meta import ResultMeta, decode_result
 from amqptasks.topology import model, names
+from amqptasks.topology.model import Declarations
 from amqptasks.transport import aio
+from amqptasks.transport.declare_sync import apply_declarations
 from amqptasks.transport.sync import SyncTransport, wait_confirm
 
 if TYPE_CHECKING:
@@ -30,6 +33,8 @@ if TYPE_CHECKING:
     from amqptasks._publish import PreparedCall
     from amqptasks.config import Settings
     from amqptasks.results.buffer import ResultBuffer
+    from amqptasks.routing import Route, Router
+    from amqptasks.topology.management import Management
 
 log = get_logger(__name__)
 
@@ -52,20 +57,56 @@ def _client_name(app_name: str, kind: str, client_id: str) -> str:
     return f"amqptasks {kind} producer {app_name} {client_id}"
 
 
+@dataclass(frozen=True)
+class Destination:
+    """What a producer must have declared before publishing along a route."""
+
+    key: str
+    declarations: Declarations
+    mode: str
+
+
+def destination(router: Router, settings: Settings, route: Route) -> Destination:
+    """The declarations and mode for ``route`` (pure)."""
+    mode = router.declare_mode(route.queue, settings.topology_mode)
+    key = f"q:{route.queue.name}" if route.queue is not None else f"x:{route.exchange}"
+    if route.queue is None and route.exchange == "":
+        return Destination(key, Declarations(), "off")
+    return Destination(key, router.declarations(route), mode)
+
+
+def producer_mismatch(exc: TopologyMismatch, where: str) -> None:
+    """Producers publish into what exists; the worker owns the strict check."""
+    log.warning(
+        "topology differs from the app's; publishing anyway", destination=where, error=str(exc)
+    )
+
+
 class SyncClient:
     """Publishes from any thread through one pika connection."""
 
-    def __init__(self, app_name: str, settings: Settings, buffer: ResultBuffer) -> None:
+    def __init__(
+        self,
+        app_name: str,
+        settings: Settings,
+        buffer: ResultBuffer,
+        router: Router,
+        management: Management,
+    ) -> None:
         self._settings = settings
         self._buffer = buffer
+        self._router = router
+        self._management = management
         client_id = uuid.uuid4().hex[:12]
+        self._connection_name = _client_name(app_name, "sync", client_id)
         self.reply_queue = names.reply_queue(app_name, client_id)
         self.transport = SyncTransport(
             settings.broker,
-            connection_name=_client_name(app_name, "sync", client_id),
+            connection_name=self._connection_name,
             publish_timeout=settings.publish_timeout,
         )
         self._replies = False
+        self._declared: set[str] = set()
         self._lock = threading.Lock()
 
     def _on_reply(self, properties: pika.spec.BasicProperties, body: bytes) -> None:
@@ -85,26 +126,31 @@ class SyncClient:
                 )
                 self._replies = True
 
-    def ensure_queue(self, queue: str) -> None:
-        """Declare a work queue and its DLQ (once per connection)."""
-        for declaration in model.work_queue(queue):
+    def ensure(self, route: Route) -> None:
+        """Declare (or verify) what ``route`` needs, once per client."""
+        target = destination(self._router, self._settings, route)
+        if target.key in self._declared:
+            return
+        with self._lock:
+            if target.key in self._declared:
+                return
             try:
-                self.transport.declare_queue(declaration)
-            except TopologyMismatch as exc:
-                # It exists, so publishing to it works; the worker owns the check.
-                log.warning(
-                    "queue exists with other arguments; publishing anyway",
-                    queue=declaration.name,
-                    error=str(exc),
+                apply_declarations(
+                    self._settings.broker,
+                    target.declarations,
+                    target.mode,
+                    management=self._management,
+                    connection_name=self._connection_name + " topology",
                 )
-                self.transport.declare_queue(declaration, passive=True)
+            except TopologyMismatch as exc:
+                producer_mismatch(exc, target.key)
+            self._declared.add(target.key)
 
     def publish_nowait(self, call: PreparedCall) -> Future[None]:
         """Declare what the call needs, then hand it to the I/O thread."""
         if call.wants_result:
             self._ensure_replies()
-        if call.route.queue is not None:
-            self.ensure_queue(call.route.queue)
+        self.ensure(call.route)
         return self.transport.publish_nowait(call.message)
 
     def publish(self, call: PreparedCall) -> None:
@@ -132,10 +178,8 @@ class SyncClient:
                     again.append((future, call))
             except BrokerError as exc:
                 failures.append(exc)
-        vanished = {call.route.queue for _future, call in again if call.route.queue}
-        for queue in vanished:
-            for declaration in model.work_queue(queue):
-                self.transport.forget_declared(declaration.name)
+        for _future, call in again:
+            self._declared.discard(destination(self._router, self._settings, call.route).key)
         for _future, call in again:
             try:
                 wait_confirm(self.publish_nowait(call), call.message, timeout)
@@ -151,10 +195,19 @@ class SyncClient:
 class AioClient:
     """Publishes from coroutines of one event loop through aio-pika."""
 
-    def __init__(self, app_name: str, settings: Settings, buffer: ResultBuffer) -> None:
+    def __init__(
+        self,
+        app_name: str,
+        settings: Settings,
+        buffer: ResultBuffer,
+        router: Router,
+        management: Management,
+    ) -> None:
         self._app_name = app_name
         self._settings = settings
         self._buffer = buffer
+        self._router = router
+        self._management = management
         self._client_id = uuid.uuid4().hex[:12]
         self.reply_queue = names.reply_queue(app_name, self._client_id)
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
@@ -199,37 +252,34 @@ class AioClient:
                 await queue.consume(self._on_reply, no_ack=True)
                 self._reply_channel = channel
 
-    async def ensure_queue(self, queue: str) -> None:
-        """Declare a work queue and its DLQ (once per client)."""
+    async def ensure(self, route: Route) -> None:
+        """Declare (or verify) what ``route`` needs, once per client."""
+        target = destination(self._router, self._settings, route)
+        if target.key in self._declared:
+            return
         assert self._connection is not None
-        for declaration in model.work_queue(queue):
-            if declaration.name in self._declared:
-                continue
-            try:
-                await aio.declare_queue(self._connection, declaration)
-            except TopologyMismatch as exc:
-                log.warning(
-                    "queue exists with other arguments; publishing anyway",
-                    queue=declaration.name,
-                    error=str(exc),
-                )
-            self._declared.add(declaration.name)
+        try:
+            await aio.apply_declarations(
+                self._connection, target.declarations, target.mode, management=self._management
+            )
+        except TopologyMismatch as exc:
+            producer_mismatch(exc, target.key)
+        self._declared.add(target.key)
 
     async def publish(self, call: PreparedCall) -> None:
         """Publish and wait for the confirm; redeclare once if the queue vanished."""
         publisher = await self._connect()
         if call.wants_result:
             await self._ensure_replies()
-        if call.route.queue is not None:
-            await self.ensure_queue(call.route.queue)
+        await self.ensure(call.route)
         try:
             await publisher.publish(call.message)
         except Unroutable:
             if call.route.queue is None:
                 raise
-            for declaration in model.work_queue(call.route.queue):
-                self._declared.discard(declaration.name)
-            await self.ensure_queue(call.route.queue)
+            # Someone deleted the queue since we declared it: declare it again, retry once.
+            self._declared.discard(destination(self._router, self._settings, call.route).key)
+            await self.ensure(call.route)
             await publisher.publish(call.message)
 
     async def close(self) -> None:
@@ -239,8 +289,3 @@ class AioClient:
         self._reply_channel = None
         if connection is not None and not connection.is_closed:
             await connection.close()
-
-
-def loop_key() -> Any:
-    """The running event loop (async clients are per loop)."""
-    return asyncio.get_running_loop()

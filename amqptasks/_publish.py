@@ -14,10 +14,10 @@ from amqptasks._context import current_request
 from amqptasks.exceptions import ConfigError
 from amqptasks.protocol import serializers
 from amqptasks.protocol.envelope import OutgoingMessage, build_task_message, new_task_id
-from amqptasks.routing import Route, resolve_route
 
 if TYPE_CHECKING:
     from amqptasks.config import Settings
+    from amqptasks.routing import Route, Router
 
 
 class PublishOptions(TypedDict, total=False):
@@ -78,6 +78,7 @@ def to_utc_iso(when: dt.datetime | float | int, *, now: dt.datetime | None = Non
 def prepare_call(
     *,
     settings: Settings,
+    router: Router,
     task_name: str,
     args: Sequence[Any] | None,
     kwargs: Mapping[str, Any] | None,
@@ -107,8 +108,6 @@ def prepare_call(
         raise ConfigError(f"args must be a list or tuple, got {type(args).__name__}")
     if kwargs is not None and not isinstance(kwargs, Mapping):
         raise ConfigError(f"kwargs must be a mapping, got {type(kwargs).__name__}")
-    if priority is not None and not (isinstance(priority, int) and 0 <= priority <= 255):
-        raise ConfigError(f"priority must be an integer from 0 to 255, got {priority!r}")
     chosen_serializer = serializer or task_serializer or settings.task_serializer
     serializers.by_name(chosen_serializer)
     skip_result = (
@@ -118,13 +117,21 @@ def prepare_call(
         if task_ignore_result is not None
         else settings.task_ignore_result
     )
-    route = resolve_route(
+    route = router.resolve(
+        task_name,
+        args or (),
+        kwargs or {},
         task_queue=task_queue,
-        default_queue=settings.default_queue,
         queue=queue,
         exchange=exchange,
         routing_key=routing_key,
     )
+    if priority is None:
+        priority = route.priority
+    if priority is not None and (
+        isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 255
+    ):
+        raise ConfigError(f"priority must be an integer from 0 to 255, got {priority!r}")
     new_id = task_id or new_task_id()
     parent = current_request.get()
     message = build_task_message(

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Literal, TypeVar, overload
 
 from amqptasks._client import AioClient, SyncClient
 from amqptasks._publish import PreparedCall, prepare_call
@@ -15,10 +15,13 @@ from amqptasks.exceptions import BatchPublishError, ConfigError
 from amqptasks.registry import TaskRegistry
 from amqptasks.results.buffer import ResultBuffer
 from amqptasks.results.result import AsyncResult
+from amqptasks.routing import Router
 from amqptasks.task import P, R, Task, check_task_options
+from amqptasks.topology.management import Management
+from amqptasks.topology.model import Declarations
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine, Iterator
+    from collections.abc import Callable, Coroutine, Iterator, Sequence
     from concurrent.futures import Future
 
 T = TypeVar("T")
@@ -56,6 +59,7 @@ class App:
             self._given["broker_url"] = broker_url
         self._given.update(settings)
         self._settings = Settings.build(self._given)
+        self._router = self._make_router()
         self.tasks = TaskRegistry()
         self.results = ResultBuffer()
         self._sync_client: SyncClient | None = None
@@ -81,6 +85,38 @@ class App:
         """
         self._given.update(settings_from_object(obj))
         self._settings = Settings.build(self._given)
+        self._router = self._make_router()
+
+    def _make_router(self) -> Router:
+        settings = self._settings
+        return Router(
+            queues=settings.queues,
+            routes=settings.routes,
+            default_queue=settings.default_queue,
+            default_exchange=settings.default_exchange,
+            default_queue_type=settings.default_queue_type,
+        )
+
+    @property
+    def router(self) -> Router:
+        """Resolves task names to exchanges, routing keys and queues."""
+        return self._router
+
+    def management(self) -> Management:
+        """A client of the broker's management HTTP API (read-only)."""
+        return Management(self._settings.management_url, self._settings.broker)
+
+    def declarations(self, queues: Sequence[str] | None = None) -> Declarations:
+        """Everything the app (or only ``queues``) needs on the broker, in order."""
+        names = (
+            list(queues)
+            if queues is not None
+            else list(self._router.queues) or [self._settings.default_queue]
+        )
+        total = Declarations()
+        for name in names:
+            total = total + self._router.queue(name).declarations(self._settings.default_queue_type)
+        return total
 
     # -- tasks ------------------------------------------------------------------------------
 
@@ -88,11 +124,18 @@ class App:
     def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
 
     @overload
-    def task(self, /, **options: Any) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+    def task(
+        self, /, *, bind: Literal[True], **options: Any
+    ) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
+
+    @overload
+    def task(
+        self, /, *, bind: Literal[False] = False, **options: Any
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
-        self, fn: Callable[P, R] | None = None, /, **options: Any
-    ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+        self, fn: Callable[..., Any] | None = None, /, **options: Any
+    ) -> Task[Any, Any] | Callable[[Callable[..., Any]], Task[Any, Any]]:
         """Register a function as a task: ``@app.task`` or ``@app.task(name=..., ...)``.
 
         Options: ``name``, ``queue``, ``ignore_result``, ``serializer``,
@@ -103,9 +146,9 @@ class App:
         """
         check_task_options(options, self._settings.accept_content)
 
-        def register(func: Callable[P, R]) -> Task[P, R]:
+        def register(func: Callable[..., Any]) -> Task[Any, Any]:
             name = options.get("name") or self._default_name(func)
-            task: Task[P, R] = Task(self, func, **{**options, "name": name})
+            task: Task[Any, Any] = Task(self, func, **{**options, "name": name})
             self.tasks.add(task)
             return task
 
@@ -122,19 +165,25 @@ class App:
     # -- sending ----------------------------------------------------------------------------
 
     def _prepare(self, options: dict[str, Any], reply_to: str) -> PreparedCall:
-        return prepare_call(settings=self._settings, reply_to=reply_to, **options)
+        return prepare_call(
+            settings=self._settings, router=self._router, reply_to=reply_to, **options
+        )
 
     def _client(self) -> SyncClient:
         with self._lock:
             if self._sync_client is None:
-                self._sync_client = SyncClient(self.main, self._settings, self.results)
+                self._sync_client = SyncClient(
+                    self.main, self._settings, self.results, self._router, self.management()
+                )
             return self._sync_client
 
     def _aclient(self) -> AioClient:
         loop = asyncio.get_running_loop()
         client = self._aio_clients.get(loop)
         if client is None:
-            client = AioClient(self.main, self._settings, self.results)
+            client = AioClient(
+                self.main, self._settings, self.results, self._router, self.management()
+            )
             self._aio_clients[loop] = client
         return client
 
@@ -167,6 +216,7 @@ class App:
         task = self.tasks.find(name)
         base = (
             {
+                "priority": task.priority,
                 "task_queue": task.queue,
                 "task_serializer": task.serializer,
                 "task_compression": task.compression,

@@ -129,6 +129,10 @@ class BrokerURL:
         """True for ``amqps://``."""
         return self.scheme == "amqps"
 
+    def connection_name(self, role: str) -> str:
+        """The name shown in the management UI: ``?name=`` from the URL, then ``role``."""
+        return f"{self.name}: {role}" if self.name else role
+
     def redacted(self) -> str:
         """The URL with the password masked, for messages and logs."""
         vhost = "/" + ("" if self.vhost == "/" else self.vhost)
@@ -172,6 +176,20 @@ class Settings:
     publish_timeout: float = constants.DEFAULT_PUBLISH_TIMEOUT
     #: Seconds an unused reply queue lives on the broker.
     result_expires: float = constants.DEFAULT_RESULT_EXPIRES
+    #: Exchange for queues with no ``exchange=`` ("" = the AMQP default exchange).
+    default_exchange: str = ""
+    #: ``classic`` or ``quorum``, for queues that do not say.
+    default_queue_type: str = "classic"
+    #: ``declare`` (create what is missing, report mismatches), ``passive``
+    #: (only check that it exists) or ``off``.
+    topology_mode: str = "declare"
+    #: Management API base URL (``http://host:15672``), for live arguments in
+    #: mismatch reports and ``topology diff``; default: the broker host, port 15672.
+    management_url: str | None = None
+    #: The app's queues (:class:`~amqptasks.topology.model.Queue`); code only.
+    queues: tuple[Any, ...] = ()
+    #: Task routes (see :mod:`amqptasks.routing`); code only.
+    routes: Any = None
     worker_pool: str = "threads"
     worker_concurrency: int | None = None
     worker_prefetch_multiplier: int = constants.DEFAULT_PREFETCH_MULTIPLIER
@@ -183,6 +201,20 @@ class Settings:
             raise ConfigError(
                 f"worker_pool must be 'threads' or 'asyncio', got {self.worker_pool!r}"
             )
+        from amqptasks.topology.model import DECLARE_MODES, QUEUE_TYPES, check_name
+
+        if self.default_queue_type not in QUEUE_TYPES:
+            raise ConfigError(
+                f"default_queue_type must be one of {', '.join(QUEUE_TYPES)}, "
+                f"got {self.default_queue_type!r}"
+            )
+        if self.topology_mode not in DECLARE_MODES:
+            raise ConfigError(
+                f"topology_mode must be one of {', '.join(DECLARE_MODES)}, "
+                f"got {self.topology_mode!r}"
+            )
+        check_name(self.default_queue, "default_queue")
+        check_name(self.default_exchange, "default_exchange", allow_empty=True)
         if self.worker_prefetch_multiplier < 1:
             raise ConfigError("worker_prefetch_multiplier must be >= 1")
         if self.worker_concurrency is not None and self.worker_concurrency < 1:
@@ -225,6 +257,8 @@ class Settings:
             values[key] = value
         env = os.environ if environ is None else environ
         for key in known:
+            if key in _CODE_ONLY:
+                continue
             raw = env.get(ENV_PREFIX + key.upper())
             if raw is None:
                 continue
@@ -232,8 +266,9 @@ class Settings:
                 values[key] = _ENV_PARSERS.get(key, str)(raw)
             except ValueError as exc:
                 raise ConfigError(f"{ENV_PREFIX}{key.upper()}: {exc}") from None
-        if isinstance(values.get("accept_content"), list):
-            values["accept_content"] = tuple(values["accept_content"])
+        for key in ("accept_content", "queues"):
+            if isinstance(values.get(key), list):
+                values[key] = tuple(values[key])
         from_env = [key for key in values if ENV_PREFIX + key.upper() in env]
         try:
             return cls(**values)
@@ -253,7 +288,11 @@ def _unknown_setting(key: str, known: Mapping[str, object]) -> str:
     return f"unknown setting {key!r}{hint}"
 
 
+#: Settings that hold Python objects and cannot come from the environment.
+_CODE_ONLY = frozenset({"queues", "routes"})
+
 _ENV_PARSERS: dict[str, Callable[[str], Any]] = {
+    "management_url": _optional_str,
     "accept_content": _parse_str_tuple,
     "task_compression": _optional_str,
     "task_ignore_result": _parse_bool,

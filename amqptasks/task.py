@@ -171,7 +171,9 @@ def check_task_options(options: Mapping[str, Any], accept_content: tuple[str, ..
 
         check_accepted(serializer, accept_content)
     priority = options.get("priority")
-    if priority is not None and not (isinstance(priority, int) and 0 <= priority <= 255):
+    if priority is not None and (
+        isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 255
+    ):
         raise ConfigError(f"priority must be an integer from 0 to 255, got {priority!r}")
     compression = options.get("compression")
     if compression:

@@ -8,6 +8,7 @@ import click
 
 from amqptasks import __version__
 from amqptasks.cli.call import call
+from amqptasks.cli.topology import topology
 from amqptasks.cli.worker import worker
 
 
@@ -19,6 +20,7 @@ def cli() -> None:
 
 cli.add_command(worker)
 cli.add_command(call)
+cli.add_command(topology)
 
 
 def main() -> None:

@@ -5,8 +5,8 @@ A task message is::
     properties: correlation_id=<task id>, content_type, content_encoding,
                 reply_to (optional), priority (optional), delivery_mode=2
     headers:    lang, task, id, root_id, parent_id, group, group_index, shadow, eta,
-                expires, retries, timelimit, argsrepr, kwargsrepr, origin,
-                ignore_result, compression (when compressed)
+                expires, retries, timelimit ([hard, soft]), argsrepr, kwargsrepr,
+                origin, ignore_result, compression (when compressed)
     body:       [args, kwargs, {"callbacks", "errbacks", "chain", "chord"}]
 
 See https://docs.celeryq.dev/en/stable/internals/protocol.html. Our own
@@ -106,6 +106,7 @@ class TaskMessage:
     retries: int = 0
     eta: str | None = None
     expires: str | None = None
+    #: ``(soft, hard)`` seconds; the header carries them the other way round, as Celery does.
     timelimit: tuple[float | None, float | None] = (None, None)
     origin: str | None = None
     ignore_result: bool = False
@@ -140,6 +141,9 @@ def build_task_message(
 ) -> OutgoingMessage:
     """Encode one task call as a Celery v2 message.
 
+    ``timelimit`` is ``(soft, hard)`` seconds; the header lists them as Celery
+    does, ``[hard, soft]``.
+
     Raises:
         ConfigError: for an unknown serializer or compression name.
         TypeError: when the arguments cannot be serialized.
@@ -158,10 +162,11 @@ def build_task_message(
         "group": group,
         "group_index": None,
         "retries": retries,
-        "timelimit": [timelimit[0], timelimit[1]],
+        # Celery writes [hard, soft] (as_task_v2: [time_limit, soft_time_limit]).
+        "timelimit": [timelimit[1], timelimit[0]],
         "root_id": root_id or task_id,
         "parent_id": parent_id,
-        "argsrepr": _short_repr(args_list),
+        "argsrepr": _short_repr(tuple(args_list)),  # Celery shows a tuple
         "kwargsrepr": _short_repr(kwargs_dict),
         "origin": origin or default_origin(),
         "ignore_result": ignore_result,
@@ -251,7 +256,7 @@ def parse_task_message(
             content_type=content_type or "",
         )
     raw_limit = headers.get("timelimit") or (None, None)
-    soft, hard = ([*list(raw_limit), None, None])[:2]
+    hard, soft = ([*list(raw_limit), None, None])[:2]  # on the wire: [hard, soft]
     return TaskMessage(
         task=task,
         id=task_id,

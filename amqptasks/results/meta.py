@@ -89,15 +89,20 @@ def decode_result(payload: Any) -> ResultMeta:
 
 
 def _find_exception_type(name: str, module: str) -> type[BaseException] | None:
+    candidate: Any
     if module == "builtins":
-        candidate = getattr(builtins, name, None)
+        candidate = builtins
     elif module == exceptions.__name__:
-        candidate = getattr(exceptions, name, None)
+        candidate = exceptions
     else:
         # Only types whose module this process already imported: decoding a
         # result must never import code named by the sender.
-        loaded = sys.modules.get(module)
-        candidate = getattr(loaded, name, None) if loaded is not None else None
+        candidate = sys.modules.get(module)
+    # ``exc_type`` is a __qualname__ (we and Celery write it so): "Outer.Inner".
+    for part in name.split("."):
+        if candidate is None:
+            break
+        candidate = getattr(candidate, part, None)
     if isinstance(candidate, type) and issubclass(candidate, BaseException):
         return candidate
     return None

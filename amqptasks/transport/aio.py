@@ -21,13 +21,16 @@ import aio_pika.exceptions
 import aiormq.exceptions
 
 from amqptasks.logging import get_logger
+from amqptasks.topology.declare import Step, declaration_steps
+from amqptasks.topology.model import BindingDeclaration, Exchange, QueueDeclaration
 from amqptasks.transport import errors
 
 if TYPE_CHECKING:
     from amqptasks.config import BrokerURL
     from amqptasks.exceptions import BrokerError
     from amqptasks.protocol.envelope import OutgoingMessage
-    from amqptasks.topology.model import QueueDeclaration
+    from amqptasks.topology.management import Management
+    from amqptasks.topology.model import Declarations
 
 log = get_logger(__name__)
 
@@ -55,7 +58,10 @@ async def connect(url: BrokerURL, connection_name: str) -> aio_pika.abc.Abstract
                 virtualhost=url.vhost,
                 timeout=url.connect_timeout,
                 heartbeat=url.heartbeat,
-                client_properties={"connection_name": connection_name, "product": "amqptasks"},
+                client_properties={
+                    "connection_name": url.connection_name(connection_name),
+                    "product": "amqptasks",
+                },
                 **kwargs,
             ),
             timeout=url.connect_timeout + 2.0,
@@ -175,39 +181,67 @@ def translate_channel_error(exc: BaseException, context: str) -> BrokerError:
     return errors.channel_error(code, text, context)
 
 
-async def declare_queue(
+async def _execute(channel: aio_pika.abc.AbstractChannel, step: Step) -> None:
+    target = step.target
+    if isinstance(target, Exchange):
+        await channel.declare_exchange(
+            target.name,
+            aio_pika.ExchangeType(target.type),
+            passive=step.passive,
+            durable=target.durable,
+            auto_delete=target.auto_delete,
+            arguments=dict(target.arguments),
+        )
+    elif isinstance(target, QueueDeclaration):
+        await channel.declare_queue(
+            target.name,
+            passive=step.passive,
+            durable=target.durable,
+            exclusive=target.exclusive,
+            auto_delete=target.auto_delete,
+            arguments=dict(target.arguments),
+        )
+    elif isinstance(target, BindingDeclaration):
+        queue = await channel.get_queue(target.queue, ensure=False)
+        await queue.bind(target.exchange, target.routing_key, arguments=dict(target.arguments))
+
+
+async def apply_declarations(
     connection: aio_pika.abc.AbstractConnection,
-    declaration: QueueDeclaration,
+    declarations: Declarations,
+    mode: str,
     *,
-    passive: bool = False,
+    management: Management | None,
 ) -> None:
-    """Declare (or passively check) a queue on a throw-away channel.
+    """Async twin of :func:`amqptasks.transport.declare_sync.apply_declarations`.
 
-    A 406 closes only that channel, so the caller's other channels keep working.
-
-    Raises:
-        TopologyMismatch: the queue exists with other arguments.
-        NotFound: passive check of a missing queue.
-        AccessRefused: the user may not configure it.
+    Runs on throw-away channels: a 406 closes only the channel it happened on.
     """
+    flow = declaration_steps(declarations, mode)
+    try:
+        step = next(flow)
+    except StopIteration:
+        return
     channel = await connection.channel(publisher_confirms=False)
     try:
-        await channel.declare_queue(
-            declaration.name,
-            durable=declaration.durable,
-            exclusive=declaration.exclusive,
-            auto_delete=declaration.auto_delete,
-            arguments=dict(declaration.arguments),
-            passive=passive,
-        )
-    except aiormq.exceptions.ChannelClosed as exc:
-        error = translate_channel_error(exc, f"queue {declaration.name!r}")
-        if error.__class__.__name__ == "TopologyMismatch":
-            error.args = (
-                f"{error.args[0]}; we wanted arguments {dict(declaration.arguments)!r}. "
-                f"Delete the queue, or make the app declare what exists",
-            )
-        raise error from exc
+        while True:
+            answer: Any = None
+            if step.kind == "live":
+                assert isinstance(step.target, tuple)
+                kind, name = step.target
+                if management is not None:
+                    loop = asyncio.get_running_loop()
+                    answer = await loop.run_in_executor(None, management.live, kind, name)
+            else:
+                try:
+                    await _execute(channel, step)
+                except aiormq.exceptions.ChannelClosed as exc:
+                    answer = translate_channel_error(exc, "")
+                    channel = await connection.channel(publisher_confirms=False)
+            try:
+                step = flow.send(answer)
+            except StopIteration:
+                return
     finally:
         if not channel.is_closed:
             with contextlib.suppress(Exception):

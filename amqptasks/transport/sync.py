@@ -72,7 +72,10 @@ def connection_parameters(url: BrokerURL, connection_name: str) -> pika.Connecti
         blocked_connection_timeout=None,
         connection_attempts=1,
         ssl_options=ssl_options,
-        client_properties={"connection_name": connection_name, "product": "amqptasks"},
+        client_properties={
+            "connection_name": url.connection_name(connection_name),
+            "product": "amqptasks",
+        },
     )
 
 
@@ -120,7 +123,6 @@ class _Session:
         self._outbox: collections.deque[tuple[OutgoingMessage, Future[None]]] = collections.deque()
         self._outbox_lock = threading.Lock()
         self._drain_scheduled = False
-        self.declared: set[str] = set()
         self._thread = threading.Thread(
             target=self._run, name=f"amqptasks-io-{connection_name}", daemon=True
         )
@@ -413,45 +415,6 @@ class SyncTransport:
         """
         wait_confirm(self.publish_nowait(message), message, timeout or self.publish_timeout)
 
-    def declare_queue(self, declaration: QueueDeclaration, *, passive: bool = False) -> None:
-        """Declare a queue on a channel of its own (a 406 closes only that channel).
-
-        Raises:
-            TopologyMismatch: the queue exists with other arguments.
-            AccessRefused, NotFound: as the broker says.
-        """
-        session = self._current()
-        if declaration.name in session.declared:
-            return
-        self._declare(session, declaration, passive)
-        session.declared.add(declaration.name)
-
-    def _declare(self, session: _Session, declaration: QueueDeclaration, passive: bool) -> None:
-        def operation(done: Callable[[BaseException | None], None]) -> None:
-            def on_error(error: BaseException) -> None:
-                done(_with_queue_context(error, declaration))
-
-            def on_open(channel: pika.channel.Channel) -> None:
-                def declared(_frame: pika.frame.Method) -> None:
-                    channel.close()
-                    done(None)
-
-                channel.queue_declare(
-                    declaration.name,
-                    passive=passive,
-                    durable=declaration.durable,
-                    exclusive=declaration.exclusive,
-                    auto_delete=declaration.auto_delete,
-                    arguments=dict(declaration.arguments),
-                    callback=declared,
-                )
-
-            session.open_channel(on_open, on_error)
-
-        session.call(
-            operation, self.url.connect_timeout + 5, f"declaring queue {declaration.name!r}"
-        )
-
     def consume_replies(self, declaration: QueueDeclaration, callback: ReplyCallback) -> None:
         """Declare the reply queue and deliver its messages to ``callback`` (I/O thread).
 
@@ -492,13 +455,6 @@ class SyncTransport:
             session.open_channel(on_open, on_error)
 
         session.call(operation, self.url.connect_timeout + 5, "subscribing to the reply queue")
-        session.declared.add(declaration.name)
-
-    def forget_declared(self, queue: str) -> None:
-        """Declare ``queue`` again before the next publish (after it was found missing)."""
-        with self._lock:
-            if self._session is not None:
-                self._session.declared.discard(queue)
 
     def close(self) -> None:
         """Close the connection and stop the I/O thread."""

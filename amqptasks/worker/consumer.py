@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 
 from amqptasks import constants
 from amqptasks.exceptions import (
-    AmqptasksError,
     BrokerError,
     ConfigError,
     DecodeError,
@@ -30,7 +29,6 @@ from amqptasks.protocol import serializers
 from amqptasks.protocol.envelope import OutgoingMessage, TaskMessage, parse_task_message
 from amqptasks.results import states
 from amqptasks.results.meta import encode_result
-from amqptasks.topology import model
 from amqptasks.transport import aio
 from amqptasks.worker.acks import Settlement
 from amqptasks.worker.deadletter import dead_letter_message
@@ -129,6 +127,8 @@ class Worker:
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._publisher: aio.AioPublisher | None = None
         self._consumers: list[tuple[aio_pika.abc.AbstractQueue, str]] = []
+        #: The queues actually consumed (a queue whose topology differs is skipped).
+        self.consuming: list[str] = []
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -144,42 +144,67 @@ class Worker:
         self._cold = asyncio.Event()
         url = self.app.settings.broker
         self._connection = await aio.connect(url, f"amqptasks worker {self.hostname}")
-        await self._declare_queues()
+        self.consuming = await self._declare_queues()
         self._publisher = aio.AioPublisher(
             self._connection, url, publish_timeout=self.app.settings.publish_timeout
         )
         channel = await self._connection.channel(publisher_confirms=False)
         # Per-consumer QoS (global=False): quorum queues do not support global QoS.
         await channel.set_qos(prefetch_count=self.prefetch_count)
-        for name in self.queues:
-            work = model.work_queue(name)[-1]
-            queue = await channel.declare_queue(
-                name, durable=work.durable, arguments=dict(work.arguments)
-            )
+        for name in self.consuming:
+            # Passive: the queue was checked or declared above, as its mode says; the
+            # robust channel repeats this after a reconnect.
+            queue = await channel.declare_queue(name, passive=True)
             tag = await queue.consume(self._on_message, no_ack=False)
             self._consumers.append((queue, tag))
         log.info(
             "worker ready",
             hostname=self.hostname,
-            queues=self.queues,
+            queues=self.consuming,
             pool=self.pool,
             concurrency=self.concurrency,
             prefetch=self.prefetch_count,
         )
 
-    async def _declare_queues(self) -> None:
+    async def _declare_queues(self) -> list[str]:
+        """Check/declare each queue on its own channel; return the usable ones.
+
+        A queue that exists with other arguments is reported (every one at once,
+        with the differences) and not consumed; the others are served. When no
+        queue is usable the worker cannot do anything and raises.
+        """
         assert self._connection is not None
-        mismatches: list[str] = []
+        settings = self.app.settings
+        usable: list[str] = []
+        problems: list[TopologyMismatch] = []
         for name in self.queues:
-            for declaration in model.work_queue(name):
-                try:
-                    await aio.declare_queue(self._connection, declaration)
-                except TopologyMismatch as exc:
-                    mismatches.append(str(exc))
-        if mismatches:
-            raise TopologyMismatch(
-                "; ".join(mismatches), reply_code=406, reply_text="PRECONDITION_FAILED"
+            queue = self.app.router.queue(name)
+            mode = self.app.router.declare_mode(queue, settings.topology_mode)
+            try:
+                await aio.apply_declarations(
+                    self._connection,
+                    queue.declarations(settings.default_queue_type),
+                    mode,
+                    management=self.app.management(),
+                )
+            except TopologyMismatch as exc:
+                problems.append(exc)
+            else:
+                usable.append(name)
+        if problems and usable:
+            log.error(
+                "not consuming queues whose topology differs; serving the others",
+                skipped=[q for q in self.queues if q not in usable],
+                serving=usable,
+                error="\n".join(str(p) for p in problems),
             )
+        elif problems:
+            raise TopologyMismatch(
+                "\n".join(str(p) for p in problems),
+                reply_code=406,
+                reply_text="PRECONDITION_FAILED",
+            )
+        return usable
 
     def stop(self, *, cold: bool = False) -> None:
         """Ask the worker to stop: warm (finish running tasks) or cold (now)."""
@@ -207,7 +232,7 @@ class Worker:
         """Start, consume until stopped, shut down; return the exit code."""
         try:
             await self.start()
-        except AmqptasksError:
+        except BaseException:
             await self._close()
             raise
         if handle_signals:
@@ -301,13 +326,13 @@ class Worker:
         acks_early = (
             task.acks_early if task.acks_early is not None else self.app.settings.task_acks_early
         )
-        if acks_early:
-            await delivery.ack()
         assert self._slots is not None and self._stopping is not None
         async with self._slots:
             if self._stopping.is_set():
                 await delivery.requeue()
                 return
+            if acks_early:  # at-most-once: acked as it starts, never redelivered
+                await delivery.ack()
             self._running += 1
             try:
                 request = make_request(

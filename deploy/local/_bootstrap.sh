@@ -7,7 +7,7 @@
 #   1. python3 with venv and pip (on Debian: apt-get install python3-venv python3-pip,
 #      only when they are missing);
 #   2. a virtualenv at $REPO/.venv (created once, reused afterwards);
-#   3. `pip install -e "$REPO[test]"`, skipped when pyproject.toml has not changed
+#   3. `pip install -e "${REPO}[test]"`, skipped when pyproject.toml has not changed
 #      since the last successful install into that venv.
 #
 # RabbitMQ itself is installed by deploy/local/rabbitmq-node when it first starts a node.
@@ -68,8 +68,8 @@ _bootstrap_install() {
     fi
     _bootstrap_log "installing amqptasks (editable, with test extras) into $VENV"
     rm -f "$stamp"
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$REPO[test]" >&2 ||
-        _bootstrap_die "pip install -e $REPO[test] failed" || return 1
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "${REPO}[test]" >&2 ||
+        _bootstrap_die "pip install -e ${REPO}[test] failed" || return 1
     printf '%s\n' "$want" >"$stamp"
 }
 

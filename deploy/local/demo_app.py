@@ -16,7 +16,7 @@ import sys
 import time
 from typing import Any
 
-from amqptasks import App, Task
+from amqptasks import App
 
 app = App("demo_app")
 
@@ -27,10 +27,11 @@ def add(x: int, y: int) -> int:
     return x + y
 
 
-@app.task(queue="mail", bind=True)
-def send_welcome_mail(self: Task[Any, Any], address: str) -> str:
+@app.task(queue="mail")
+def send_welcome_mail(address: str) -> str:
     """Routed to the ``mail`` queue; pretends to send a mail."""
-    return f"welcome mail sent to {address} (queue {self.request.queue!r}, task {self.request.id})"
+    request = send_welcome_mail.request  # the call being run: id, queue, retries, ...
+    return f"welcome mail sent to {address} (queue {request.queue!r}, task {request.id})"
 
 
 @app.task(queue="reports")
@@ -70,7 +71,9 @@ class Demo:
 
     def check(self, what: str, got: Any, want: Any) -> None:
         ok = got == want
-        print(f"  {'ok  ' if ok else 'FAIL'} {what} -> {got!r}" + ("" if ok else f" (want {want!r})"))
+        print(
+            f"  {'ok  ' if ok else 'FAIL'} {what} -> {got!r}" + ("" if ok else f" (want {want!r})")
+        )
         if not ok:
             self.failures.append(what)
 
@@ -82,9 +85,7 @@ class Demo:
         self.check("add(2, 3) on 'default'", add.delay(2, 3).get(timeout=TIMEOUT), 5)
         text = send_welcome_mail.delay("ada@example.com").get(timeout=TIMEOUT)
         print(f"       {text}")
-        self.check(
-            "send_welcome_mail('ada@example.com') ran from queue", "'mail'" in text, True
-        )
+        self.check("send_welcome_mail('ada@example.com') ran from queue", "'mail'" in text, True)
         report = build_report.apply_async(args=("q3-sales", [120.0, 80.5, 99.5])).get(
             timeout=TIMEOUT
         )

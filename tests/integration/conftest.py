@@ -24,9 +24,18 @@ READY_TIMEOUT = 40.0
 
 
 @pytest.fixture(scope="session")
-def core(broker_url: str) -> Iterator[Any]:
-    """The ``tests.integration.apps.core`` module, its app pointed at the session broker."""
+def broker_env(broker_url: str, rabbit: Any) -> str:
+    """Point apps (here and in worker subprocesses) at the session broker."""
     os.environ["AMQPTASKS_BROKER_URL"] = broker_url
+    management = getattr(rabbit, "mgmt_url", None)
+    if management:
+        os.environ["AMQPTASKS_MANAGEMENT_URL"] = management
+    return broker_url
+
+
+@pytest.fixture(scope="session")
+def core(broker_env: str, broker_url: str) -> Iterator[Any]:
+    """The ``tests.integration.apps.core`` module, its app pointed at the session broker."""
     module = importlib.import_module("tests.integration.apps.core")
     app: App = module.app
     assert app.settings.broker_url == broker_url
@@ -79,8 +88,19 @@ def cli_env(broker_url: str) -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="session")
+def routed(broker_env: str) -> Iterator[Any]:
+    """The ``tests.integration.apps.routed`` module (queues, exchanges and routes)."""
+    module = importlib.import_module("tests.integration.apps.routed")
+    yield module
+    module.app.close()
+
+
+ROUTED_APP = "tests.integration.apps.routed:app"
+
+
 @pytest.fixture
-def start_worker(broker_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+def start_worker(broker_env: str, broker_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     """Factory: ``start_worker("-Q", queue, "-c", "2")`` starts a worker and waits until ready."""
     started: list[WorkerProcess] = []
 

@@ -87,7 +87,7 @@ def test_headers_are_exactly_celerys() -> None:
         "timelimit": [None, None],
         "root_id": "11111111-2222-3333-4444-555555555555",
         "parent_id": None,
-        "argsrepr": "[2, 3]",
+        "argsrepr": "(2, 3)",  # a tuple, as Celery writes it
         "kwargsrepr": "{'z': 1}",
         "origin": f"{os.getpid()}@{socket.gethostname()}",
         "ignore_result": False,
@@ -130,7 +130,7 @@ def test_lineage_and_options_go_into_headers() -> None:
     assert headers["retries"] == 2
     assert headers["eta"] == "2030-01-01T00:00:00+00:00"
     assert headers["expires"] == "2030-01-02T00:00:00+00:00"
-    assert headers["timelimit"] == [10.0, 20.0]
+    assert headers["timelimit"] == [20.0, 10.0]  # [hard, soft], as Celery writes it
     assert headers["ignore_result"] is True
     assert headers["origin"] == "42@builder"
 
@@ -169,15 +169,15 @@ def test_argsrepr_and_kwargsrepr_are_truncated() -> None:
         text = message.headers[key]
         assert len(text) == REPR_LIMIT == 1024
         assert text.endswith("...")
-    assert message.headers["argsrepr"].startswith("['xxx")
+    assert message.headers["argsrepr"].startswith("('xxx")
     # The body itself is never truncated.
     assert json.loads(message.body)[0] == ["x" * 5000]
 
 
 def test_short_repr_is_kept_whole() -> None:
-    args = ["x" * (REPR_LIMIT - 4)]  # repr adds brackets and quotes: exactly 1024 chars
+    args = ["x" * (REPR_LIMIT - 5)]  # repr adds "(", quotes, "," and ")": exactly 1024 chars
     message = _build(args=args)
-    assert message.headers["argsrepr"] == repr(args)
+    assert message.headers["argsrepr"] == repr(tuple(args))
     assert len(message.headers["argsrepr"]) == REPR_LIMIT
 
 

@@ -13,6 +13,8 @@ from amqptasks._context import Request, current_request
 from amqptasks._publish import PreparedCall, prepare_call, to_utc_iso
 from amqptasks.config import Settings
 from amqptasks.exceptions import ConfigError
+from amqptasks.routing import Route, Router
+from amqptasks.topology.model import Exchange, Queue
 
 REPLY = "amqptasks.reply.t.abc"
 
@@ -21,11 +23,24 @@ def _settings(**given: Any) -> Settings:
     return Settings.build({"broker_url": "amqp://guest:guest@127.0.0.1:1//", **given}, environ={})
 
 
+def _router(settings: Settings) -> Router:
+    """The router App builds from these settings."""
+    return Router(
+        queues=settings.queues,
+        routes=settings.routes,
+        default_queue=settings.default_queue,
+        default_exchange=settings.default_exchange,
+        default_queue_type=settings.default_queue_type,
+    )
+
+
 def _prepare(settings: Settings | None = None, **options: Any) -> PreparedCall:
+    settings = settings or _settings()
     options.setdefault("args", (1, 2))
     options.setdefault("kwargs", None)
     options.setdefault("reply_to", REPLY)
-    return prepare_call(settings=settings or _settings(), task_name="proj.add", **options)
+    options.setdefault("task_name", "proj.add")
+    return prepare_call(settings=settings, router=_router(settings), **options)
 
 
 def test_defaults() -> None:
@@ -34,7 +49,7 @@ def test_defaults() -> None:
     assert call.wants_result is True
     assert message.reply_to == REPLY
     assert (message.exchange, message.routing_key) == ("", "default")
-    assert call.route.queue == "default"
+    assert call.route == Route("", "default", Queue("default"))
     assert message.headers["task"] == "proj.add"
     assert str(uuid.UUID(message.message_id)) == message.message_id
     assert uuid.UUID(message.message_id).version == 4
@@ -56,7 +71,7 @@ def test_priority_in_range(priority: int) -> None:
     assert _prepare(priority=priority).message.priority == priority
 
 
-@pytest.mark.parametrize("priority", [-1, 256, 1000, "5", 2.0])
+@pytest.mark.parametrize("priority", [-1, 256, 1000, "5", 2.0, True])
 def test_priority_out_of_range(priority: object) -> None:
     with pytest.raises(ConfigError, match="priority"):
         _prepare(priority=priority)
@@ -145,12 +160,68 @@ def test_unknown_serializer_is_refused() -> None:
 
 def test_routing_options() -> None:
     call = _prepare(task_queue="emails")
-    assert (call.message.routing_key, call.route.queue) == ("emails", "emails")
+    assert (call.message.exchange, call.message.routing_key) == ("", "emails")
+    assert call.route.queue == Queue("emails")
     call = _prepare(task_queue="emails", queue="urgent")
     assert call.message.routing_key == "urgent"
+    assert call.route.queue == Queue("urgent")
     call = _prepare(exchange="events", routing_key="user.created")
     assert (call.message.exchange, call.message.routing_key) == ("events", "user.created")
     assert call.route.queue is None
+    call = _prepare(routing_key="reports")
+    assert (call.message.exchange, call.message.routing_key) == ("", "reports")
+    assert call.route.queue == Queue("reports")
+
+
+def test_queue_and_a_different_routing_key_without_exchange_are_refused() -> None:
+    with pytest.raises(ConfigError, match="conflict"):
+        _prepare(queue="q", routing_key="other")
+    assert _prepare(queue="q", routing_key="q").message.routing_key == "q"
+    call = _prepare(queue="q", routing_key="other", exchange="events")
+    assert (call.message.exchange, call.message.routing_key) == ("events", "other")
+
+
+def test_routes_choose_queue_and_priority() -> None:
+    settings = _settings(
+        routes={"proj.add": {"queue": "math", "priority": 6}, "proj.*": "misc"},
+    )
+    call = _prepare(settings)
+    assert (call.message.routing_key, call.message.priority) == ("math", 6)
+    assert call.route == Route("", "math", Queue("math"), 6)
+    # The call's (or the task's, passed the same way) priority wins.
+    assert _prepare(settings, priority=1).message.priority == 1
+    other = _prepare(settings, task_name="proj.sub")
+    assert (other.message.routing_key, other.message.priority) == ("misc", None)
+    assert other.message.headers["task"] == "proj.sub"
+
+
+@pytest.mark.parametrize("priority", [256, -1, "high", True])
+def test_a_bad_route_priority_is_refused(priority: object) -> None:
+    settings = _settings(routes={"proj.*": {"priority": priority}})
+    with pytest.raises(ConfigError, match="priority"):
+        _prepare(settings)
+
+
+def test_routes_to_an_exchange() -> None:
+    settings = _settings(routes={"proj.*": {"exchange": "events", "routing_key": "user.created"}})
+    call = _prepare(settings)
+    assert (call.message.exchange, call.message.routing_key) == ("events", "user.created")
+    assert call.route.queue is None
+
+
+def test_a_queue_bound_to_an_exchange_is_published_there() -> None:
+    mail = Queue("mail", exchange=Exchange("mail", "topic"), routing_key="mail.#")
+    settings = _settings(queues=[mail])
+    for call in (_prepare(settings, queue="mail"), _prepare(settings, task_queue="mail")):
+        assert (call.message.exchange, call.message.routing_key) == ("mail", "mail.#")
+        assert call.route.queue is mail
+
+
+def test_default_exchange_binds_implicit_queues() -> None:
+    call = _prepare(_settings(default_exchange="tasks"), task_queue="emails")
+    assert (call.message.exchange, call.message.routing_key) == ("tasks", "emails")
+    assert call.route.queue == Queue("emails", exchange=Exchange("tasks"), routing_key="emails")
+    assert call.route.queue.all_bindings()[0].exchange_obj == Exchange("tasks")
 
 
 def test_extra_headers() -> None:

@@ -1,0 +1,683 @@
+"""amqptasks and the real Celery on the same broker and queues, in both directions.
+
+One amqptasks worker and one Celery worker (``celery worker -P threads``) run per
+serializer (json, msgpack) for the whole module; each test sends from one side to
+the queue the other side consumes and checks the value, the failure, or what the
+receiving worker saw of the call (id, root/parent ids, retries, reprs, headers).
+Countdown/eta are not covered here: amqptasks does not build delays yet (#4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import celery.exceptions
+import pika
+import pytest
+
+from amqptasks import RemoteTaskError
+from amqptasks.protocol.envelope import build_task_message, parse_task_message
+from amqptasks.results.meta import decode_result
+from tests.integration.celery_apps.common import Inventory, amqptasks_queue_arguments
+from tests.integration.conftest import REPO, WorkerProcess, cli_env, wait_for, worker_command
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+AMQPTASKS_APP = "tests.integration.celery_apps.amqptasks_app"
+CELERY_APP = "tests.integration.celery_apps.celery_app"
+SERIALIZERS = ["json", "msgpack"]
+CONTENT_TYPES = {"json": "application/json", "msgpack": "application/x-msgpack"}
+ACCEPT = set(CONTENT_TYPES.values())
+TIMEOUT = 20.0
+
+
+# -- fixtures --------------------------------------------------------------------------------
+
+
+def _import_app(module: str, broker_url: str) -> Any:
+    # Both apps read AMQPTASKS_BROKER_URL when their module is first imported.
+    os.environ["AMQPTASKS_BROKER_URL"] = broker_url
+    return importlib.import_module(module)
+
+
+@pytest.fixture(scope="module")
+def capp(broker_url: str) -> Iterator[Any]:
+    """The Celery app (producer side, in this process)."""
+    app = _import_app(CELERY_APP, broker_url).app
+    yield app
+    app.close()
+
+
+@pytest.fixture(scope="module")
+def aapp(broker_url: str) -> Iterator[Any]:
+    """The amqptasks app module (producer side, in this process)."""
+    module = _import_app(AMQPTASKS_APP, broker_url)
+    yield module
+    module.app.close()
+
+
+@dataclass
+class Stack:
+    """Both workers for one serializer, and where to find them."""
+
+    serializer: str
+    amqptasks_queue: str  # consumed by the amqptasks worker
+    celery_queue: str  # consumed by the Celery worker
+    tmp: Path
+
+    def ledger(self) -> str:
+        return str(self.tmp / f"ledger-{uuid.uuid4().hex[:8]}.json")
+
+
+class CeleryWorker(WorkerProcess):
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if " ready." in self.log():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"celery worker exited with {self.proc.returncode}:\n{self.log()}"
+                )
+            time.sleep(0.1)
+        raise AssertionError(f"celery worker not ready after {timeout}s:\n{self.log()}")
+
+
+def _stop(worker: WorkerProcess) -> None:
+    if worker.proc.poll() is None:
+        worker.signal(signal.SIGTERM)
+        try:
+            worker.wait(20)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
+def _delete(broker_url: str, queues: list[str], exchanges: list[str]) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        channel = connection.channel()
+        for queue in queues:
+            channel.queue_delete(queue)
+        for exchange in exchanges:
+            channel.exchange_delete(exchange)
+    finally:
+        connection.close()
+
+
+@pytest.fixture(scope="module", params=SERIALIZERS)
+def stack(
+    request: pytest.FixtureRequest, broker_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
+    serializer = request.param
+    tag = f"{serializer}-{uuid.uuid4().hex[:6]}"
+    tmp = tmp_path_factory.mktemp(f"interop-{serializer}")
+    stack = Stack(serializer, f"interop-amqptasks-{tag}", f"interop-celery-{tag}", tmp)
+    env = cli_env(broker_url)
+    env["AMQPTASKS_RESULT_SERIALIZER"] = serializer
+    env["INTEROP_SERIALIZER"] = serializer
+    logs = [tmp / "amqptasks-worker.log", tmp / "celery-worker.log"]
+    commands = [
+        worker_command("-Q", stack.amqptasks_queue, "-c", "4", app=f"{AMQPTASKS_APP}:app"),
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            CELERY_APP,
+            "worker",
+            "-P",
+            "threads",
+            "-c",
+            "2",
+            "-Q",
+            stack.celery_queue,
+            "-n",
+            f"interop-{tag}@%h",
+            "--without-heartbeat",
+            "--without-gossip",
+            "--without-mingle",
+            "-l",
+            "info",
+        ],
+    ]
+    workers: list[WorkerProcess] = []
+    try:
+        kinds = (WorkerProcess, CeleryWorker)
+        for kind, command, log_path in zip(kinds, commands, logs, strict=True):
+            with log_path.open("wb") as log_file:
+                proc = subprocess.Popen(
+                    command, cwd=REPO, env=env, stdout=log_file, stderr=subprocess.STDOUT
+                )
+            workers.append(kind(proc, log_path, command))
+        for worker in workers:  # both start at once; startup is the slow part
+            worker.wait_ready()
+        yield stack
+    finally:
+        for worker in workers:
+            _stop(worker)
+        queues = [stack.amqptasks_queue, stack.celery_queue]
+        _delete(broker_url, [*queues, *(f"{q}.dlq" for q in queues)], queues)
+
+
+@pytest.fixture
+def parked(broker_url: str, unique_name: Callable[[str], str]) -> Iterator[str]:
+    """A queue declared like an amqptasks work queue (with its DLQ) that nobody consumes."""
+    name = unique_name("interop-parked")
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    channel = connection.channel()
+    channel.queue_declare(f"{name}.dlq", durable=True)
+    channel.queue_declare(name, durable=True, arguments=amqptasks_queue_arguments(name))
+    yield name
+    for queue in (name, f"{name}.dlq"):
+        channel.queue_delete(queue)
+    channel.exchange_delete(name)
+    connection.close()
+
+
+def read_ledger(path: str) -> dict[str, Any]:
+    wait_for(lambda: Path(path).exists(), timeout=TIMEOUT, what=f"ledger {path}")
+    return json.loads(Path(path).read_text())  # type: ignore[no-any-return]
+
+
+def get_raw(amqp: Any, queue: str) -> tuple[Any, bytes]:
+    """basic_get one message (as an operator would), waiting for it to arrive."""
+    found: list[tuple[Any, bytes]] = []
+
+    def fetch() -> bool:
+        _method, properties, body = amqp.basic_get(queue, auto_ack=True)
+        if properties is not None:
+            found.append((properties, body))
+        return bool(found)
+
+    wait_for(fetch, timeout=TIMEOUT, what=f"a message in {queue}")
+    return found[0]
+
+
+def _parse(properties: Any, body: bytes) -> Any:
+    return parse_task_message(
+        body,
+        headers=properties.headers,
+        content_type=properties.content_type,
+        accept_content=("json", "msgpack"),
+        reply_to=properties.reply_to,
+        correlation_id=properties.correlation_id,
+    )
+
+
+def _when(text: str) -> dt.datetime:
+    when = dt.datetime.fromisoformat(text)
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def _close_to_now_plus(text: str, seconds: float) -> bool:
+    expected = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
+    return abs((_when(text) - expected).total_seconds()) < 15
+
+
+# -- Celery producer -> amqptasks worker ------------------------------------------------------
+
+
+def test_celery_send_task_and_delay_run_on_amqptasks_worker(stack: Stack, capp: Any) -> None:
+    options = {"queue": stack.amqptasks_queue, "serializer": stack.serializer}
+    by_args = capp.send_task("interop.add", args=(2, 3), **options)
+    by_kwargs = capp.send_task("interop.add", kwargs={"x": 40, "y": 2}, **options)
+    by_delay = capp.tasks["interop.add"].s(20, 1).set(**options).delay()
+    by_apply = capp.tasks["interop.add"].apply_async((1, 1), **options)
+    zipped = capp.send_task("interop.add", args=(3, 4), compression="zlib", **options)
+    bzipped = capp.send_task("interop.add", args=(5, 6), compression="bzip2", **options)
+    assert by_args.get(timeout=TIMEOUT) == 5
+    assert by_kwargs.get(timeout=TIMEOUT) == 42
+    assert by_delay.get(timeout=TIMEOUT) == 21
+    assert by_apply.get(timeout=TIMEOUT) == 2
+    assert zipped.get(timeout=TIMEOUT) == 7
+    assert bzipped.get(timeout=TIMEOUT) == 11
+    assert by_args.state == "SUCCESS"
+    assert by_args.date_done is not None
+
+
+def test_celery_sees_amqptasks_failure_as_its_own_exception(stack: Stack, capp: Any) -> None:
+    result = capp.send_task(
+        "interop.fail",
+        args=("disk full",),
+        queue=stack.amqptasks_queue,
+        serializer=stack.serializer,
+    )
+    with pytest.raises(ValueError) as caught:
+        result.get(timeout=TIMEOUT)
+    assert type(caught.value) is ValueError
+    assert caught.value.args == ("disk full",)
+    assert result.state == "FAILURE"
+    assert "raise ValueError(message)" in result.traceback
+
+    nested = capp.send_task(
+        "interop.fail_nested",
+        args=("A-1",),
+        queue=stack.amqptasks_queue,
+        serializer=stack.serializer,
+    )
+    with pytest.raises(Inventory.OutOfStock, match="out of stock: A-1"):
+        nested.get(timeout=TIMEOUT)
+
+
+def test_unknown_task_on_amqptasks_worker_is_dead_lettered_without_a_reply(
+    stack: Stack, capp: Any, amqp: Any
+) -> None:
+    """A Celery worker answers an unregistered task with NotRegistered; an amqptasks worker
+    dead-letters it with the reason and sends no result, so the Celery caller times out."""
+    result = capp.send_task(
+        "interop.nope", args=(1,), queue=stack.amqptasks_queue, serializer=stack.serializer
+    )
+    properties, _body = get_raw(amqp, f"{stack.amqptasks_queue}.dlq")
+    assert properties.headers["id"] == result.id
+    assert properties.headers["x-amqptasks-reason"] == "unknown-task"
+    with pytest.raises(celery.exceptions.TimeoutError):
+        result.get(timeout=0.5)
+
+
+def test_celery_call_options_reach_amqptasks_worker(stack: Stack, capp: Any) -> None:
+    result = capp.send_task(
+        "interop.info",
+        args=(1, "two"),
+        kwargs={"three": 3},
+        queue=stack.amqptasks_queue,
+        serializer=stack.serializer,
+        expires=300,
+        priority=5,
+        headers={"x-tenant": "acme"},
+        retries=2,
+    )
+    seen = result.get(timeout=TIMEOUT)
+    assert seen["side"] == "amqptasks"
+    assert seen["id"] == result.id
+    assert seen["task"] == "interop.info"
+    assert seen["root_id"] == result.id
+    assert seen["parent_id"] is None
+    assert seen["retries"] == 2
+    assert seen["argsrepr"] == "(1, 'two')"
+    assert seen["kwargsrepr"] == "{'three': 3}"
+    assert _close_to_now_plus(seen["expires"], 300)
+    assert seen["eta"] is None
+    assert seen["tenant"] == "acme"
+    assert seen["args"] == [1, "two"]
+    assert seen["kwargs"] == {"three": 3}
+
+
+def test_lineage_celery_root_through_amqptasks_worker_to_celery_worker(
+    stack: Stack, capp: Any
+) -> None:
+    """Celery producer -> amqptasks ``spawn`` -> Celery worker: root and parent ids carry over."""
+    ledger = stack.ledger()
+    spawn = capp.send_task(
+        "interop.spawn",
+        args=(stack.celery_queue, ledger, stack.serializer),
+        queue=stack.amqptasks_queue,
+        serializer=stack.serializer,
+        root_id="root-of-everything",
+        parent_id="some-parent",
+    )
+    child_id = spawn.get(timeout=TIMEOUT)
+    child = read_ledger(ledger)
+    assert child["side"] == "celery"
+    assert child["id"] == child_id
+    assert child["parent_id"] == spawn.id
+    assert child["root_id"] == "root-of-everything"
+    assert child["retries"] == 0
+    assert child["argsrepr"] == "('child',)"
+    assert child["args"] == ["child"]
+
+
+def test_celery_expires_is_a_message_ttl_dead_lettered_on_an_amqptasks_queue(
+    stack: Stack, capp: Any, amqp: Any, parked: str
+) -> None:
+    """Celery also sets the AMQP ``expiration`` property from ``expires``: unconsumed, the
+    broker dead-letters the message into the queue's DLQ (amqptasks' ``<queue>.dlq``)."""
+    result = capp.send_task(
+        "interop.add", args=(1, 2), queue=parked, expires=0.5, serializer=stack.serializer
+    )
+    properties, body = get_raw(amqp, f"{parked}.dlq")
+    assert properties.headers["id"] == result.id
+    death = properties.headers["x-death"][0]
+    assert death["reason"] == "expired"
+    assert death["queue"] == parked
+    assert _parse(properties, body).args == [1, 2]
+
+
+# -- amqptasks producer -> Celery worker ------------------------------------------------------
+
+
+def test_amqptasks_producer_runs_tasks_on_celery_worker(stack: Stack, aapp: Any) -> None:
+    options = {"queue": stack.celery_queue, "serializer": stack.serializer}
+    assert aapp.add.apply_async((2, 3), **options).get(timeout=TIMEOUT) == 5
+    for method in ("zlib", "bz2", "lzma"):
+        result = aapp.add.apply_async((3, 4), compression=method, **options)
+        assert result.get(timeout=TIMEOUT) == 7, method
+    assert aapp.add.apply_async(kwargs={"x": 40, "y": 2}, **options).get(timeout=TIMEOUT) == 42
+    assert aapp.app.send_task("interop.add", (20, 1), **options).get(timeout=TIMEOUT) == 21
+
+    async def send_async() -> Any:
+        try:
+            result = await aapp.add.aapply_async((7, 8), **options)
+            return await result.aget(timeout=TIMEOUT)
+        finally:
+            await aapp.app.aclose()
+
+    assert asyncio.run(send_async()) == 15
+
+
+def test_amqptasks_sees_celery_failure_as_its_own_exception(stack: Stack, aapp: Any) -> None:
+    result = aapp.fail.apply_async(
+        ("disk full",), queue=stack.celery_queue, serializer=stack.serializer
+    )
+    with pytest.raises(ValueError) as caught:
+        result.get(timeout=TIMEOUT)
+    assert type(caught.value) is ValueError
+    assert caught.value.args == ("disk full",)
+    assert result.state == "FAILURE"
+    assert "raise ValueError(message)" in caught.value.remote_traceback  # type: ignore[attr-defined]
+
+    nested = aapp.app.send_task(
+        "interop.fail_nested", ("A-1",), queue=stack.celery_queue, serializer=stack.serializer
+    )
+    with pytest.raises(Inventory.OutOfStock, match="out of stock: A-1"):
+        nested.get(timeout=TIMEOUT)
+
+
+def test_unknown_task_on_celery_worker_fails_and_lands_in_the_dlq(
+    stack: Stack, aapp: Any, amqp: Any
+) -> None:
+    """The Celery worker replies NotRegistered and rejects the message, which the queue's
+    amqptasks dead-letter arguments route into ``<queue>.dlq`` (Celery alone would drop it)."""
+    result = aapp.app.send_task(
+        "interop.nope", (1,), queue=stack.celery_queue, serializer=stack.serializer
+    )
+    with pytest.raises(celery.exceptions.NotRegistered):
+        result.get(timeout=TIMEOUT)
+    properties, _body = get_raw(amqp, f"{stack.celery_queue}.dlq")
+    assert properties.headers["id"] == result.id
+    assert properties.headers["x-death"][0]["reason"] == "rejected"
+
+
+def test_amqptasks_call_options_reach_celery_worker(stack: Stack, aapp: Any) -> None:
+    result = aapp.info.apply_async(
+        (1, "two"),
+        {"three": 3},
+        queue=stack.celery_queue,
+        serializer=stack.serializer,
+        expires=300,
+        priority=5,
+        headers={"x-tenant": "acme"},
+    )
+    seen = result.get(timeout=TIMEOUT)
+    assert seen["side"] == "celery"
+    assert seen["id"] == result.id
+    assert seen["task"] == "interop.info"
+    assert seen["root_id"] == result.id
+    assert seen["parent_id"] is None
+    assert seen["retries"] == 0
+    assert seen["argsrepr"] == "(1, 'two')"
+    assert seen["kwargsrepr"] == "{'three': 3}"
+    assert _close_to_now_plus(seen["expires"], 300)
+    assert seen["eta"] is None
+    assert seen["timelimit"] == [None, None]
+    assert seen["priority"] == 5
+    assert seen["tenant"] == "acme"
+    assert seen["args"] == [1, "two"]
+    assert seen["kwargs"] == {"three": 3}
+
+
+def test_expired_amqptasks_message_is_revoked_by_celery_worker(stack: Stack, aapp: Any) -> None:
+    past = dt.datetime.now(dt.timezone.utc) - dt.timedelta(minutes=1)
+    result = aapp.add.apply_async(
+        (1, 1), queue=stack.celery_queue, expires=past, serializer=stack.serializer
+    )
+    with pytest.raises(Exception) as caught:  # Celery's type; checked below
+        result.get(timeout=TIMEOUT)
+    assert result.state == "REVOKED"
+    # celery.exceptions is imported here, so the type is rebuilt; elsewhere it would be a
+    # RemoteTaskError with exc_type "TaskRevokedError".
+    assert type(caught.value).__name__ == "TaskRevokedError"
+    assert not isinstance(caught.value, RemoteTaskError)
+
+
+def test_lineage_amqptasks_root_through_celery_worker_to_amqptasks_worker(
+    stack: Stack, aapp: Any
+) -> None:
+    """amqptasks producer -> Celery ``spawn`` -> amqptasks worker."""
+    ledger = stack.ledger()
+    spawn = aapp.spawn.apply_async(
+        (stack.amqptasks_queue, ledger, stack.serializer),
+        queue=stack.celery_queue,
+        serializer=stack.serializer,
+    )
+    child_id = spawn.get(timeout=TIMEOUT)
+    child = read_ledger(ledger)
+    assert child["side"] == "amqptasks"
+    assert child["id"] == child_id
+    assert child["parent_id"] == spawn.id
+    assert child["root_id"] == spawn.id
+    assert child["retries"] == 0
+    assert child["argsrepr"] == "('child',)"
+    assert child["args"] == ["child"]
+    assert child["kwargs"] == {}
+
+
+def test_celery_retry_into_amqptasks_queue_keeps_id_retries_and_reply(
+    stack: Stack, aapp: Any
+) -> None:
+    """A Celery worker retries a task into a queue an amqptasks worker consumes: the second
+    attempt runs there with ``retries == 1`` under the same id, and its result reaches the
+    original amqptasks caller."""
+    result = aapp.flaky.apply_async(
+        (stack.amqptasks_queue,), queue=stack.celery_queue, serializer=stack.serializer
+    )
+    seen = result.get(timeout=TIMEOUT)
+    assert seen == {"side": "amqptasks", "id": result.id, "retries": 1}
+
+
+# -- the raw messages, as an operator reads them -----------------------------------------------
+
+
+def test_celery_message_parses_as_amqptasks_message(
+    stack: Stack, capp: Any, amqp: Any, parked: str
+) -> None:
+    result = capp.send_task(
+        "interop.info",
+        args=(1, "two"),
+        kwargs={"three": 3},
+        queue=parked,
+        serializer=stack.serializer,
+        expires=300,
+        priority=7,
+        retries=3,
+        time_limit=30,
+        soft_time_limit=10,
+        root_id="r-1",
+        parent_id="p-1",
+        headers={"x-tenant": "acme"},
+    )
+    properties, body = get_raw(amqp, parked)
+    assert properties.content_type == CONTENT_TYPES[stack.serializer]
+    assert properties.correlation_id == result.id
+    assert properties.priority == 7
+    assert properties.delivery_mode == 2
+    parsed = _parse(properties, body)
+    assert (parsed.task, parsed.id) == ("interop.info", result.id)
+    assert (parsed.root_id, parsed.parent_id, parsed.retries) == ("r-1", "p-1", 3)
+    assert parsed.args == [1, "two"]
+    assert parsed.kwargs == {"three": 3}
+    assert parsed.timelimit == (10, 30)  # (soft, hard); Celery writes [hard, soft]
+    assert parsed.reply_to == capp.thread_oid
+    assert _close_to_now_plus(str(parsed.expires), 300)
+    assert parsed.headers["x-tenant"] == "acme"
+    assert set(parsed.embed) == {"callbacks", "errbacks", "chain", "chord"}
+
+
+def test_amqptasks_message_has_every_header_celery_writes(
+    stack: Stack, capp: Any, aapp: Any, amqp: Any, parked: str
+) -> None:
+    from kombu.serialization import loads
+
+    aapp.info.apply_async(
+        (1, "two"), {"three": 3}, queue=parked, serializer=stack.serializer, priority=7, expires=300
+    )
+    ours, our_body = get_raw(amqp, parked)
+    capp.send_task(
+        "interop.info",
+        args=(1, "two"),
+        kwargs={"three": 3},
+        queue=parked,
+        serializer=stack.serializer,
+        priority=7,
+        expires=300,
+    )
+    theirs, their_body = get_raw(amqp, parked)
+    celery_only = {"replaced_task_nesting", "stamped_headers", "stamps"}
+    assert set(theirs.headers) - celery_only <= set(ours.headers)
+    for name in ("content_type", "content_encoding", "delivery_mode", "priority"):
+        assert getattr(ours, name) == getattr(theirs, name), name
+    assert ours.correlation_id == ours.headers["id"]
+    decoded = loads(our_body, ours.content_type, ours.content_encoding, accept=ACCEPT)
+    assert decoded == loads(their_body, theirs.content_type, theirs.content_encoding, accept=ACCEPT)
+
+
+def test_amqptasks_built_retries_and_time_limits_read_by_celery_worker(
+    stack: Stack, amqp: Any
+) -> None:
+    """What a future amqptasks retry or time limit writes, a Celery worker reads the same."""
+    ledger = stack.ledger()
+    message = build_task_message(
+        task="interop.info",
+        task_id=str(uuid.uuid4()),
+        args=["x"],
+        kwargs={"ledger": ledger},
+        exchange="",
+        routing_key=stack.celery_queue,
+        serializer=stack.serializer,
+        root_id="r-2",
+        parent_id="p-2",
+        retries=4,
+        timelimit=(10, 30),  # ints: pika cannot encode float header values
+        ignore_result=True,
+    )
+    amqp.basic_publish(
+        message.exchange,
+        message.routing_key,
+        message.body,
+        pika.BasicProperties(
+            content_type=message.content_type,
+            content_encoding=message.content_encoding,
+            headers=message.headers,
+            correlation_id=message.correlation_id,
+            message_id=message.message_id,
+            delivery_mode=message.delivery_mode,
+        ),
+        mandatory=True,
+    )
+    seen = read_ledger(ledger)
+    assert seen["side"] == "celery"
+    assert seen["id"] == message.headers["id"]
+    assert (seen["root_id"], seen["parent_id"], seen["retries"]) == ("r-2", "p-2", 4)
+    assert seen["timelimit"] == [30, 10]  # Celery's order: [hard, soft]
+    assert seen["args"] == ["x"]
+
+
+def test_celery_reply_decodes_as_amqptasks_result(stack: Stack, amqp: Any) -> None:
+    """A Celery worker's rpc reply, read raw from a reply queue, is an amqptasks result."""
+    reply_queue = f"interop-replies-{uuid.uuid4().hex[:8]}"
+    amqp.queue_declare(reply_queue, durable=True, arguments={"x-expires": 60_000})
+    try:
+        message = build_task_message(
+            task="interop.fail",
+            task_id=str(uuid.uuid4()),
+            args=["boom"],
+            kwargs={},
+            exchange="",
+            routing_key=stack.celery_queue,
+            serializer=stack.serializer,
+            reply_to=reply_queue,
+        )
+        amqp.basic_publish(
+            message.exchange,
+            message.routing_key,
+            message.body,
+            pika.BasicProperties(
+                content_type=message.content_type,
+                content_encoding=message.content_encoding,
+                headers=message.headers,
+                correlation_id=message.correlation_id,
+                reply_to=reply_queue,
+                delivery_mode=2,
+            ),
+        )
+        properties, body = get_raw(amqp, reply_queue)
+    finally:
+        amqp.queue_delete(reply_queue)
+    assert properties.correlation_id == message.headers["id"]
+    assert properties.content_type == CONTENT_TYPES[stack.serializer]
+    from kombu.serialization import loads
+
+    meta = decode_result(
+        loads(body, properties.content_type, properties.content_encoding, accept=ACCEPT)
+    )
+    assert meta.task_id == message.headers["id"]
+    assert meta.status == "FAILURE"
+    assert meta.result == {
+        "exc_type": "ValueError",
+        "exc_message": ["boom"],
+        "exc_module": "builtins",
+    }
+    assert meta.date_done
+
+
+# -- known differences ----------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="amqptasks' json decoder does not unwrap kombu's typed values "
+    '({"__type__": "datetime", "__value__": ...}); see docs/coming-from-celery.md',
+)
+def test_json_typed_values_from_celery(stack: Stack, capp: Any) -> None:
+    """kombu's json sends datetime/date/time/Decimal/UUID/bytes as typed values that a
+    Celery worker turns back into those types; an amqptasks task should get them too."""
+    when = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    result = capp.send_task(
+        "interop.info", args=(when,), queue=stack.amqptasks_queue, serializer="json"
+    )
+    seen = result.get(timeout=TIMEOUT)
+    # Received as a datetime, the value comes back as amqptasks' json writes datetimes.
+    assert seen["args"] == [when.isoformat()]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="amqptasks runs the first task of a Celery chain and drops the rest silently "
+    "(the embed's chain/callbacks/errbacks are not read until canvas is built)",
+)
+def test_celery_chain_continues_after_an_amqptasks_step(
+    stack: Stack, capp: Any, amqp: Any, parked: str
+) -> None:
+    add = capp.tasks["interop.add"]
+    options = {"serializer": stack.serializer}
+    last = (
+        add.s(1, 2).set(queue=stack.amqptasks_queue, **options)
+        | add.s(10).set(queue=parked, **options)
+    ).apply_async()
+    assert last.parent.get(timeout=TIMEOUT) == 3
+    # A Celery worker publishes the next step before it sends the first step's result.
+    _method, properties, _body = amqp.basic_get(parked, auto_ack=True)
+    assert properties is not None, "the chain's next step was never published"
+    assert properties.headers["id"] == last.id
