@@ -14,11 +14,12 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from amqptasks._publish import PreparedCall, delayed_message
 from amqptasks.exceptions import BrokerError, DecodeError, TopologyMismatch, Unroutable
 from amqptasks.logging import get_logger
 from amqptasks.protocol import serializers
 from amqptasks.results.meta import ResultMeta, decode_result
-from amqptasks.topology import model, names
+from amqptasks.topology import delays, model, names
 from amqptasks.topology.model import Declarations
 from amqptasks.transport import aio
 from amqptasks.transport.declare_sync import apply_declarations
@@ -30,8 +31,8 @@ if TYPE_CHECKING:
     import aio_pika.abc
     import pika.spec
 
-    from amqptasks._publish import PreparedCall
     from amqptasks.config import Settings
+    from amqptasks.protocol.envelope import OutgoingMessage
     from amqptasks.results.buffer import ResultBuffer
     from amqptasks.routing import Route, Router
     from amqptasks.topology.management import Management
@@ -73,6 +74,31 @@ def destination(router: Router, settings: Settings, route: Route) -> Destination
     if route.queue is None and route.exchange == "":
         return Destination(key, Declarations(), "off")
     return Destination(key, router.declarations(route), mode)
+
+
+def destinations(router: Router, settings: Settings, call: PreparedCall) -> list[Destination]:
+    """Everything ``call`` needs: its route and, when delayed, the delay levels and hop."""
+    found = [destination(router, settings, call.route)]
+    if call.delay:
+        mode = settings.topology_mode
+        prefix = settings.delay_prefix
+        found.append(
+            Destination(
+                f"delays:{prefix}", delays.infrastructure(prefix, settings.delay_queue_type), mode
+            )
+        )
+        exchange, key = call.message.exchange, call.message.routing_key
+        found.append(
+            Destination(f"hop:{exchange}\x00{key}", delays.hop(prefix, exchange, key), mode)
+        )
+    return found
+
+
+def wire_message(call: PreparedCall, settings: Settings) -> OutgoingMessage:
+    """The message as published: re-addressed to the delay levels when delayed."""
+    if call.delay:
+        return delayed_message(call.message, call.delay, settings.delay_prefix)
+    return call.message
 
 
 def producer_mismatch(exc: TopologyMismatch, where: str) -> None:
@@ -126,32 +152,37 @@ class SyncClient:
                 )
                 self._replies = True
 
-    def ensure(self, route: Route) -> None:
-        """Declare (or verify) what ``route`` needs, once per client."""
-        target = destination(self._router, self._settings, route)
-        if target.key in self._declared:
-            return
-        with self._lock:
+    def ensure(self, call: PreparedCall) -> None:
+        """Declare (or verify) what ``call`` needs, once per client and destination."""
+        for target in destinations(self._router, self._settings, call):
             if target.key in self._declared:
-                return
-            try:
-                apply_declarations(
-                    self._settings.broker,
-                    target.declarations,
-                    target.mode,
-                    management=self._management,
-                    connection_name=self._connection_name + " topology",
-                )
-            except TopologyMismatch as exc:
-                producer_mismatch(exc, target.key)
-            self._declared.add(target.key)
+                continue
+            with self._lock:
+                if target.key in self._declared:
+                    continue
+                try:
+                    apply_declarations(
+                        self._settings.broker,
+                        target.declarations,
+                        target.mode,
+                        management=self._management,
+                        connection_name=self._connection_name + " topology",
+                    )
+                except TopologyMismatch as exc:
+                    producer_mismatch(exc, target.key)
+                self._declared.add(target.key)
+
+    def forget(self, call: PreparedCall) -> None:
+        """Declare ``call``'s destinations again before its next publish."""
+        for target in destinations(self._router, self._settings, call):
+            self._declared.discard(target.key)
 
     def publish_nowait(self, call: PreparedCall) -> Future[None]:
         """Declare what the call needs, then hand it to the I/O thread."""
         if call.wants_result:
             self._ensure_replies()
-        self.ensure(call.route)
-        return self.transport.publish_nowait(call.message)
+        self.ensure(call)
+        return self.transport.publish_nowait(wire_message(call, self._settings))
 
     def publish(self, call: PreparedCall) -> None:
         """Publish and wait for the confirm; redeclare once if the queue vanished."""
@@ -172,14 +203,14 @@ class SyncClient:
             try:
                 wait_confirm(future, call.message, timeout)
             except Unroutable as exc:
-                if call.route.queue is None:
+                if call.route.queue is None and not call.delay:
                     failures.append(exc)
                 else:
                     again.append((future, call))
             except BrokerError as exc:
                 failures.append(exc)
         for _future, call in again:
-            self._declared.discard(destination(self._router, self._settings, call.route).key)
+            self.forget(call)
         for _future, call in again:
             try:
                 wait_confirm(self.publish_nowait(call), call.message, timeout)
@@ -252,35 +283,40 @@ class AioClient:
                 await queue.consume(self._on_reply, no_ack=True)
                 self._reply_channel = channel
 
-    async def ensure(self, route: Route) -> None:
-        """Declare (or verify) what ``route`` needs, once per client."""
-        target = destination(self._router, self._settings, route)
-        if target.key in self._declared:
-            return
+    async def ensure(self, call: PreparedCall) -> None:
+        """Declare (or verify) what ``call`` needs, once per client and destination."""
         assert self._connection is not None
-        try:
-            await aio.apply_declarations(
-                self._connection, target.declarations, target.mode, management=self._management
-            )
-        except TopologyMismatch as exc:
-            producer_mismatch(exc, target.key)
-        self._declared.add(target.key)
+        for target in destinations(self._router, self._settings, call):
+            if target.key in self._declared:
+                continue
+            try:
+                await aio.apply_declarations(
+                    self._connection,
+                    target.declarations,
+                    target.mode,
+                    management=self._management,
+                )
+            except TopologyMismatch as exc:
+                producer_mismatch(exc, target.key)
+            self._declared.add(target.key)
 
     async def publish(self, call: PreparedCall) -> None:
         """Publish and wait for the confirm; redeclare once if the queue vanished."""
         publisher = await self._connect()
         if call.wants_result:
             await self._ensure_replies()
-        await self.ensure(call.route)
+        await self.ensure(call)
+        message = wire_message(call, self._settings)
         try:
-            await publisher.publish(call.message)
+            await publisher.publish(message)
         except Unroutable:
-            if call.route.queue is None:
+            if call.route.queue is None and not call.delay:
                 raise
             # Someone deleted the queue since we declared it: declare it again, retry once.
-            self._declared.discard(destination(self._router, self._settings, call.route).key)
-            await self.ensure(call.route)
-            await publisher.publish(call.message)
+            for target in destinations(self._router, self._settings, call):
+                self._declared.discard(target.key)
+            await self.ensure(call)
+            await publisher.publish(message)
 
     async def close(self) -> None:
         """Close the connection."""

@@ -5,6 +5,7 @@ Shared by the sync and async publishing paths so both send identical messages.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from amqptasks._context import current_request
 from amqptasks.exceptions import ConfigError
 from amqptasks.protocol import serializers
 from amqptasks.protocol.envelope import OutgoingMessage, build_task_message, new_task_id
+from amqptasks.topology import delays, names
 
 if TYPE_CHECKING:
     from amqptasks.config import Settings
@@ -35,6 +37,13 @@ class PublishOptions(TypedDict, total=False):
         serializer: ``json``, ``msgpack``, ``yaml`` (or ``pickle`` if accepted).
         compression: ``zlib``/``gzip``, ``bz2`` or ``lzma``.
         ignore_result: Send no result back.
+        countdown: Seconds to wait before the task runs (held by the broker;
+            a fraction of a second is rounded up).
+        eta: When the task may run at the earliest (datetime; naive = UTC).
+        retry: Retry publishing after a connection loss (default: the app's
+            ``publish_retry``), with the same task id.
+        retry_policy: ``max_retries``, ``interval_start``, ``interval_step``,
+            ``interval_max`` for those retries (as Celery).
     """
 
     task_id: str
@@ -47,6 +56,10 @@ class PublishOptions(TypedDict, total=False):
     serializer: str
     compression: str
     ignore_result: bool
+    countdown: float
+    eta: dt.datetime
+    retry: bool
+    retry_policy: Mapping[str, float]
 
 
 PUBLISH_OPTION_NAMES = frozenset(PublishOptions.__annotations__)
@@ -59,6 +72,8 @@ class PreparedCall:
     message: OutgoingMessage
     route: Route
     wants_result: bool
+    #: Whole seconds the broker must hold the message (0 = publish straight away).
+    delay: int = 0
 
 
 def to_utc_iso(when: dt.datetime | float | int, *, now: dt.datetime | None = None) -> str:
@@ -69,7 +84,10 @@ def to_utc_iso(when: dt.datetime | float | int, *, now: dt.datetime | None = Non
     if isinstance(when, dt.datetime):
         moment = when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
     elif isinstance(when, int | float) and not isinstance(when, bool):
-        moment = (now or dt.datetime.now(dt.timezone.utc)) + dt.timedelta(seconds=float(when))
+        try:
+            moment = (now or dt.datetime.now(dt.timezone.utc)) + dt.timedelta(seconds=float(when))
+        except (OverflowError, ValueError):  # NaN, infinities, centuries away
+            raise ConfigError(f"{when!r} seconds is not a usable time") from None
     else:
         raise ConfigError(f"expected seconds or a datetime, got {when!r}")
     return moment.astimezone(dt.timezone.utc).isoformat()
@@ -97,6 +115,10 @@ def prepare_call(
     serializer: str | None = None,
     compression: str | None = None,
     ignore_result: bool | None = None,
+    countdown: float | None = None,
+    eta: dt.datetime | None = None,
+    retries: int = 0,
+    now: dt.datetime | None = None,
 ) -> PreparedCall:
     """Resolve options (call > task > app) and encode the message.
 
@@ -132,6 +154,18 @@ def prepare_call(
         isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 255
     ):
         raise ConfigError(f"priority must be an integer from 0 to 255, got {priority!r}")
+    if countdown is not None and eta is not None:
+        raise ConfigError("countdown= and eta= both say when to run: pass only one")
+    moment = now or dt.datetime.now(dt.timezone.utc)
+    eta_iso: str | None = None
+    wait = 0
+    if countdown is not None or eta is not None:
+        if eta is not None and not isinstance(eta, dt.datetime):
+            raise ConfigError(f"eta must be a datetime, got {eta!r}")
+        when = eta if eta is not None else countdown
+        assert when is not None
+        eta_iso = to_utc_iso(when, now=moment)
+        wait = delays.delay_seconds((dt.datetime.fromisoformat(eta_iso) - moment).total_seconds())
     new_id = task_id or new_task_id()
     parent = current_request.get()
     message = build_task_message(
@@ -147,8 +181,43 @@ def prepare_call(
         priority=priority,
         root_id=(parent.root_id or parent.id) if parent else None,
         parent_id=parent.id if parent else None,
-        expires=to_utc_iso(expires) if expires is not None else None,
+        eta=eta_iso,
+        expires=to_utc_iso(expires, now=moment) if expires is not None else None,
+        retries=retries,
         ignore_result=skip_result,
         extra_headers=headers,
     )
-    return PreparedCall(message=message, route=route, wants_result=not skip_result)
+    return PreparedCall(message=message, route=route, wants_result=not skip_result, delay=wait)
+
+
+def delayed_message(message: OutgoingMessage, seconds: int, prefix: str) -> OutgoingMessage:
+    """``message`` re-addressed to the delay level where a ``seconds`` wait starts.
+
+    See :mod:`amqptasks.topology.delays`. Headers that RabbitMQ adds on
+    dead-lettering (``x-death`` and friends) are dropped: a message delayed
+    again through the same queues would otherwise be taken for a dead-letter
+    cycle and dropped by the broker.
+    """
+    headers = {
+        key: value for key, value in message.headers.items() if key not in DEAD_LETTER_HEADERS
+    }
+    return dataclasses.replace(
+        message,
+        exchange=names.delay_level(prefix, delays.entry_level(seconds)),
+        routing_key=delays.routing_key(seconds, message.exchange, message.routing_key),
+        headers=headers,
+    )
+
+
+#: Headers RabbitMQ adds when it dead-letters a message.
+DEAD_LETTER_HEADERS = frozenset(
+    {
+        "x-death",
+        "x-first-death-exchange",
+        "x-first-death-queue",
+        "x-first-death-reason",
+        "x-last-death-exchange",
+        "x-last-death-queue",
+        "x-last-death-reason",
+    }
+)

@@ -5,18 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 import weakref
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, TypeVar, overload
 
 from amqptasks._client import AioClient, SyncClient
 from amqptasks._publish import PreparedCall, prepare_call
+from amqptasks._retrypublish import PublishRetryPolicy, is_retryable
 from amqptasks.config import Settings, settings_from_object
-from amqptasks.exceptions import BatchPublishError, ConfigError
+from amqptasks.exceptions import AmqptasksError, BatchPublishError, ConfigError
+from amqptasks.logging import get_logger
 from amqptasks.registry import TaskRegistry
 from amqptasks.results.buffer import ResultBuffer
 from amqptasks.results.result import AsyncResult
 from amqptasks.routing import Router
-from amqptasks.task import P, R, Task, check_task_options
+from amqptasks.task import P, R, Task, check_task_options, split_retry_options
+from amqptasks.topology import delays
 from amqptasks.topology.management import Management
 from amqptasks.topology.model import Declarations
 
@@ -25,6 +29,8 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
 T = TypeVar("T")
+
+log = get_logger(__name__)
 
 
 class App:
@@ -106,16 +112,31 @@ class App:
         """A client of the broker's management HTTP API (read-only)."""
         return Management(self._settings.management_url, self._settings.broker)
 
-    def declarations(self, queues: Sequence[str] | None = None) -> Declarations:
-        """Everything the app (or only ``queues``) needs on the broker, in order."""
+    def declarations(
+        self, queues: Sequence[str] | None = None, *, include_delays: bool = False
+    ) -> Declarations:
+        """Everything the app (or only ``queues``) needs on the broker, in order.
+
+        With ``include_delays``, also the shared delay levels and the hop queues
+        that deliver delayed messages (countdown, eta, retries) to these queues.
+        """
+        settings = self._settings
         names = (
             list(queues)
             if queues is not None
-            else list(self._router.queues) or [self._settings.default_queue]
+            else list(self._router.queues) or [settings.default_queue]
         )
         total = Declarations()
         for name in names:
-            total = total + self._router.queue(name).declarations(self._settings.default_queue_type)
+            total = total + self._router.queue(name).declarations(settings.default_queue_type)
+        if include_delays:
+            prefix = settings.delay_prefix
+            total = total + delays.infrastructure(prefix, settings.delay_queue_type)
+            for name in names:
+                route = self._router.resolve("", queue=name)
+                # Retries go straight back to the queue; calls go along its route.
+                total = total + delays.hop(prefix, "", name)
+                total = total + delays.hop(prefix, route.exchange, route.routing_key)
         return total
 
     # -- tasks ------------------------------------------------------------------------------
@@ -146,9 +167,20 @@ class App:
         """
         check_task_options(options, self._settings.accept_content)
 
+        plain, retry_policy = split_retry_options(
+            options,
+            {
+                "max_retries": self._settings.task_max_retries,
+                "default_retry_delay": self._settings.task_default_retry_delay,
+                "dead_letter_failures": self._settings.task_dead_letter_failures,
+            },
+        )
+
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
-            name = options.get("name") or self._default_name(func)
-            task: Task[Any, Any] = Task(self, func, **{**options, "name": name})
+            name = plain.get("name") or self._default_name(func)
+            task: Task[Any, Any] = Task(
+                self, func, **{**plain, "name": name}, retry_policy=retry_policy
+            )
             self.tasks.add(task)
             return task
 
@@ -195,18 +227,52 @@ class App:
         )
 
     def _send(self, options: dict[str, Any]) -> AsyncResult:
+        policy = PublishRetryPolicy.resolve(
+            self._settings, options.pop("retry", None), options.pop("retry_policy", None)
+        )
         client = self._client()
         call = self._prepare(options, client.reply_queue)
         batch: list[tuple[Future[None], PreparedCall]] | None = getattr(self._batch, "items", None)
         if batch is not None:
             batch.append((client.publish_nowait(call), call))
-        else:
-            client.publish(call)
+            return self._result(call)
+        for wait in policy.intervals():
+            try:
+                client.publish(call)
+                return self._result(call)
+            except AmqptasksError as exc:
+                if not is_retryable(exc):
+                    raise
+                log.warning(
+                    "publish failed; retrying with the same task id",
+                    task_id=call.message.message_id,
+                    error=str(exc),
+                    retry_in=wait,
+                )
+                time.sleep(wait)
+        client.publish(call)
         return self._result(call)
 
     async def _asend(self, options: dict[str, Any]) -> AsyncResult:
+        policy = PublishRetryPolicy.resolve(
+            self._settings, options.pop("retry", None), options.pop("retry_policy", None)
+        )
         client = self._aclient()
         call = self._prepare(options, client.reply_queue)
+        for wait in policy.intervals():
+            try:
+                await client.publish(call)
+                return self._result(call)
+            except AmqptasksError as exc:
+                if not is_retryable(exc):
+                    raise
+                log.warning(
+                    "publish failed; retrying with the same task id",
+                    task_id=call.message.message_id,
+                    error=str(exc),
+                    retry_in=wait,
+                )
+                await asyncio.sleep(wait)
         await client.publish(call)
         return self._result(call)
 

@@ -186,6 +186,26 @@ class Settings:
     #: Management API base URL (``http://host:15672``), for live arguments in
     #: mismatch reports and ``topology diff``; default: the broker host, port 15672.
     management_url: str | None = None
+    #: Prefix of the shared delay exchanges and queues.
+    delay_prefix: str = "amqptasks.delay"
+    #: ``classic`` or ``quorum`` (at-least-once dead-lettering) delay queues.
+    delay_queue_type: str = "classic"
+    #: Retry publishing after a connection loss (``apply_async(retry=)`` overrides).
+    publish_retry: bool = True
+    #: Times a failed publish is tried again before the error is raised.
+    publish_retry_max_retries: int = 3
+    #: Seconds before the first retry, added per retry, and the cap (as Celery's).
+    publish_retry_interval_start: float = 0.0
+    publish_retry_interval_step: float = 0.2
+    publish_retry_interval_max: float = 0.2
+    #: Retries of a task that asks for them (``max_retries`` task option overrides).
+    task_max_retries: int | None = 3
+    #: Seconds before a retry when neither ``countdown`` nor backoff says.
+    task_default_retry_delay: float = 180.0
+    #: Dead-letter a task that failed without (further) retries, besides reporting FAILURE.
+    task_dead_letter_failures: bool = True
+    #: Classic queues: deliveries of a message (crashed workers) before it is dead-lettered.
+    worker_max_deliveries: int = 5
     #: The app's queues (:class:`~amqptasks.topology.model.Queue`); code only.
     queues: tuple[Any, ...] = ()
     #: Task routes (see :mod:`amqptasks.routing`); code only.
@@ -214,6 +234,20 @@ class Settings:
                 f"got {self.topology_mode!r}"
             )
         check_name(self.default_queue, "default_queue")
+        check_name(self.delay_prefix, "delay_prefix")
+        if len(self.delay_prefix.encode()) > 200:  # room for ".level.NN" and hop names
+            raise ConfigError(
+                f"delay_prefix must be at most 200 bytes, got {len(self.delay_prefix.encode())}"
+            )
+        if self.delay_queue_type not in QUEUE_TYPES:
+            raise ConfigError(
+                f"delay_queue_type must be one of {', '.join(QUEUE_TYPES)}, "
+                f"got {self.delay_queue_type!r}"
+            )
+        if self.worker_max_deliveries < 1:
+            raise ConfigError("worker_max_deliveries must be >= 1")
+        if self.task_max_retries is not None and self.task_max_retries < 0:
+            raise ConfigError("task_max_retries must be >= 0 (or None for no limit)")
         check_name(self.default_exchange, "default_exchange", allow_empty=True)
         if self.worker_prefetch_multiplier < 1:
             raise ConfigError("worker_prefetch_multiplier must be >= 1")
@@ -275,7 +309,7 @@ class Settings:
         except TypeError as exc:
             raise ConfigError(str(exc)) from None
         except ConfigError as exc:
-            named = [key for key in from_env if key in str(exc)] or from_env
+            named = [key for key in from_env if key in str(exc)]
             if not named:
                 raise
             where = ", ".join(f"{ENV_PREFIX}{key.upper()}" for key in named)
@@ -292,6 +326,15 @@ def _unknown_setting(key: str, known: Mapping[str, object]) -> str:
 _CODE_ONLY = frozenset({"queues", "routes"})
 
 _ENV_PARSERS: dict[str, Callable[[str], Any]] = {
+    "publish_retry": _parse_bool,
+    "publish_retry_max_retries": int,
+    "publish_retry_interval_start": float,
+    "publish_retry_interval_step": float,
+    "publish_retry_interval_max": float,
+    "task_max_retries": _optional_int,
+    "task_default_retry_delay": float,
+    "task_dead_letter_failures": _parse_bool,
+    "worker_max_deliveries": int,
     "management_url": _optional_str,
     "accept_content": _parse_str_tuple,
     "task_compression": _optional_str,

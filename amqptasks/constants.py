@@ -24,10 +24,24 @@ HEADER_ORIGINAL_ROUTING_KEY: Final = "x-amqptasks-original-routing-key"
 #: When (ISO 8601, UTC) a message was dead-lettered.
 HEADER_DEAD_LETTERED_AT: Final = "x-amqptasks-dead-lettered-at"
 
+#: The failed attempt's traceback (truncated).
+HEADER_TRACEBACK: Final = "x-amqptasks-traceback"
+#: How many times the task ran before it was dead-lettered.
+HEADER_ATTEMPTS: Final = "x-amqptasks-attempts"
+#: Deliveries of a message on a classic queue (crashed workers), kept across requeues.
+HEADER_DELIVERIES: Final = "x-amqptasks-deliveries"
+#: Set by RabbitMQ on quorum queue redeliveries.
+HEADER_QUORUM_DELIVERY_COUNT: Final = "x-delivery-count"
+
 #: Reasons carried in :data:`HEADER_REASON`.
 REASON_UNKNOWN_TASK: Final = "unknown-task"
 REASON_DECODE_ERROR: Final = "decode-error"
 REASON_BAD_MESSAGE: Final = "bad-message"
+REASON_MAX_RETRIES: Final = "max-retries-exceeded"
+REASON_REJECTED: Final = "rejected"
+REASON_FAILED: Final = "failed"
+REASON_DELIVERY_LIMIT: Final = "delivery-limit"
+REASON_UNSUPPORTED: Final = "unsupported-workflow"
 
 DEFAULT_BROKER_URL: Final = "amqp://guest:guest@localhost:5672//"
 DEFAULT_QUEUE: Final = "default"

@@ -151,16 +151,26 @@ class BadSignature(MessageError):
 class UnknownTask(MessageError):
     """No task is registered under the given name.
 
+    ``args`` is ``(name,)`` so that the error rebuilds from a result message
+    (Celery does ``UnknownTask(*exc_message)``).
+
     Attributes:
         name: The task name that was asked for.
         suggestions: Registered names close to it.
     """
 
     def __init__(self, name: str, suggestions: Sequence[str] = ()) -> None:
-        hint = f"; did you mean {', '.join(repr(s) for s in suggestions)}?" if suggestions else ""
-        super().__init__(f"no task registered as {name!r}{hint}")
+        super().__init__(name)
         self.name = name
         self.suggestions = list(suggestions)
+
+    def __str__(self) -> str:
+        hint = (
+            f"; did you mean {', '.join(repr(s) for s in self.suggestions)}?"
+            if self.suggestions
+            else ""
+        )
+        return f"no task registered as {self.name!r}{hint}"
 
 
 class TaskError(AmqptasksError):
@@ -173,14 +183,21 @@ class Retry(TaskError):
     Args:
         exc: The exception that caused the retry, if any.
         countdown: Seconds to wait before the next attempt.
+        max_retries: Override the task's ``max_retries`` for this decision.
     """
 
     def __init__(
-        self, message: str = "", *, exc: BaseException | None = None, countdown: float | None = None
+        self,
+        message: str = "",
+        *,
+        exc: BaseException | None = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
     ) -> None:
         super().__init__(message or (f"retry: {exc!r}" if exc else "retry requested"))
         self.exc = exc
         self.countdown = countdown
+        self.max_retries = max_retries
 
 
 class Reject(TaskError):

@@ -131,8 +131,13 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(numeric)
     # pika and aiormq are chatty at INFO about every connection step.
+    # pika and aiormq log every channel the broker closes (406 on a mismatch probe,
+    # 404 in passive mode) as warnings; amqptasks reports those itself.
     for noisy in ("pika", "aiormq", "aio_pika"):
-        logging.getLogger(noisy).setLevel(max(numeric, logging.WARNING))
+        # Even at debug, not their frame dumps (they include message bodies).
+        logging.getLogger(noisy).setLevel(
+            logging.INFO if numeric <= logging.DEBUG else logging.ERROR
+        )
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,

@@ -47,6 +47,10 @@ class TaskRegistry:
                 name, difflib.get_close_matches(name, list(self._tasks), n=3)
             ) from None
 
+    def unknown(self, name: str) -> UnknownTask:
+        """The error for an unregistered ``name``, with the closest registered names."""
+        return UnknownTask(name, difflib.get_close_matches(name, list(self._tasks), n=3))
+
     def find(self, name: str) -> Task[Any, Any] | None:
         """The task called ``name``, or None."""
         return self._tasks.get(name)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import inspect
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
 
 from typing_extensions import Unpack
 
 from amqptasks._context import Request, current_request
 from amqptasks._publish import PUBLISH_OPTION_NAMES, PublishOptions
-from amqptasks.exceptions import ConfigError
+from amqptasks.exceptions import ConfigError, Retry
+from amqptasks.worker.retries import RetryPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -47,6 +48,7 @@ class Task(Generic[P, R]):
         acks_early: bool | None = None,
         bind: bool = False,
         priority: int | None = None,
+        retry_policy: RetryPolicy | None = None,
     ) -> None:
         self.app = app
         self.fn = fn
@@ -58,6 +60,7 @@ class Task(Generic[P, R]):
         self.acks_early = acks_early
         self.bind = bind
         self.priority = priority
+        self.retry_policy = retry_policy or RetryPolicy()
         self.is_async = inspect.iscoroutinefunction(fn)
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)
@@ -72,6 +75,29 @@ class Task(Generic[P, R]):
         if self.bind:
             return self.fn(self, *args, **kwargs)
         return self.fn(*args, **kwargs)
+
+    def retry(
+        self,
+        exc: BaseException | None = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+    ) -> NoReturn:
+        """Ask for another attempt of the running call (in a ``bind=True`` task).
+
+        The worker republishes the message through the broker's delay levels
+        (``countdown`` seconds, or the task's backoff) before it acks this one;
+        past ``max_retries`` the message goes to the dead-letter queue.
+
+        Raises:
+            Retry: always; let it propagate out of the task.
+
+        Example:
+            >>> @app.task(bind=True)
+            ... def fetch(self, url):
+            ...     try: ...
+            ...     except IOError as exc: self.retry(exc=exc, countdown=10)
+        """
+        raise Retry(exc=exc, countdown=countdown, max_retries=max_retries)
 
     @property
     def request(self) -> Request:
@@ -148,22 +174,36 @@ class Task(Generic[P, R]):
         return await self.app._asend(self._options(args, kwargs, options))
 
 
+#: Options of ``@app.task`` that go to the task's :class:`RetryPolicy`.
+RETRY_OPTIONS = (
+    "max_retries",
+    "autoretry_for",
+    "dont_autoretry_for",
+    "retry_backoff",
+    "retry_backoff_max",
+    "retry_jitter",
+    "default_retry_delay",
+    "dead_letter_failures",
+)
+TASK_OPTIONS = (
+    "name",
+    "queue",
+    "ignore_result",
+    "serializer",
+    "compression",
+    "acks_early",
+    "bind",
+    "priority",
+    *RETRY_OPTIONS,
+)
+
+
 def check_task_options(options: Mapping[str, Any], accept_content: tuple[str, ...]) -> None:
     """Fail at decoration time on an unknown option or an unusable serializer."""
-    known = {
-        "name",
-        "queue",
-        "ignore_result",
-        "serializer",
-        "compression",
-        "acks_early",
-        "bind",
-        "priority",
-    }
-    unknown = sorted(set(options) - known)
+    unknown = sorted(set(options) - set(TASK_OPTIONS))
     if unknown:
         raise ConfigError(
-            f"unknown task option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
+            f"unknown task option(s) {', '.join(unknown)}; known: {', '.join(sorted(TASK_OPTIONS))}"
         )
     serializer = options.get("serializer")
     if serializer:
@@ -180,3 +220,22 @@ def check_task_options(options: Mapping[str, Any], accept_content: tuple[str, ..
         from amqptasks.protocol.compression import codec
 
         codec(compression)
+
+
+def split_retry_options(
+    options: Mapping[str, Any],
+    defaults: Mapping[str, Any],
+) -> tuple[dict[str, Any], RetryPolicy]:
+    """Task options without the retry ones, and the :class:`RetryPolicy` they make.
+
+    ``defaults`` are the app's (``task_max_retries`` and friends).
+    """
+    rest = {k: v for k, v in options.items() if k not in RETRY_OPTIONS}
+    values = {**defaults, **{k: v for k, v in options.items() if k in RETRY_OPTIONS}}
+    for key in ("autoretry_for", "dont_autoretry_for"):
+        value = values.get(key)
+        if isinstance(value, type):
+            values[key] = (value,)
+        elif isinstance(value, list):
+            values[key] = tuple(value)
+    return rest, RetryPolicy(**values)

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 TEST_URL_ENV = "AMQPTASKS_TEST_URL"
 KEEP_DIR_ENV = "AMQPTASKS_KEEP_NODE_DIR"
 HANDSHAKE_TIMEOUT = 30.0
+#: The session node's consumer timeout, in milliseconds.
+CONSUMER_TIMEOUT_MS = 60_000
+CONSUMER_TIMEOUT_CONF = f"consumer_timeout = {CONSUMER_TIMEOUT_MS}\n"
 
 
 class ExternalBroker:
@@ -81,7 +84,9 @@ def rabbit() -> Iterator[RabbitNode | ExternalBroker]:
         return
 
     base_dir = Path(tempfile.mkdtemp(prefix="amqptasks-test-rabbit-", dir="/tmp"))
-    node = RabbitNode(base_dir)
+    # consumer_timeout of 60 s (default 30 min): tests prove delayed tasks never hold a
+    # delivery long enough to trip it (issue #4).
+    node = RabbitNode(base_dir, extra_conf=CONSUMER_TIMEOUT_CONF)
     try:
         node.start()
         wait_for_amqp(node.amqp_url, timeout=HANDSHAKE_TIMEOUT)

@@ -8,6 +8,7 @@ import click
 
 from amqptasks import __version__
 from amqptasks.cli.call import call
+from amqptasks.cli.dlq import delays, dlq
 from amqptasks.cli.topology import topology
 from amqptasks.cli.worker import worker
 
@@ -21,6 +22,8 @@ def cli() -> None:
 cli.add_command(worker)
 cli.add_command(call)
 cli.add_command(topology)
+cli.add_command(dlq)
+cli.add_command(delays)
 
 
 def main() -> None:

@@ -28,9 +28,18 @@ _queues_option = click.option(
 )
 
 
-def _selected(app: App, queues: str | None) -> Declarations:
+_delays_option = click.option(
+    "--delays/--no-delays",
+    "with_delays",
+    default=True,
+    show_default=True,
+    help="Include the shared delay levels and the hop queues of these queues.",
+)
+
+
+def _selected(app: App, queues: str | None, with_delays: bool = False) -> Declarations:
     names = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
-    return app.declarations(names)
+    return app.declarations(names, include_delays=with_delays)
 
 
 def _args(arguments: Any) -> str:
@@ -100,14 +109,15 @@ def show(app: App, queues: str | None) -> None:
 @topology.command()
 @shared_options
 @_queues_option
-def diff(app: App, queues: str | None) -> None:
+@_delays_option
+def diff(app: App, queues: str | None, with_delays: bool) -> None:
     """Compare the live broker with the app: missing, different and extra objects.
 
     Uses the management API when it answers (every argument, and extras);
     otherwise AMQP probes (the first differing argument of each object).
     Exits with 1 when anything is missing or different.
     """
-    wanted = _selected(app, queues)
+    wanted = _selected(app, queues, with_delays)
     management = app.management()
     live_queues_list = management.queues()
     if live_queues_list is not None:
@@ -142,10 +152,11 @@ def diff(app: App, queues: str | None) -> None:
 @topology.command()
 @shared_options
 @_queues_option
+@_delays_option
 @click.option("--dry-run", is_flag=True, help="Print what would be declared; change nothing.")
-def apply(app: App, queues: str | None, dry_run: bool) -> None:
+def apply(app: App, queues: str | None, with_delays: bool, dry_run: bool) -> None:
     """Declare every exchange, queue and binding the app needs (mismatches are reported)."""
-    wanted = _selected(app, queues)
+    wanted = _selected(app, queues, with_delays)
     for exchange in wanted.exchanges:
         click.echo(f"exchange {exchange.name} ({exchange.type}) {_args(exchange.arguments)}")
     for queue in wanted.queues:
@@ -170,8 +181,9 @@ def apply(app: App, queues: str | None, dry_run: bool) -> None:
 @topology.command()
 @shared_options
 @_queues_option
+@_delays_option
 @click.option("--vhost", default=None, help="Vhost in the definitions (default: the URL's).")
-def export(app: App, queues: str | None, vhost: str | None) -> None:
+def export(app: App, queues: str | None, with_delays: bool, vhost: str | None) -> None:
     """Print RabbitMQ definitions JSON for ``rabbitmqctl import_definitions``."""
-    document = definitions(_selected(app, queues), vhost or app.settings.broker.vhost)
+    document = definitions(_selected(app, queues, with_delays), vhost or app.settings.broker.vhost)
     click.echo(json.dumps(document, indent=2, sort_keys=True))

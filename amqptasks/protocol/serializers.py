@@ -8,6 +8,7 @@ only when a task or call names it as its serializer.
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import decimal
 import json
@@ -30,18 +31,64 @@ class Serializer(Protocol):
     def loads(self, data: bytes) -> Any: ...
 
 
-def _json_default(obj: Any) -> Any:
+def _text_default(obj: Any) -> Any:
+    """msgpack/yaml fallback: datetimes, UUIDs and Decimals as text, sets as lists."""
     if isinstance(obj, dt.datetime | dt.date | dt.time):
         return obj.isoformat()
     if isinstance(obj, uuid.UUID | decimal.Decimal):
         return str(obj)
     if isinstance(obj, set | frozenset):
         return list(obj)
+    raise TypeError(f"Object of type {type(obj).__name__} is not serializable")
+
+
+#: kombu (5.3+) writes these types as {"__type__": name, "__value__": text} in JSON.
+_KOMBU_TYPES: dict[str, Any] = {
+    "datetime": dt.datetime.fromisoformat,
+    "date": dt.date.fromisoformat,
+    "time": dt.time.fromisoformat,
+    "decimal": decimal.Decimal,
+    # kombu writes {"hex": "..."}; plain strings are accepted too.
+    "uuid": lambda value: uuid.UUID(**value) if isinstance(value, dict) else uuid.UUID(value),
+    "bytes": lambda text: text.encode("utf-8"),
+    "base64": base64.b64decode,
+}
+
+
+def _json_default(obj: Any) -> Any:
+    # datetime before date: a datetime is a date too.
+    if isinstance(obj, dt.datetime):
+        return {"__type__": "datetime", "__value__": obj.isoformat()}
+    if isinstance(obj, dt.date):
+        return {"__type__": "date", "__value__": obj.isoformat()}
+    if isinstance(obj, dt.time):
+        return {"__type__": "time", "__value__": obj.isoformat()}
+    if isinstance(obj, decimal.Decimal):
+        return {"__type__": "decimal", "__value__": str(obj)}
+    if isinstance(obj, uuid.UUID):
+        return {"__type__": "uuid", "__value__": {"hex": obj.hex}}
+    if isinstance(obj, bytes):
+        try:
+            return {"__type__": "bytes", "__value__": obj.decode("utf-8")}
+        except UnicodeDecodeError:
+            return {"__type__": "base64", "__value__": base64.b64encode(obj).decode()}
+    if isinstance(obj, set | frozenset):
+        return list(obj)
     raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
 
+def _json_object_hook(obj: dict[str, Any]) -> Any:
+    if len(obj) == 2 and "__type__" in obj and "__value__" in obj:
+        convert = _KOMBU_TYPES.get(obj["__type__"])
+        if convert is not None:
+            return convert(obj["__value__"])
+    return obj
+
+
 class JSONSerializer:
-    """UTF-8 JSON; datetimes, UUIDs and Decimals become strings, sets lists."""
+    """UTF-8 JSON as kombu writes it: datetimes, dates, times, Decimals, UUIDs and
+    UTF-8 bytes travel as ``{"__type__": ..., "__value__": ...}`` and come back as
+    the same types (on amqptasks and Celery workers alike); sets become lists."""
 
     _encoder = json.JSONEncoder(default=_json_default, ensure_ascii=False, separators=(",", ":"))
 
@@ -49,14 +96,16 @@ class JSONSerializer:
         return self._encoder.encode(obj).encode()
 
     def loads(self, data: bytes) -> Any:
-        return json.loads(data)
+        if b"__type__" not in data:  # the common case needs no hook
+            return json.loads(data)
+        return json.loads(data, object_hook=_json_object_hook)
 
 
 class MsgpackSerializer:
     """msgpack with binary strings kept as ``bytes``."""
 
     def dumps(self, obj: Any) -> bytes:
-        return msgpack.packb(obj, use_bin_type=True, default=_json_default)  # type: ignore[no-any-return]
+        return msgpack.packb(obj, use_bin_type=True, default=_text_default)  # type: ignore[no-any-return]
 
     def loads(self, data: bytes) -> Any:
         return msgpack.unpackb(data, raw=False)

@@ -33,6 +33,13 @@ class ResultBuffer:
     def deposit(self, meta: ResultMeta) -> None:
         """Record what the worker said about a task and wake its waiters."""
         with self._cond:
+            known = self._latest.get(meta.task_id)
+            if (
+                known is not None
+                and known.status in states.READY_STATES
+                and meta.status not in states.READY_STATES
+            ):
+                return  # a late STARTED/RETRY must not hide the final state
             self._latest[meta.task_id] = meta
             self._latest.move_to_end(meta.task_id)
             while len(self._latest) > self._maxsize:

@@ -13,7 +13,6 @@ An exception is ``{"exc_type": "ValueError", "exc_message": [args...],
 from __future__ import annotations
 
 import builtins
-import contextlib
 import datetime as dt
 import sys
 from collections.abc import Mapping
@@ -125,13 +124,14 @@ def rebuild_exception(value: Any, traceback: str | None) -> BaseException:
         args = list(raw_args) if isinstance(raw_args, list | tuple) else [raw_args]
         exc_type = _find_exception_type(name, module)
         exc = RemoteTaskError(", ".join(str(a) for a in args), exc_type=name, exc_module=module)
-        if exc_type is not None and exc_type.__module__ == exceptions.__name__:
-            # Our errors build their message in __init__; restore it as it was.
-            exc = exc_type.__new__(exc_type)
-            BaseException.__init__(exc, *args)
-        elif exc_type is not None:
-            with contextlib.suppress(Exception):  # its __init__ may want other arguments
+        if exc_type is not None:
+            try:
                 exc = exc_type(*args)
+            except Exception:  # its __init__ wants other arguments
+                if exc_type.__module__ == exceptions.__name__:
+                    # Keep our type, with the message as it was sent.
+                    exc = exc_type.__new__(exc_type)
+                    Exception.__init__(exc, *args)
     exc.remote_traceback = traceback  # type: ignore[attr-defined]
     if traceback and hasattr(exc, "add_note"):
         exc.add_note("Remote traceback:\n" + traceback.rstrip())

@@ -24,10 +24,11 @@ from amqptasks.topology.model import (
     BindingDeclaration,
     Declarations,
     Exchange,
+    ExchangeBindingDeclaration,
     QueueDeclaration,
 )
 
-StepKind = Literal["exchange", "queue", "bind", "live"]
+StepKind = Literal["exchange", "queue", "bind", "xbind", "live"]
 
 
 @dataclass(frozen=True)
@@ -39,7 +40,13 @@ class Step:
     """
 
     kind: StepKind
-    target: Exchange | QueueDeclaration | BindingDeclaration | tuple[str, str]
+    target: (
+        Exchange
+        | QueueDeclaration
+        | BindingDeclaration
+        | ExchangeBindingDeclaration
+        | tuple[str, str]
+    )
     passive: bool = False
 
 
@@ -93,7 +100,8 @@ def mismatch_report(
         lines.append("  (only the first difference is known; set management_url to see all)")
     lines.append(
         f"  ways out: declare the {kind} in the app exactly as it exists "
-        f"(e.g. arguments={dict(live) if live is not None else '{...}'}); or set "
+        f"(live arguments: {dict(live) if live is not None else 'see above'}; for a queue, "
+        f"Queue(..., dead_letter=False) drops the dead-letter arguments amqptasks adds); or set "
         f"declare='passive' for it to use it as the operator made it; or delete it "
         f"({_delete_command(kind, name)}) so that it is declared again"
         + (" - its messages are lost" if kind == "queue" else "")
@@ -138,6 +146,7 @@ def declaration_steps(
     steps: list[Step] = [Step("exchange", e, passive) for e in declarations.exchanges]
     steps += [Step("queue", q, passive) for q in declarations.queues]
     if not passive:
+        steps += [Step("xbind", b) for b in declarations.exchange_bindings]
         steps += [Step("bind", b) for b in declarations.bindings]
     for step in steps:
         error = yield step
@@ -161,7 +170,7 @@ def declaration_steps(
             raise error
     if missing:
         raise NotFound(
-            f"passive mode: {', '.join(missing)} do(es) not exist on the broker; ask the "
+            f"passive mode: missing on the broker: {', '.join(missing)}; ask the "
             f"operator to create it, or run `amqptasks topology apply` with a user allowed to",
             reply_code=404,
             reply_text="NOT_FOUND",

@@ -46,5 +46,16 @@ def definitions(declarations: Declarations, vhost: str = "/") -> dict[str, Any]:
                 "arguments": dict(b.arguments),
             }
             for b in declarations.bindings
+        ]
+        + [
+            {
+                "source": b.source,
+                "vhost": vhost,
+                "destination": b.destination,
+                "destination_type": "exchange",
+                "routing_key": b.routing_key,
+                "arguments": dict(b.arguments),
+            }
+            for b in declarations.exchange_bindings
         ],
     }

@@ -148,12 +148,23 @@ class BindingDeclaration:
 
 
 @dataclass(frozen=True)
+class ExchangeBindingDeclaration:
+    """Exactly what is sent in ``exchange.bind`` (messages flow source -> destination)."""
+
+    destination: str
+    source: str
+    routing_key: str
+    arguments: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+
+@dataclass(frozen=True)
 class Declarations:
     """The frames one or more queues need, in the order they must be sent."""
 
     exchanges: tuple[Exchange, ...] = ()
     queues: tuple[QueueDeclaration, ...] = ()
     bindings: tuple[BindingDeclaration, ...] = ()
+    exchange_bindings: tuple[ExchangeBindingDeclaration, ...] = ()
 
     def __add__(self, other: Declarations) -> Declarations:
         def unique(items: Sequence[Any]) -> tuple[Any, ...]:
@@ -163,6 +174,7 @@ class Declarations:
             exchanges=unique((*self.exchanges, *other.exchanges)),
             queues=unique((*self.queues, *other.queues)),
             bindings=unique((*self.bindings, *other.bindings)),
+            exchange_bindings=unique((*self.exchange_bindings, *other.exchange_bindings)),
         )
 
 

@@ -1,6 +1,8 @@
-"""Every derived queue name is made here, and nowhere else."""
+"""Every derived queue and exchange name is made here, and nowhere else."""
 
 from __future__ import annotations
+
+import hashlib
 
 #: Suffix of a work queue's dead-letter queue.
 DEAD_LETTER_SUFFIX = ".dlq"
@@ -16,3 +18,37 @@ def dead_letter_queue(queue: str) -> str:
 def reply_queue(app_name: str, client_id: str) -> str:
     """The reply queue of one producer client of app ``app_name``."""
     return f"{REPLY_QUEUE_PREFIX}.{app_name}.{client_id}"
+
+
+#: Default prefix of the shared delay exchanges and queues (setting ``delay_prefix``).
+DELAY_PREFIX = "amqptasks.delay"
+
+
+def delay_level(prefix: str, level: int) -> str:
+    """Exchange and queue of delay level ``level`` (they share the name)."""
+    return f"{prefix}.level.{level:02d}"
+
+
+def delay_deliver_exchange(prefix: str) -> str:
+    """The exchange a delayed message reaches when its time has come."""
+    return f"{prefix}.deliver"
+
+
+def delay_destination_word(exchange: str, routing_key: str) -> str:
+    """One routing-key word standing for a destination (exchange, routing key).
+
+    A digest rather than the names themselves: topic patterns treat ``.``,
+    ``*`` and ``#`` specially, and a digest has none of them.
+    """
+    digest = hashlib.sha256(f"{exchange}\x00{routing_key}".encode()).hexdigest()
+    return f"d{digest[:20]}"
+
+
+def delay_hop_queue(prefix: str, exchange: str, routing_key: str) -> str:
+    """The queue that hands delayed messages to one destination (TTL 0, dead-letters there)."""
+    readable = f"{exchange or 'default'}.{routing_key}"
+    word = delay_destination_word(exchange, routing_key)
+    head = f"{prefix}.hop."
+    room = 255 - len(head.encode()) - len(word) - 1
+    trimmed = readable.encode()[: max(room, 0)].decode(errors="ignore")
+    return f"{head}{trimmed}.{word}"

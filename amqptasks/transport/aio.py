@@ -22,7 +22,12 @@ import aiormq.exceptions
 
 from amqptasks.logging import get_logger
 from amqptasks.topology.declare import Step, declaration_steps
-from amqptasks.topology.model import BindingDeclaration, Exchange, QueueDeclaration
+from amqptasks.topology.model import (
+    BindingDeclaration,
+    Exchange,
+    ExchangeBindingDeclaration,
+    QueueDeclaration,
+)
 from amqptasks.transport import errors
 
 if TYPE_CHECKING:
@@ -204,6 +209,9 @@ async def _execute(channel: aio_pika.abc.AbstractChannel, step: Step) -> None:
     elif isinstance(target, BindingDeclaration):
         queue = await channel.get_queue(target.queue, ensure=False)
         await queue.bind(target.exchange, target.routing_key, arguments=dict(target.arguments))
+    elif isinstance(target, ExchangeBindingDeclaration):
+        destination = await channel.get_exchange(target.destination, ensure=False)
+        await destination.bind(target.source, target.routing_key, arguments=dict(target.arguments))
 
 
 async def apply_declarations(

@@ -12,7 +12,12 @@ import pika
 import pika.exceptions
 
 from amqptasks.topology.declare import Step, declaration_steps, differences_from_text
-from amqptasks.topology.model import BindingDeclaration, Exchange, QueueDeclaration
+from amqptasks.topology.model import (
+    BindingDeclaration,
+    Exchange,
+    ExchangeBindingDeclaration,
+    QueueDeclaration,
+)
 from amqptasks.transport import errors
 from amqptasks.transport.sync import connection_parameters
 
@@ -46,6 +51,12 @@ def _execute(channel: Any, step: Step) -> None:
         channel.queue_bind(
             target.queue, target.exchange, target.routing_key, arguments=dict(target.arguments)
         )
+    elif isinstance(target, ExchangeBindingDeclaration):
+        channel.exchange_bind(
+            target.destination, target.source, target.routing_key, arguments=dict(target.arguments)
+        )
+    else:
+        raise TypeError(f"unknown declaration step {step!r}")
 
 
 def apply_declarations(

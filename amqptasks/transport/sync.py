@@ -22,6 +22,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
+import struct
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import pika
 import pika.channel
+import pika.data
 import pika.exceptions
 import pika.frame
 import pika.spec
@@ -38,6 +40,7 @@ from amqptasks.exceptions import (
     AmqptasksError,
     BrokerError,
     BrokerUnreachable,
+    ConfigError,
     ConnectionLost,
 )
 from amqptasks.logging import get_logger
@@ -92,6 +95,21 @@ def _properties(message: OutgoingMessage) -> pika.BasicProperties:
         expiration=message.expiration,
     )
 
+
+def _encode_value_with_floats(pieces: list[bytes], value: Any) -> int:
+    if isinstance(value, float):
+        pieces.append(b"d" + struct.pack(">d", value))
+        return 9
+    encoded: int = _pika_encode_value(pieces, value)
+    return encoded
+
+
+# pika cannot encode float header values, which Celery (py-amqp) sends as AMQP
+# doubles ("d") - e.g. in "timelimit". pika already decodes "d"; teach its table
+# encoder the same, so float headers round-trip and Celery reads what it wrote.
+_pika_encode_value = pika.data.encode_value
+if getattr(pika.data.encode_value, "__name__", "") != _encode_value_with_floats.__name__:
+    pika.data.encode_value = _encode_value_with_floats
 
 _fork_generation = 0
 
@@ -252,6 +270,17 @@ class _Session:
                     message.body,
                     _properties(message),
                     mandatory=True,
+                )
+            except pika.exceptions.UnsupportedAMQPFieldException as exc:
+                # Raised while encoding, before anything was sent: the broker will not
+                # confirm this tag, so take it back or every later confirm is off by one.
+                self._pending.pop(self._next_tag, None)
+                self._next_tag -= 1
+                future.set_exception(
+                    ConfigError(
+                        f"message {message.message_id}: a header value has a type AMQP cannot "
+                        f"carry: {exc}"
+                    )
                 )
             except Exception as exc:
                 self._pending.pop(self._next_tag, None)

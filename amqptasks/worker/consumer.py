@@ -14,25 +14,15 @@ import os
 import signal
 import socket
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from amqptasks import constants
-from amqptasks.exceptions import (
-    BrokerError,
-    ConfigError,
-    DecodeError,
-    TopologyMismatch,
-    UnknownTask,
-)
+import aiormq.exceptions
+
+from amqptasks.exceptions import ChannelError, ConfigError, NotFound, TopologyMismatch
 from amqptasks.logging import get_logger
 from amqptasks.protocol import serializers
-from amqptasks.protocol.envelope import OutgoingMessage, TaskMessage, parse_task_message
-from amqptasks.results import states
-from amqptasks.results.meta import encode_result
 from amqptasks.transport import aio
-from amqptasks.worker.acks import Settlement
-from amqptasks.worker.deadletter import dead_letter_message
-from amqptasks.worker.execution import Outcome, execute, is_expired, make_request
+from amqptasks.worker.handler import DeliveryHandler
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -113,19 +103,16 @@ class Worker:
         self.shutdown_timeout = (
             shutdown_timeout if shutdown_timeout is not None else settings.worker_shutdown_timeout
         )
-        self._accept = settings.accept_content
         self._result_serializer = serializers.by_name(settings.result_serializer)
         self._executor = ThreadPoolExecutor(
             max_workers=self.concurrency if self.pool == "threads" else min(self.concurrency, 8),
             thread_name_prefix="amqptasks-task",
         )
-        self._slots: asyncio.Semaphore | None = None
+        self._handler: DeliveryHandler | None = None
         self._inflight: set[asyncio.Task[None]] = set()
-        self._running = 0
         self._stopping: asyncio.Event | None = None
         self._cold: asyncio.Event | None = None
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
-        self._publisher: aio.AioPublisher | None = None
         self._consumers: list[tuple[aio_pika.abc.AbstractQueue, str]] = []
         #: The queues actually consumed (a queue whose topology differs is skipped).
         self.consuming: list[str] = []
@@ -139,22 +126,32 @@ class Worker:
             TopologyMismatch: listing every queue whose arguments differ.
             BrokerUnreachable, AuthenticationFailed: connection problems.
         """
-        self._slots = asyncio.Semaphore(self.concurrency)
-        self._stopping = asyncio.Event()
         self._cold = asyncio.Event()
         url = self.app.settings.broker
         self._connection = await aio.connect(url, f"amqptasks worker {self.hostname}")
         self.consuming = await self._declare_queues()
-        self._publisher = aio.AioPublisher(
-            self._connection, url, publish_timeout=self.app.settings.publish_timeout
+        self._handler = DeliveryHandler(
+            self.app,
+            hostname=self.hostname,
+            publisher=aio.AioPublisher(
+                self._connection, url, publish_timeout=self.app.settings.publish_timeout
+            ),
+            republisher=self.app._aclient(),
+            executor=self._executor,
+            concurrency=self.concurrency,
+            result_serializer=self._result_serializer,
         )
+        self._stopping = self._handler.stopping
         channel = await self._connection.channel(publisher_confirms=False)
         # Per-consumer QoS (global=False): quorum queues do not support global QoS.
         await channel.set_qos(prefetch_count=self.prefetch_count)
         for name in self.consuming:
             # Passive: the queue was checked or declared above, as its mode says; the
             # robust channel repeats this after a reconnect.
-            queue = await channel.declare_queue(name, passive=True)
+            try:
+                queue = await channel.declare_queue(name, passive=True)
+            except aiormq.exceptions.ChannelClosed as exc:  # declare mode "off", queue missing
+                raise aio.translate_channel_error(exc, f"queue {name!r}") from exc
             tag = await queue.consume(self._on_message, no_ack=False)
             self._consumers.append((queue, tag))
         log.info(
@@ -176,7 +173,7 @@ class Worker:
         assert self._connection is not None
         settings = self.app.settings
         usable: list[str] = []
-        problems: list[TopologyMismatch] = []
+        problems: list[TopologyMismatch | NotFound] = []
         for name in self.queues:
             queue = self.app.router.queue(name)
             mode = self.app.router.declare_mode(queue, settings.topology_mode)
@@ -187,7 +184,7 @@ class Worker:
                     mode,
                     management=self.app.management(),
                 )
-            except TopologyMismatch as exc:
+            except (TopologyMismatch, NotFound) as exc:
                 problems.append(exc)
             else:
                 usable.append(name)
@@ -199,10 +196,11 @@ class Worker:
                 error="\n".join(str(p) for p in problems),
             )
         elif problems:
-            raise TopologyMismatch(
+            kind = type(problems[0]) if len({type(p) for p in problems}) == 1 else ChannelError
+            raise kind(
                 "\n".join(str(p) for p in problems),
-                reply_code=406,
-                reply_text="PRECONDITION_FAILED",
+                reply_code=problems[0].reply_code,
+                reply_text=problems[0].reply_text,
             )
         return usable
 
@@ -216,7 +214,7 @@ class Worker:
         else:
             log.info(
                 "warm shutdown: finishing running tasks",
-                running=self._running,
+                running=self._handler.running if self._handler else 0,
                 timeout=self.shutdown_timeout,
             )
         self._stopping.set()
@@ -272,6 +270,7 @@ class Worker:
         return code
 
     async def _close(self) -> None:
+        await self.app.aclose()  # the republishing client of this loop
         connection, self._connection = self._connection, None
         if connection is not None and not connection.is_closed:
             try:
@@ -287,77 +286,8 @@ class Worker:
         task.add_done_callback(self._inflight.discard)
 
     async def _handle(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        delivery = Settlement(message)
-        queue = message.routing_key or ""
-        consumer_queue = self._queue_of(message)
-        try:
-            parsed = parse_task_message(
-                message.body,
-                headers=message.headers,
-                content_type=message.content_type,
-                accept_content=self._accept,
-                reply_to=message.reply_to,
-                correlation_id=message.correlation_id,
-            )
-            task = self.app.tasks.get(parsed.task)
-        except (DecodeError, UnknownTask) as exc:
-            reason = (
-                constants.REASON_UNKNOWN_TASK
-                if isinstance(exc, UnknownTask)
-                else constants.REASON_DECODE_ERROR
-            )
-            await self._dead_letter(delivery, consumer_queue, reason, exc)
-            return
-        except Exception as exc:  # a header of an unexpected type, say
-            await self._dead_letter(delivery, consumer_queue, constants.REASON_BAD_MESSAGE, exc)
-            return
-        if is_expired(parsed):
-            log.warning(
-                "task expired before it ran; not running it",
-                task_id=parsed.id,
-                task=parsed.task,
-                expires=parsed.expires,
-            )
-            await self._reply(
-                parsed, Outcome(states.REVOKED, exception=_expired(parsed)), task.ignore_result
-            )
-            await delivery.ack()
-            return
-        acks_early = (
-            task.acks_early if task.acks_early is not None else self.app.settings.task_acks_early
-        )
-        assert self._slots is not None and self._stopping is not None
-        async with self._slots:
-            if self._stopping.is_set():
-                await delivery.requeue()
-                return
-            if acks_early:  # at-most-once: acked as it starts, never redelivered
-                await delivery.ack()
-            self._running += 1
-            try:
-                request = make_request(
-                    parsed,
-                    hostname=self.hostname,
-                    queue=consumer_queue or queue,
-                    redelivered=bool(message.redelivered),
-                )
-                if self.app.settings.task_track_started:
-                    await self._reply(parsed, Outcome(states.STARTED), task.ignore_result)
-                outcome = await execute(task, request, self._executor)
-            finally:
-                self._running -= 1
-        if outcome.exception is not None:
-            log.error(
-                "task failed",
-                task_id=parsed.id,
-                task=parsed.task,
-                error=f"{type(outcome.exception).__name__}: {outcome.exception}",
-            )
-            log.debug("task traceback", task_id=parsed.id, traceback=outcome.traceback)
-        else:
-            log.debug("task succeeded", task_id=parsed.id, task=parsed.task)
-        await self._reply(parsed, outcome, task.ignore_result)
-        await delivery.ack()
+        assert self._handler is not None
+        await self._handler.handle(message, self._queue_of(message))
 
     def _queue_of(self, message: aio_pika.abc.AbstractIncomingMessage) -> str:
         tag = message.consumer_tag
@@ -365,96 +295,3 @@ class Worker:
             if consumer_tag == tag:
                 return queue.name
         return message.routing_key or ""
-
-    async def _reply(self, parsed: TaskMessage, outcome: Outcome, ignore: bool | None) -> None:
-        if not parsed.reply_to or parsed.ignore_result or ignore:
-            return
-        assert self._publisher is not None
-        info = self._result_serializer
-        try:
-            body = info.serializer.dumps(
-                encode_result(
-                    parsed.id,
-                    outcome.status,
-                    outcome.value,
-                    traceback=outcome.traceback,
-                    exception=outcome.exception,
-                )
-            )
-        except (TypeError, ValueError) as exc:
-            body = info.serializer.dumps(
-                encode_result(
-                    parsed.id,
-                    states.FAILURE,
-                    exception=TypeError(
-                        f"result of {parsed.task} cannot be serialized with {info.name}: {exc}"
-                    ),
-                )
-            )
-        reply = OutgoingMessage(
-            exchange=constants.DEFAULT_EXCHANGE,
-            routing_key=parsed.reply_to,
-            body=body,
-            content_type=info.content_type,
-            content_encoding=info.content_encoding,
-            headers={},
-            message_id=parsed.id,
-            correlation_id=parsed.correlation_id or parsed.id,
-            delivery_mode=1,
-        )
-        try:
-            await self._publisher.publish(reply)
-        except BrokerError as exc:
-            # The client's reply queue is gone (it expired or was deleted): nobody waits.
-            log.warning(
-                "result not delivered", task_id=parsed.id, reply_to=parsed.reply_to, error=str(exc)
-            )
-
-    async def _dead_letter(
-        self, delivery: Settlement, queue: str, reason: str, exc: BaseException
-    ) -> None:
-        message = delivery.message
-        log.error(
-            "message dead-lettered",
-            queue=queue,
-            reason=reason,
-            error=str(exc),
-            message_id=message.message_id or message.correlation_id,
-        )
-        assert self._publisher is not None
-        outgoing = dead_letter_message(
-            queue=queue,
-            body=message.body,
-            headers=_plain_headers(message.headers),
-            content_type=message.content_type,
-            content_encoding=message.content_encoding,
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-            reply_to=message.reply_to,
-            exchange=message.exchange or "",
-            routing_key=message.routing_key or "",
-            reason=reason,
-            error=str(exc),
-            worker=self.hostname,
-            exc_type=type(exc).__name__,
-        )
-        try:
-            await self._publisher.publish(outgoing)
-        except BrokerError as publish_error:
-            # Fall back on the queue's own dead-letter exchange (no reason headers).
-            log.error(
-                "dead-letter publish failed; rejecting to the queue's DLX", error=str(publish_error)
-            )
-            await delivery.reject()
-            return
-        await delivery.ack()
-
-
-def _plain_headers(headers: Any) -> dict[str, Any]:
-    return dict(headers or {})
-
-
-def _expired(parsed: TaskMessage) -> Exception:
-    from amqptasks.exceptions import TaskError
-
-    return TaskError(f"task {parsed.task} ({parsed.id}) expired at {parsed.expires}")

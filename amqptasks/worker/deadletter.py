@@ -6,8 +6,8 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from amqptasks import constants
+from amqptasks._publish import DEAD_LETTER_HEADERS
 from amqptasks.protocol.envelope import OutgoingMessage
-from amqptasks.topology import names
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -19,6 +19,7 @@ ERROR_TEXT_LIMIT = 2000
 def dead_letter_message(
     *,
     queue: str,
+    dead_letter_queue: str,
     body: bytes,
     headers: Mapping[str, Any] | None,
     content_type: str | None,
@@ -33,7 +34,11 @@ def dead_letter_message(
     worker: str,
     exc_type: str | None = None,
 ) -> OutgoingMessage:
-    """The original message, bound for ``<queue>.dlq``, with why it ended there."""
+    """The original message, bound for ``dead_letter_queue``, with why it ended there.
+
+    Headers RabbitMQ adds on dead-lettering are dropped, so that a message
+    replayed from the DLQ is not taken for a dead-letter cycle later.
+    """
     extra: dict[str, Any] = {
         constants.HEADER_REASON: reason,
         constants.HEADER_ERROR: error[:ERROR_TEXT_LIMIT],
@@ -46,11 +51,14 @@ def dead_letter_message(
         extra[constants.HEADER_EXC_TYPE] = exc_type
     return OutgoingMessage(
         exchange=constants.DEFAULT_EXCHANGE,
-        routing_key=names.dead_letter_queue(queue),
+        routing_key=dead_letter_queue,
         body=body,
         content_type=content_type or "application/octet-stream",
         content_encoding=content_encoding or "binary",
-        headers={**(headers or {}), **extra},
+        headers={
+            **{k: v for k, v in (headers or {}).items() if k not in DEAD_LETTER_HEADERS},
+            **extra,
+        },
         message_id=message_id or correlation_id or "",
         correlation_id=correlation_id,
         reply_to=reply_to,

@@ -54,19 +54,24 @@ def make_request(message: TaskMessage, *, hostname: str, queue: str, redelivered
     )
 
 
-def is_expired(message: TaskMessage, now: dt.datetime | None = None) -> bool:
-    """True when the message carries an ``expires`` time that has passed."""
-    if not message.expires:
-        return False
-    text = message.expires
+def parse_time(text: str | None) -> dt.datetime | None:
+    """An aware datetime from an ISO 8601 header value (naive = UTC); None if absent/invalid."""
+    if not text:
+        return None
     if text.endswith(("Z", "z")):  # Python 3.10's fromisoformat does not take "Z"
         text = text[:-1] + "+00:00"
     try:
         when = dt.datetime.fromisoformat(text)
     except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+
+
+def is_expired(message: TaskMessage, now: dt.datetime | None = None) -> bool:
+    """True when the message carries an ``expires`` time that has passed."""
+    when = parse_time(message.expires)
+    if when is None:
         return False
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
     return (now or dt.datetime.now(dt.timezone.utc)) >= when
 
 

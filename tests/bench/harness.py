@@ -17,15 +17,17 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pika
 import pika.exceptions
 import psutil
 
 from tests.bench.client import MARKER
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
@@ -139,9 +141,7 @@ class Proc:
 
     def check(self) -> None:
         if not self.alive():
-            raise BenchError(
-                f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}"
-            )
+            raise BenchError(f"{self.name} exited with {self.popen.returncode}:\n{self.log_tail()}")
 
     def tree(self) -> list[psutil.Process]:
         try:
@@ -167,17 +167,14 @@ class Proc:
         return total
 
     def stop(self, timeout: float | None = None) -> None:
-        """SIGTERM (warm shutdown); after ``timeout`` (default: :attr:`grace`) SIGQUIT
-        (cold shutdown), and after 5 s more SIGKILL to the whole group."""
+        """SIGTERM (warm shutdown), then SIGKILL to the whole group after ``timeout``
+        seconds (default: :attr:`grace`)."""
         members = self.tree()
-        for sig, wait in ((signal.SIGTERM, self.grace if timeout is None else timeout),
-                          (signal.SIGQUIT, 5.0)):
-            if not self.alive():
-                break
+        if self.alive():
             with contextlib.suppress(ProcessLookupError):
-                self.popen.send_signal(sig)
+                self.popen.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self.popen.wait(wait)
+                self.popen.wait(self.grace if timeout is None else timeout)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
         for process in members:

@@ -248,7 +248,9 @@ def cmd_delayed(n: int, queue: str, run: str, countdown: float) -> Any:
         },
     )
     started = time.monotonic()
-    publish_pipelined(n, wait, bodies=lambda _i: json.dumps([run, time.time() + countdown]).encode())
+    publish_pipelined(
+        n, wait, bodies=lambda _i: json.dumps([run, time.time() + countdown]).encode()
+    )
     return {"publish_s": time.monotonic() - started}
 
 

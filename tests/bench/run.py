@@ -25,14 +25,16 @@ import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from amqptasks.testing import RabbitNode
 from tests.bench import harness
 from tests.bench.harness import PY, REPO, Admin, BenchError, Client, Proc
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 WORKLOADS = ("enqueue", "drain", "e2e", "rpc", "delayed", "memory")
 PEERS = ("amqptasks", "celery", "dramatiq", "raw")
@@ -69,14 +71,32 @@ def _variants() -> list[Variant]:
     add("enqueue", "amqptasks", "async", "amqptasks aapply_async(), 64 in flight", mode="async")
     add("enqueue", "celery", "seq", "celery confirm_publish, 1 thread", mode="seq")
     add("enqueue", "celery", "threads", "celery confirm_publish, 8 threads", mode="threads")
-    add("enqueue", "celery", "seq-noconfirm", "celery no confirms (ref), 1 thread", mode="seq",
-        confirm=False)
+    add(
+        "enqueue",
+        "celery",
+        "seq-noconfirm",
+        "celery no confirms (ref), 1 thread",
+        mode="seq",
+        confirm=False,
+    )
     add("enqueue", "dramatiq", "seq", "dramatiq confirm_delivery, 1 thread", mode="seq")
     add("enqueue", "dramatiq", "threads", "dramatiq confirm_delivery, 8 threads", mode="threads")
-    add("enqueue", "dramatiq", "seq-noconfirm", "dramatiq no confirms (ref), 1 thread",
-        mode="seq", confirm=False)
-    add("enqueue", "dramatiq", "threads-noconfirm", "dramatiq no confirms (ref), 8 threads",
-        mode="threads", confirm=False)
+    add(
+        "enqueue",
+        "dramatiq",
+        "seq-noconfirm",
+        "dramatiq no confirms (ref), 1 thread",
+        mode="seq",
+        confirm=False,
+    )
+    add(
+        "enqueue",
+        "dramatiq",
+        "threads-noconfirm",
+        "dramatiq no confirms (ref), 8 threads",
+        mode="threads",
+        confirm=False,
+    )
     add("enqueue", "raw", "seq", "raw pika Blocking, confirm each, 1 thread", mode="seq")
     add("enqueue", "raw", "pipelined", "raw pika Select, pipelined confirms", mode="pipelined")
     add("enqueue", "raw", "threads", "raw pika Blocking, confirm each, 8 threads", mode="threads")
@@ -95,14 +115,32 @@ def _variants() -> list[Variant]:
     add("drain", "raw", "pika", "raw pika Blocking consume+ack (ref)", kind="pika")
 
     # end to end: the worker is idle (idle RSS read), then one thread publishes N with confirms
-    add("e2e", "amqptasks", "threads", "amqptasks threads -c 4 + app.batch()", pool="threads",
-        mode="batch")
-    add("e2e", "celery", "threads", "celery threads -c 4 + confirm_publish", pool="threads",
-        mode="seq")
-    add("e2e", "dramatiq", "2x2", "dramatiq -p 2 -t 2 + confirm_delivery", processes=2,
-        threads=2, mode="seq")
-    add("e2e", "raw", "aio", "raw aio-pika consumer + pika pipelined", kind="aio",
-        mode="pipelined")
+    add(
+        "e2e",
+        "amqptasks",
+        "threads",
+        "amqptasks threads -c 4 + app.batch()",
+        pool="threads",
+        mode="batch",
+    )
+    add(
+        "e2e",
+        "celery",
+        "threads",
+        "celery threads -c 4 + confirm_publish",
+        pool="threads",
+        mode="seq",
+    )
+    add(
+        "e2e",
+        "dramatiq",
+        "2x2",
+        "dramatiq -p 2 -t 2 + confirm_delivery",
+        processes=2,
+        threads=2,
+        mode="seq",
+    )
+    add("e2e", "raw", "aio", "raw aio-pika consumer + pika pipelined", kind="aio", mode="pipelined")
 
     # rpc: sequential delay().get() and concurrent async calls through an echo task
     add("rpc", "amqptasks", "threads", "amqptasks threads -c 4, reply queue", pool="threads")
@@ -111,12 +149,18 @@ def _variants() -> list[Variant]:
 
     # delayed: countdown 2 s
     add("delayed", "amqptasks", "threads", "amqptasks countdown (delay levels)", pool="threads")
-    add("delayed", "celery", "threads", "celery countdown (ETA held by the worker)",
-        pool="threads")
-    add("delayed", "dramatiq", "2x2", "dramatiq delay (.DQ + worker memory)", processes=2,
-        threads=2)
-    add("delayed", "raw", "ttl", "raw TTL queue dead-lettering to the work queue", kind="aio",
-        consume_mode="late")
+    add("delayed", "celery", "threads", "celery countdown (ETA held by the worker)", pool="threads")
+    add(
+        "delayed", "dramatiq", "2x2", "dramatiq delay (.DQ + worker memory)", processes=2, threads=2
+    )
+    add(
+        "delayed",
+        "raw",
+        "ttl",
+        "raw TTL queue dead-lettering to the work queue",
+        kind="aio",
+        consume_mode="late",
+    )
     return v
 
 
@@ -186,26 +230,67 @@ class Bench:
         ready_file = run_dir / "ready"
         log = run_dir / "worker.log"
         if v.peer == "amqptasks":
-            argv = [PY, "-m", "amqptasks", "worker", "-A", "tests.bench.peer_amqptasks:app",
-                    "-Q", queue, "-P", p["pool"], "-c", str(CONCURRENCY), "-l", "info"]
+            argv = [
+                PY,
+                "-m",
+                "amqptasks",
+                "worker",
+                "-A",
+                "tests.bench.peer_amqptasks:app",
+                "-Q",
+                queue,
+                "-P",
+                p["pool"],
+                "-c",
+                str(CONCURRENCY),
+                "-l",
+                "info",
+            ]
 
             def ready() -> bool:
                 return "worker ready" in log.read_text(errors="replace")
 
         elif v.peer == "celery":
             pool = p["pool"]
-            argv = [PY, "-m", "celery", "-A", "tests.bench.peer_celery:app", "worker",
-                    "-Q", queue, "-P", pool, "-c", "1" if pool == "solo" else str(CONCURRENCY),
-                    "-l", "warning", "--without-gossip", "--without-mingle",
-                    "--without-heartbeat", "-n", f"bench{self._serial}@%h"]
+            argv = [
+                PY,
+                "-m",
+                "celery",
+                "-A",
+                "tests.bench.peer_celery:app",
+                "worker",
+                "-Q",
+                queue,
+                "-P",
+                pool,
+                "-c",
+                "1" if pool == "solo" else str(CONCURRENCY),
+                "-l",
+                "warning",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+                "-n",
+                f"bench{self._serial}@%h",
+            ]
 
             def ready() -> bool:
                 return harness.ready_lines(ready_file) >= 1
 
         elif v.peer == "dramatiq":
             processes = p["processes"]
-            argv = [PY, "-m", "dramatiq", "tests.bench.peer_dramatiq:broker",
-                    "-p", str(processes), "-t", str(p["threads"]), "-Q", queue]
+            argv = [
+                PY,
+                "-m",
+                "dramatiq",
+                "tests.bench.peer_dramatiq:broker",
+                "-p",
+                str(processes),
+                "-t",
+                str(p["threads"]),
+                "-Q",
+                queue,
+            ]
 
             def ready() -> bool:
                 return harness.ready_lines(ready_file) >= processes
@@ -218,8 +303,12 @@ class Bench:
                 command, kwargs = "rpc_server", {"queue": queue, "prefetch": RAW_PREFETCH}
             else:
                 command = "consume" if kind == "aio" else "consume_pika"
-                kwargs = {"queue": queue, "n": n, "prefetch": RAW_PREFETCH,
-                          "mode": p.get("consume_mode", "count")}
+                kwargs = {
+                    "queue": queue,
+                    "n": n,
+                    "prefetch": RAW_PREFETCH,
+                    "mode": p.get("consume_mode", "count"),
+                }
             argv = [PY, "-m", "tests.bench.client", "raw", command, json.dumps(kwargs)]
 
             def ready() -> bool:
@@ -240,8 +329,11 @@ class Bench:
             kwargs: dict[str, Any] = {"n": self.n, "queue": queue, "mode": v.params["mode"]}
             res = harness.run_client(v.peer, "enqueue", kwargs, env, self.timeout(self.n))
             expected = (self.n // ENQUEUE_THREADS) * ENQUEUE_THREADS
-            harness.wait_until(lambda: (self.admin.count(queue) or 0) >= expected, 30,
-                               f"{expected} messages in {queue}")
+            harness.wait_until(
+                lambda: (self.admin.count(queue) or 0) >= expected,
+                30,
+                f"{expected} messages in {queue}",
+            )
             return {"rate": res["rate"], "cpu_us": res["cpu_us_per_msg"]}
         finally:
             self.cleanup(queue)
@@ -255,10 +347,12 @@ class Bench:
             # we wait until the broker holds all N before starting the worker.
             env = self.env(queue, run_dir, confirm=v.peer in ("amqptasks", "raw"))
             task = "bench.anoop" if v.params.get("pool") == "asyncio" else "bench.noop"
-            harness.run_client(v.peer, "prepublish", {"n": n, "queue": queue, "task": task},
-                               env, self.timeout(n))
-            harness.wait_until(lambda: (self.admin.count(queue) or 0) >= n, 30,
-                               f"{n} messages in {queue}")
+            harness.run_client(
+                v.peer, "prepublish", {"n": n, "queue": queue, "task": task}, env, self.timeout(n)
+            )
+            harness.wait_until(
+                lambda: (self.admin.count(queue) or 0) >= n, 30, f"{n} messages in {queue}"
+            )
             count = self.admin.count(queue)
             if count != n:
                 raise BenchError(f"{queue} holds {count} messages, expected {n}")
@@ -267,9 +361,9 @@ class Bench:
             rss_after = proc.rss_mb()
             proc.stop()
             proc = None
-            left = self.admin.count(queue)
-            if left:
-                raise BenchError(f"{left} messages back in {queue} after the worker stopped")
+            # Every task ran; a delivery still unacked when the worker stopped goes back
+            # to the queue (Celery's solo pool leaves its last ack unsent): recorded.
+            left = self.admin.count(queue) or 0
             done = harness.count_file(run_dir / "counter")
             tasks = n - m["c_first"]
             return {
@@ -277,6 +371,7 @@ class Bench:
                 "cpu_us": m["cpu_s"] / tasks * 1e6,
                 "rss_after_mb": rss_after,
                 "duplicates": done - n,
+                "requeued": left,
             }
         finally:
             if proc is not None:
@@ -294,22 +389,27 @@ class Bench:
             time.sleep(1.0)
             rss_idle = proc.rss_mb()
             warmup = 0 if v.peer == "raw" else 1  # clients publish one message before timing
-            client = Client(v.peer, "enqueue", {"n": n, "queue": queue, "mode": v.params["mode"]},
-                            env, run_dir / "client.log")
-            m = harness.wait_count(run_dir / "counter", n + warmup, self.timeout(n), proc,
-                                   others=[client.proc])
+            client = Client(
+                v.peer,
+                "enqueue",
+                {"n": n, "queue": queue, "mode": v.params["mode"]},
+                env,
+                run_dir / "client.log",
+            )
+            m = harness.wait_count(
+                run_dir / "counter", n + warmup, self.timeout(n), proc, others=[client.proc]
+            )
             res = client.result(timeout=60)
             rss_after = proc.rss_mb()
             proc.stop()
             proc = None
-            left = self.admin.count(queue)
-            if left:
-                raise BenchError(f"{left} messages back in {queue} after the worker stopped")
+            left = self.admin.count(queue) or 0
             return {
                 "rate": n / (m["t_last"] - res["t_start"]),
                 "publish_rate": res["rate"],
                 "rss_idle_mb": rss_idle,
                 "rss_after_mb": rss_after,
+                "requeued": left,
             }
         finally:
             if proc is not None:
@@ -324,8 +424,9 @@ class Bench:
             proc, ready = self.start_worker(v, queue, run_dir, env)
             harness.wait_until(ready, 60, f"{proc.name} ready", proc=proc)
             calls = self.args.rpc_n
-            res = harness.run_client(v.peer, "rpc_seq", {"n": calls, "queue": queue}, env,
-                                     self.timeout(calls * 10))
+            res = harness.run_client(
+                v.peer, "rpc_seq", {"n": calls, "queue": queue}, env, self.timeout(calls * 10)
+            )
             latencies = res["latencies_ms"]
             out: dict[str, Any] = {
                 "p50_ms": harness.percentile(latencies, 50),
@@ -333,8 +434,9 @@ class Bench:
                 "mean_ms": sum(latencies) / len(latencies),
             }
             if v.peer in ("amqptasks", "raw"):
-                res = harness.run_client(v.peer, "rpc_async", {"n": calls, "queue": queue}, env,
-                                         self.timeout(calls * 10))
+                res = harness.run_client(
+                    v.peer, "rpc_async", {"n": calls, "queue": queue}, env, self.timeout(calls * 10)
+                )
                 out["async_rate"] = res["rate"]
             proc.check()
             return out
@@ -354,16 +456,21 @@ class Bench:
             calls = self.args.delayed_n
             run_id = f"run{r}"
             res = harness.run_client(
-                v.peer, "delayed",
+                v.peer,
+                "delayed",
                 {"n": calls, "queue": queue, "run": run_id, "countdown": countdown},
-                env, self.timeout(calls * 10),
+                env,
+                self.timeout(calls * 10),
             )
             if "unsupported" in res:
                 return {"unsupported": res["unsupported"]}
             lateness = run_dir / "lateness"
             harness.wait_until(
                 lambda: len(harness.read_lateness(lateness, run_id)) >= calls,
-                countdown + 60, f"{calls} delayed tasks to run", interval=0.05, proc=proc,
+                countdown + 60,
+                f"{calls} delayed tasks to run",
+                interval=0.05,
+                proc=proc,
             )
             late = harness.read_lateness(lateness, run_id)
             return {
@@ -396,13 +503,14 @@ METRICS: dict[str, tuple[str, str]] = {
     "async_rate": ("calls/s", HIGHER),
     "max_ms": ("max ms", LOWER),
     "min_ms": ("min ms", LOWER),
-    "duplicates": ("extra runs", LOWER),
+    "duplicates": ("tasks run twice", LOWER),
+    "requeued": ("unacked at stop (requeued)", LOWER),
 }
 
 DETAIL_METRICS = {
     "enqueue": ("rate", "cpu_us"),
-    "drain": ("rate", "cpu_us", "rss_after_mb"),
-    "e2e": ("rate", "publish_rate", "rss_idle_mb", "rss_after_mb"),
+    "drain": ("rate", "cpu_us", "rss_after_mb", "duplicates", "requeued"),
+    "e2e": ("rate", "publish_rate", "rss_idle_mb", "rss_after_mb", "requeued"),
     "rpc": ("p50_ms", "p99_ms", "mean_ms", "async_rate"),
     "delayed": ("p50_ms", "p99_ms", "max_ms"),
 }
@@ -410,12 +518,12 @@ DETAIL_METRICS = {
 
 def fmt(value: float | None, metric: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
+        return "-"
     if metric in ("rate", "publish_rate", "async_rate"):
         return f"{value:,.0f}"
     if metric.endswith("_mb") or metric == "cpu_us":
         return f"{value:,.1f}"
-    if metric == "duplicates":
+    if metric in ("duplicates", "requeued"):
         return f"{value:.0f}"
     return f"{value:,.2f}" if value < 100 else f"{value:,.0f}"
 
@@ -429,49 +537,136 @@ class Row:
 
 
 SUMMARY = [
-    Row("enqueue, 1 thread, a confirm per publish", "rate", "enqueue.amqptasks.seq",
-        {"celery": ["enqueue.celery.seq"], "dramatiq": ["enqueue.dramatiq.seq"],
-         "raw": ["enqueue.raw.seq"]}),
-    Row("enqueue, 1 thread, pipelined confirms (app.batch)", "rate", "enqueue.amqptasks.batch",
-        {"raw": ["enqueue.raw.pipelined"]}),
-    Row("enqueue, 8 threads", "rate", "enqueue.amqptasks.threads",
-        {"celery": ["enqueue.celery.threads"], "dramatiq": ["enqueue.dramatiq.threads"],
-         "raw": ["enqueue.raw.threads"]}),
-    Row("enqueue, asyncio, 64 in flight", "rate", "enqueue.amqptasks.async",
-        {"raw": ["enqueue.raw.async"]}),
-    Row("drain, threads pool, concurrency 4 (peers: best pool)", "rate", "drain.amqptasks.threads",
-        {"celery": ["drain.celery.prefork", "drain.celery.threads", "drain.celery.solo"],
-         "dramatiq": ["drain.dramatiq.1x4", "drain.dramatiq.2x2", "drain.dramatiq.2x4"],
-         "raw": ["drain.raw.aio"]}),
-    Row("drain, asyncio pool, concurrency 4 (peers: best pool)", "rate",
+    Row(
+        "enqueue, 1 thread, a confirm per publish",
+        "rate",
+        "enqueue.amqptasks.seq",
+        {
+            "celery": ["enqueue.celery.seq"],
+            "dramatiq": ["enqueue.dramatiq.seq"],
+            "raw": ["enqueue.raw.seq"],
+        },
+    ),
+    Row(
+        "enqueue, 1 thread, pipelined confirms (app.batch)",
+        "rate",
+        "enqueue.amqptasks.batch",
+        {"raw": ["enqueue.raw.pipelined"]},
+    ),
+    Row(
+        "enqueue, 8 threads",
+        "rate",
+        "enqueue.amqptasks.threads",
+        {
+            "celery": ["enqueue.celery.threads"],
+            "dramatiq": ["enqueue.dramatiq.threads"],
+            "raw": ["enqueue.raw.threads"],
+        },
+    ),
+    Row(
+        "enqueue, asyncio, 64 in flight",
+        "rate",
+        "enqueue.amqptasks.async",
+        {"raw": ["enqueue.raw.async"]},
+    ),
+    Row(
+        "drain, threads pool, concurrency 4 (peers: best pool)",
+        "rate",
+        "drain.amqptasks.threads",
+        {
+            "celery": ["drain.celery.prefork", "drain.celery.threads", "drain.celery.solo"],
+            "dramatiq": ["drain.dramatiq.1x4", "drain.dramatiq.2x2", "drain.dramatiq.2x4"],
+            "raw": ["drain.raw.aio"],
+        },
+    ),
+    Row(
+        "drain, asyncio pool, concurrency 4 (peers: best pool)",
+        "rate",
         "drain.amqptasks.asyncio",
-        {"celery": ["drain.celery.prefork", "drain.celery.threads", "drain.celery.solo"],
-         "dramatiq": ["drain.dramatiq.1x4", "drain.dramatiq.2x2", "drain.dramatiq.2x4"],
-         "raw": ["drain.raw.aio"]}),
-    Row("drain, worker CPU per task (µs)", "cpu_us", "drain.amqptasks.threads",
-        {"celery": ["drain.celery.threads"], "dramatiq": ["drain.dramatiq.1x4"],
-         "raw": ["drain.raw.aio"]}),
-    Row("end to end (publish + run concurrently)", "rate", "e2e.amqptasks.threads",
-        {"celery": ["e2e.celery.threads"], "dramatiq": ["e2e.dramatiq.2x2"],
-         "raw": ["e2e.raw.aio"]}),
-    Row("RPC round trip p50 (ms)", "p50_ms", "rpc.amqptasks.threads",
-        {"celery": ["rpc.celery.threads"], "raw": ["rpc.raw.direct"]}),
-    Row("RPC round trip p99 (ms)", "p99_ms", "rpc.amqptasks.threads",
-        {"celery": ["rpc.celery.threads"], "raw": ["rpc.raw.direct"]}),
-    Row("RPC, 1,000 concurrent async calls (calls/s)", "async_rate", "rpc.amqptasks.threads",
-        {"raw": ["rpc.raw.direct"]}),
-    Row("delayed 2 s: lateness p50 (ms)", "p50_ms", "delayed.amqptasks.threads",
-        {"celery": ["delayed.celery.threads"], "dramatiq": ["delayed.dramatiq.2x2"],
-         "raw": ["delayed.raw.ttl"]}),
-    Row("delayed 2 s: lateness p99 (ms)", "p99_ms", "delayed.amqptasks.threads",
-        {"celery": ["delayed.celery.threads"], "dramatiq": ["delayed.dramatiq.2x2"],
-         "raw": ["delayed.raw.ttl"]}),
-    Row("worker RSS idle (MiB)", "rss_idle_mb", "e2e.amqptasks.threads",
-        {"celery": ["e2e.celery.threads"], "dramatiq": ["e2e.dramatiq.2x2"],
-         "raw": ["e2e.raw.aio"]}),
-    Row("worker RSS after the drain (MiB)", "rss_after_mb", "drain.amqptasks.threads",
-        {"celery": ["drain.celery.threads"], "dramatiq": ["drain.dramatiq.2x2"],
-         "raw": ["drain.raw.aio"]}),
+        {
+            "celery": ["drain.celery.prefork", "drain.celery.threads", "drain.celery.solo"],
+            "dramatiq": ["drain.dramatiq.1x4", "drain.dramatiq.2x2", "drain.dramatiq.2x4"],
+            "raw": ["drain.raw.aio"],
+        },
+    ),
+    Row(
+        "drain, worker CPU per task (µs)",
+        "cpu_us",
+        "drain.amqptasks.threads",
+        {
+            "celery": ["drain.celery.threads"],
+            "dramatiq": ["drain.dramatiq.1x4"],
+            "raw": ["drain.raw.aio"],
+        },
+    ),
+    Row(
+        "end to end (publish + run concurrently)",
+        "rate",
+        "e2e.amqptasks.threads",
+        {
+            "celery": ["e2e.celery.threads"],
+            "dramatiq": ["e2e.dramatiq.2x2"],
+            "raw": ["e2e.raw.aio"],
+        },
+    ),
+    Row(
+        "RPC round trip p50 (ms)",
+        "p50_ms",
+        "rpc.amqptasks.threads",
+        {"celery": ["rpc.celery.threads"], "raw": ["rpc.raw.direct"]},
+    ),
+    Row(
+        "RPC round trip p99 (ms)",
+        "p99_ms",
+        "rpc.amqptasks.threads",
+        {"celery": ["rpc.celery.threads"], "raw": ["rpc.raw.direct"]},
+    ),
+    Row(
+        "RPC, 1,000 concurrent async calls (calls/s)",
+        "async_rate",
+        "rpc.amqptasks.threads",
+        {"raw": ["rpc.raw.direct"]},
+    ),
+    Row(
+        "delayed 2 s: lateness p50 (ms)",
+        "p50_ms",
+        "delayed.amqptasks.threads",
+        {
+            "celery": ["delayed.celery.threads"],
+            "dramatiq": ["delayed.dramatiq.2x2"],
+            "raw": ["delayed.raw.ttl"],
+        },
+    ),
+    Row(
+        "delayed 2 s: lateness p99 (ms)",
+        "p99_ms",
+        "delayed.amqptasks.threads",
+        {
+            "celery": ["delayed.celery.threads"],
+            "dramatiq": ["delayed.dramatiq.2x2"],
+            "raw": ["delayed.raw.ttl"],
+        },
+    ),
+    Row(
+        "worker RSS idle (MiB)",
+        "rss_idle_mb",
+        "e2e.amqptasks.threads",
+        {
+            "celery": ["e2e.celery.threads"],
+            "dramatiq": ["e2e.dramatiq.2x2"],
+            "raw": ["e2e.raw.aio"],
+        },
+    ),
+    Row(
+        "worker RSS after the drain (MiB)",
+        "rss_after_mb",
+        "drain.amqptasks.threads",
+        {
+            "celery": ["drain.celery.threads"],
+            "dramatiq": ["drain.dramatiq.2x2"],
+            "raw": ["drain.raw.aio"],
+        },
+    ),
 ]
 
 
@@ -482,8 +677,7 @@ class Report:
 
     def runs(self, key: str, metric: str) -> list[float]:
         return [
-            float(run[metric]) for run in self.results.get(key, [])
-            if run.get(metric) is not None
+            float(run[metric]) for run in self.results.get(key, []) if run.get(metric) is not None
         ]
 
     def median(self, key: str, metric: str) -> float | None:
@@ -511,7 +705,7 @@ class Report:
             return "n/a (not supported yet)"
         value = self.median(key, metric)
         if value is None:
-            return "error" if any("error" in r for r in self.results[key]) else "–"
+            return "error" if any("error" in r for r in self.results[key]) else "-"
         return fmt(value, metric)
 
     def summary(self) -> list[str]:
@@ -532,18 +726,18 @@ class Report:
                     continue
                 if not any(k in self.results for k in keys):
                     cells.append("not run")
-                    ratios.append("–")
+                    ratios.append("-")
                     continue
                 value, key = self.best(keys, row.metric)
                 if value is None or key is None:
                     cells.append("error")
-                    ratios.append("–")
+                    ratios.append("-")
                     continue
                 text = fmt(value, row.metric)
                 if len(keys) > 1:
                     text += f" ({key.rsplit('.', 1)[1]})"
                 cells.append(text)
-                ratios.append(f"{amq / value:.2f}×" if amq and value else "–")
+                ratios.append(f"{amq / value:.2f}x" if amq and value else "-")
             lines.append(f"| {row.title} | " + " | ".join(cells + ratios) + " |")
         return lines
 
@@ -555,20 +749,22 @@ class Report:
             runs = self.results[key]
             unsupported = self.unsupported(key)
             if unsupported:
-                lines.append(f"| {v.workload} | {v.label} | – | n/a | {unsupported} |")
+                lines.append(f"| {v.workload} | {v.label} | - | n/a | {unsupported} |")
                 continue
             errors = [str(run["error"]).splitlines()[0][:120] for run in runs if "error" in run]
             for metric in DETAIL_METRICS[v.workload]:
                 values = [run.get(metric) for run in runs]
                 if all(x is None for x in values):
                     continue
+                if metric in ("duplicates", "requeued") and not any(values):
+                    continue  # validity checks: shown only when something was off
                 shown = ", ".join(fmt(x, metric) if x is not None else "err" for x in values)
                 lines.append(
                     f"| {v.workload} | {v.label} | {METRICS[metric][0]} "
                     f"| {fmt(self.median(key, metric), metric)} | {shown} |"
                 )
             if errors:
-                lines.append(f"| {v.workload} | {v.label} | errors | – | {'; '.join(errors)} |")
+                lines.append(f"| {v.workload} | {v.label} | errors | - | {'; '.join(errors)} |")
         return lines
 
     def targets(self) -> list[str]:
@@ -579,56 +775,84 @@ class Report:
 
         drain = self.median("drain.amqptasks.threads", "rate")
         celery, celery_key = self.best(
-            ["drain.celery.prefork", "drain.celery.threads", "drain.celery.solo"], "rate")
+            ["drain.celery.prefork", "drain.celery.threads", "drain.celery.solo"], "rate"
+        )
         dramatiq, dramatiq_key = self.best(
-            ["drain.dramatiq.1x4", "drain.dramatiq.2x2", "drain.dramatiq.2x4"], "rate")
+            ["drain.dramatiq.1x4", "drain.dramatiq.2x2", "drain.dramatiq.2x4"], "rate"
+        )
         raw = self.median("drain.raw.aio", "rate")
 
-        def ratio_line(text: str, a: float | None, b: float | None, want: float,
-                       what: str) -> None:
+        def ratio_line(text: str, a: float | None, b: float | None, want: float, what: str) -> None:
             if a is None or b is None:
                 lines.append(f"| {text} | not measured | n/a |")
                 return
-            lines.append(f"| {text} | {fmt(a, 'rate')} vs {fmt(b, 'rate')} {what}: "
-                         f"{a / b:.2f}× | {verdict(a / b >= want)} |")
+            lines.append(
+                f"| {text} | {fmt(a, 'rate')} vs {fmt(b, 'rate')} {what}: "
+                f"{a / b:.2f}x | {verdict(a / b >= want)} |"
+            )
 
-        ratio_line("drain, threads: ≥ 3× Celery's best pool", drain, celery, 3.0,
-                   f"({celery_key})")
-        ratio_line("drain, threads: ≥ 1.5× Dramatiq", drain, dramatiq, 1.5, f"({dramatiq_key})")
+        ratio_line("drain, threads: ≥ 3x Celery's best pool", drain, celery, 3.0, f"({celery_key})")
+        ratio_line("drain, threads: ≥ 1.5x Dramatiq", drain, dramatiq, 1.5, f"({dramatiq_key})")
         ratio_line("drain, threads: ≥ 60% of raw aio-pika consume+ack", drain, raw, 0.6, "")
 
         amq_enq, amq_key = self.best(
-            ["enqueue.amqptasks.seq", "enqueue.amqptasks.batch", "enqueue.amqptasks.threads",
-             "enqueue.amqptasks.async"], "rate")
+            [
+                "enqueue.amqptasks.seq",
+                "enqueue.amqptasks.batch",
+                "enqueue.amqptasks.threads",
+                "enqueue.amqptasks.async",
+            ],
+            "rate",
+        )
         cel_enq, cel_key = self.best(["enqueue.celery.seq", "enqueue.celery.threads"], "rate")
-        ratio_line("enqueue with confirms: ≥ 2× Celery confirm_publish (best mode each)",
-                   amq_enq, cel_enq, 2.0, f"({amq_key} vs {cel_key})")
-        ratio_line("enqueue, 1 thread like for like: ≥ 2× Celery confirm_publish",
-                   self.median("enqueue.amqptasks.seq", "rate"),
-                   self.median("enqueue.celery.seq", "rate"), 2.0, "(apply_async, 1 thread)")
-        ratio_line("enqueue: ≥ 70% of raw pika pipelined confirms (app.batch, 1 thread)",
-                   self.median("enqueue.amqptasks.batch", "rate"),
-                   self.median("enqueue.raw.pipelined", "rate"), 0.7, "")
+        ratio_line(
+            "enqueue with confirms: ≥ 2x Celery confirm_publish (best mode each)",
+            amq_enq,
+            cel_enq,
+            2.0,
+            f"({amq_key} vs {cel_key})",
+        )
+        ratio_line(
+            "enqueue, 1 thread like for like: ≥ 2x Celery confirm_publish",
+            self.median("enqueue.amqptasks.seq", "rate"),
+            self.median("enqueue.celery.seq", "rate"),
+            2.0,
+            "(apply_async, 1 thread)",
+        )
+        ratio_line(
+            "enqueue: ≥ 70% of raw pika pipelined confirms (app.batch, 1 thread)",
+            self.median("enqueue.amqptasks.batch", "rate"),
+            self.median("enqueue.raw.pipelined", "rate"),
+            0.7,
+            "",
+        )
 
         p50 = self.median("rpc.amqptasks.threads", "p50_ms")
         raw50 = self.median("rpc.raw.direct", "p50_ms")
         if p50 is None or raw50 is None:
-            lines.append("| RPC p50 ≤ 1.3× raw direct reply-to | not measured | n/a |")
+            lines.append("| RPC p50 ≤ 1.3x raw direct reply-to | not measured | n/a |")
         else:
-            lines.append(f"| RPC p50 ≤ 1.3× raw direct reply-to | {p50:.2f} ms vs {raw50:.2f} "
-                         f"ms: {p50 / raw50:.2f}× | {verdict(p50 / raw50 <= 1.3)} |")
+            lines.append(
+                f"| RPC p50 ≤ 1.3x raw direct reply-to | {p50:.2f} ms vs {raw50:.2f} "
+                f"ms: {p50 / raw50:.2f}x | {verdict(p50 / raw50 <= 1.3)} |"
+            )
         if self.unsupported("delayed.amqptasks.threads"):
-            lines.append("| delayed lateness p99 < 1.5 s | countdown not supported yet | "
-                         "**not met** |")
+            lines.append(
+                "| delayed lateness p99 < 1.5 s | countdown not supported yet | **not met** |"
+            )
         else:
             p99 = self.median("delayed.amqptasks.threads", "p99_ms")
-            lines.append(f"| delayed lateness p99 < 1.5 s | "
-                         f"{'not measured' if p99 is None else f'{p99:,.0f} ms'} | "
-                         f"{verdict(None if p99 is None else p99 < 1500)} |")
+            lines.append(
+                f"| delayed lateness p99 < 1.5 s | "
+                f"{'not measured' if p99 is None else f'{p99:,.0f} ms'} | "
+                f"{verdict(None if p99 is None else p99 < 1500)} |"
+            )
         idle = self.median("e2e.amqptasks.threads", "rss_idle_mb")
-        lines.append(f"| idle worker < 60 MB resident | "
-                     f"{'not measured' if idle is None else f'{idle:.1f} MiB'} | "
-                     f"{verdict(None if idle is None else idle * 2**20 < 60e6)} |")
+        lines.append(
+            f"| idle worker < 60 MB resident | "
+            f"{'not measured' if idle is None else f'{idle:.1f} MiB'} | "
+            f"{verdict(None if idle is None else idle * 2**20 < 60e6)} |"
+        )
         return lines
 
 
@@ -660,8 +884,17 @@ def machine_info(node: RabbitNode) -> list[str]:
         erlang = node.ctl("eval", "erlang:system_info(otp_release).").strip().strip('"')
     libs = ", ".join(
         f"{name} {version(name)}"
-        for name in ("amqptasks", "celery", "kombu", "amqp", "dramatiq", "pika", "aio-pika",
-                     "aiormq", "psutil")
+        for name in (
+            "amqptasks",
+            "celery",
+            "kombu",
+            "amqp",
+            "dramatiq",
+            "pika",
+            "aio-pika",
+            "aiormq",
+            "psutil",
+        )
     )
     return [
         f"- machine: {os.cpu_count()} CPUs ({cpu}), {mem} memory, "
@@ -696,11 +929,13 @@ SETTINGS = """\
   runner polls the file's size every millisecond, and the rate is the tasks done
   between the first and the last completion over that time. Worker start-up is
   therefore excluded for every peer alike, and a task is only counted once it has run.
-  After the worker stopped, the queue must be empty (every delivery acked). CPU/task
+  Checked after the worker stopped: tasks run twice and deliveries left unacked (back
+  in the queue) are listed under "Every run" when not zero (Celery's solo pool leaves
+  its last ack unsent). CPU/task
   is the worker process tree's user+system CPU over the same interval.
 - Concurrency 4 everywhere: amqptasks `-c 4` (prefetch 16), Celery `-c 4` (prefetch
   multiplier 4 = 16; solo runs one task at a time), raw consumers prefetch 16. Dramatiq
-  runs `processes × threads`: 1×4 and 2×2 are concurrency 4, 2×4 (8 threads on two
+  runs `processes x threads`: 1x4 and 2x2 are concurrency 4, 2x4 (8 threads on two
   processes, Dramatiq's own default shape, as in DESIGN.md) is shown for reference;
   the summary takes the best of them. Celery runs with its defaults (it acks *before* the
   task runs; amqptasks acks after) and `-l warning --without-gossip --without-mingle
@@ -708,7 +943,7 @@ SETTINGS = """\
 - end to end: the worker starts on an empty queue, idles 1 s (idle RSS is read then),
   then one client thread publishes N with confirms (amqptasks `app.batch()`, Celery
   and Dramatiq a loop of `apply_async`/`send`, raw pika pipelined); the rate is N / (first
-  publish → last completion). Celery runs its threads pool, Dramatiq 2×2.
+  publish → last completion). Celery runs its threads pool, Dramatiq 2x2.
 - RPC: an echo task on a worker with concurrency 4; after 50 warm-up calls, 1,000
   sequential `apply_async(...).get()` (p50/p99 of each call) and 1,000 concurrent
   `await (await aapply_async(...)).aget()` (calls/s). Celery: `rpc://` backend, threads
@@ -726,24 +961,37 @@ SETTINGS = """\
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=20_000, help="tasks per run (default 20,000)")
     parser.add_argument("--repeat", type=int, default=3, help="runs per figure (default 3)")
-    parser.add_argument("--only", default=",".join(WORKLOADS),
-                        help=f"comma-separated workloads from {', '.join(WORKLOADS)}")
-    parser.add_argument("--peers", default=",".join(PEERS),
-                        help=f"comma-separated peers from {', '.join(PEERS)}")
+    parser.add_argument(
+        "--only",
+        default=",".join(WORKLOADS),
+        help=f"comma-separated workloads from {', '.join(WORKLOADS)}",
+    )
+    parser.add_argument(
+        "--peers", default=",".join(PEERS), help=f"comma-separated peers from {', '.join(PEERS)}"
+    )
     parser.add_argument("--rpc-n", type=int, default=1000, help="RPC calls per run")
     parser.add_argument("--delayed-n", type=int, default=1000, help="delayed tasks per run")
     parser.add_argument("--countdown", type=float, default=2.0, help="delay in seconds")
-    parser.add_argument("--output", default="docs/benchmarks.md",
-                        help="Markdown report path, relative to the repository ('-': none)")
+    parser.add_argument(
+        "--retries", type=int, default=1, help="attempts more for a run that failed (default 1)"
+    )
+    parser.add_argument(
+        "--output",
+        default="docs/benchmarks.md",
+        help="Markdown report path, relative to the repository ('-': none)",
+    )
     args = parser.parse_args(argv)
     only = {w.strip() for w in args.only.split(",") if w.strip()}
     peers = {p.strip() for p in args.peers.split(",") if p.strip()}
     if only - set(WORKLOADS) or peers - set(PEERS):
-        parser.error(f"unknown workload or peer: {sorted((only - set(WORKLOADS)) | (peers - set(PEERS)))}")
+        parser.error(
+            f"unknown workload or peer: {sorted((only - set(WORKLOADS)) | (peers - set(PEERS)))}"
+        )
     if "memory" in only:
         only |= {"drain", "e2e"}
     if args.repeat < 1 or args.n < 10:
@@ -765,9 +1013,7 @@ def _short(result: dict[str, Any], workload: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    variants = [
-        v for v in _variants() if v.workload in args.only_set and v.peer in args.peer_set
-    ]
+    variants = [v for v in _variants() if v.workload in args.only_set and v.peer in args.peer_set]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -787,23 +1033,34 @@ def main(argv: list[str] | None = None) -> int:
                 chosen = [v for v in variants if v.workload == workload]
                 if not chosen:
                     continue
-                print(f"\n== {workload} ({len(chosen)} variants × {args.repeat} runs)",
-                      flush=True)
+                print(f"\n== {workload} ({len(chosen)} variants x {args.repeat} runs)", flush=True)
                 for r in range(args.repeat):
                     for v in chosen:
                         t0 = time.monotonic()
-                        try:
-                            result = bench.run(v, r)
-                        except (BenchError, Exception) as exc:
-                            detail = "" if isinstance(exc, BenchError) else traceback.format_exc()
-                            result = {"error": f"{type(exc).__name__}: {exc}\n{detail}"}
+                        for attempt in range(1 + args.retries):
+                            try:
+                                result = bench.run(v, r)
+                                break
+                            except (BenchError, Exception) as exc:
+                                detail = (
+                                    "" if isinstance(exc, BenchError) else traceback.format_exc()
+                                )
+                                result = {"error": f"{type(exc).__name__}: {exc}\n{detail}"}
+                                if attempt < args.retries:
+                                    first = str(exc).splitlines()[0][:160] if str(exc) else ""
+                                    print(f"  run {r + 1} {v.label}: {first}; retrying", flush=True)
+                                    time.sleep(2)
                         bench.results.setdefault(v.key, []).append(result)
-                        print(f"  run {r + 1}/{args.repeat} {v.label:<48} "
-                              f"{_short(result, workload)}  [{time.monotonic() - t0:.1f}s]",
-                              flush=True)
+                        print(
+                            f"  run {r + 1}/{args.repeat} {v.label:<48} "
+                            f"{_short(result, workload)}  [{time.monotonic() - t0:.1f}s]",
+                            flush=True,
+                        )
                         if "error" in result:
-                            print("    " + "\n    ".join(str(result["error"]).splitlines()[1:30]),
-                                  flush=True)
+                            print(
+                                "    " + "\n    ".join(str(result["error"]).splitlines()[1:30]),
+                                flush=True,
+                            )
                 bench.sweep()
         finally:
             harness.stop_all()
@@ -820,7 +1077,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Run {stamp}, {elapsed / 60:.1f} min, N = {args.n:,} tasks per run, "
         f"{args.repeat} runs per figure, RPC {args.rpc_n:,} calls, "
-        f"delayed {args.delayed_n:,} tasks × {args.countdown:g} s.",
+        f"delayed {args.delayed_n:,} tasks x {args.countdown:g} s.",
         "",
         "```",
         "python -m pip install -r tests/bench/requirements.txt",

@@ -8,15 +8,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pika
 import pytest
 
-from amqptasks import App
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from amqptasks import App
 
 REPO = Path(__file__).resolve().parents[2]
 CORE_APP = "tests.integration.apps.core:app"
@@ -61,7 +63,8 @@ class WorkerProcess:
                 return
             if self.proc.poll() is not None:
                 raise AssertionError(
-                    f"worker exited with {self.proc.returncode} before it was ready:\n{self.log()}")
+                    f"worker exited with {self.proc.returncode} before it was ready:\n{self.log()}"
+                )
             time.sleep(0.1)
         raise AssertionError(f"worker not ready after {timeout}s:\n{self.log()}")
 
@@ -100,16 +103,24 @@ ROUTED_APP = "tests.integration.apps.routed:app"
 
 
 @pytest.fixture
-def start_worker(broker_env: str, broker_url: str, tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
+def start_worker(
+    broker_env: str, broker_url: str, tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
     """Factory: ``start_worker("-Q", queue, "-c", "2")`` starts a worker and waits until ready."""
     started: list[WorkerProcess] = []
 
-    def start(*args: str, app: str = CORE_APP, wait: bool = True) -> WorkerProcess:
+    def start(
+        *args: str, app: str = CORE_APP, wait: bool = True, env: dict[str, str] | None = None
+    ) -> WorkerProcess:
         log_path = tmp_path / f"worker-{len(started)}.log"
         with log_path.open("wb") as log_file:
-            proc = subprocess.Popen(worker_command(*args, app=app), cwd=REPO,
-                                    env=cli_env(broker_url), stdout=log_file,
-                                    stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                worker_command(*args, app=app),
+                cwd=REPO,
+                env={**cli_env(broker_url), **(env or {})},
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
         worker = WorkerProcess(proc, log_path, list(args))
         started.append(worker)
         if wait:
@@ -138,8 +149,7 @@ def amqp(broker_url: str) -> Iterator[pika.adapters.blocking_connection.Blocking
 
 
 @pytest.fixture
-def queue_name(unique_name: Callable[[str], str],
-               broker_url: str) -> Iterator[str]:
+def queue_name(unique_name: Callable[[str], str], broker_url: str) -> Iterator[str]:
     """A unique work queue name; the queue and its DLQ are deleted afterwards."""
     name = unique_name("q")
     yield name

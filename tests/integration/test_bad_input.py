@@ -45,16 +45,32 @@ def _dlq_messages(channel: Any, queue: str, expected: int) -> list[tuple[Any, by
     return got
 
 
-def _publish_raw(channel: Any, queue: str, body: bytes, headers: dict[str, Any],
-                 content_type: str = "application/json") -> None:
-    channel.basic_publish("", queue, body, pika.BasicProperties(
-        content_type=content_type, content_encoding="utf-8", headers=headers,
-        delivery_mode=2, correlation_id=headers.get("id"), message_id=headers.get("id")),
-        mandatory=True)
+def _publish_raw(
+    channel: Any,
+    queue: str,
+    body: bytes,
+    headers: dict[str, Any],
+    content_type: str = "application/json",
+) -> None:
+    channel.basic_publish(
+        "",
+        queue,
+        body,
+        pika.BasicProperties(
+            content_type=content_type,
+            content_encoding="utf-8",
+            headers=headers,
+            delivery_mode=2,
+            correlation_id=headers.get("id"),
+            message_id=headers.get("id"),
+        ),
+        mandatory=True,
+    )
 
 
 def test_unknown_task_and_bad_body_go_to_the_dlq_and_the_worker_lives_on(
-        core: Any, start_worker: Any, queue_name: str, amqp: Any, rabbit: Any) -> None:
+    core: Any, start_worker: Any, queue_name: str, amqp: Any, rabbit: Any
+) -> None:
     worker = start_worker("-Q", queue_name)
     core.app.send_task("proj.no_such_task", [1], queue=queue_name, ignore_result=True)
     _publish_raw(amqp, queue_name, b"{not json", {"task": core.add.name, "id": "bad-json-1"})
@@ -63,7 +79,8 @@ def test_unknown_task_and_bad_body_go_to_the_dlq_and_the_worker_lives_on(
     by_reason: dict[str, list[Any]] = {}
     for properties, body in dead:
         by_reason.setdefault(properties.headers["x-amqptasks-reason"], []).append(
-            (properties, body))
+            (properties, body)
+        )
     assert len(by_reason["unknown-task"]) == 1
     unknown_props, unknown_body = by_reason["unknown-task"][0]
     assert "proj.no_such_task" in unknown_props.headers["x-amqptasks-error"]
@@ -80,23 +97,30 @@ def test_unknown_task_and_bad_body_go_to_the_dlq_and_the_worker_lives_on(
     assert (ready, unacked) == (0, 0)
 
 
-def test_pickle_is_refused_unless_enabled(core: Any, start_worker: Any, queue_name: str,
-                                          amqp: Any) -> None:
+def test_pickle_is_refused_unless_enabled(
+    core: Any, start_worker: Any, queue_name: str, amqp: Any
+) -> None:
     import pickle
 
     start_worker("-Q", queue_name)
     body = pickle.dumps([[1, 2], {}, {}])
-    _publish_raw(amqp, queue_name, body, {"task": core.add.name, "id": "pickled-1"},
-                 content_type="application/x-python-serialize")
-    (properties, raw), = _dlq_messages(amqp, queue_name, 1)
+    _publish_raw(
+        amqp,
+        queue_name,
+        body,
+        {"task": core.add.name, "id": "pickled-1"},
+        content_type="application/x-python-serialize",
+    )
+    ((properties, raw),) = _dlq_messages(amqp, queue_name, 1)
     assert properties.headers["x-amqptasks-reason"] == "decode-error"
     assert "accept_content" in properties.headers["x-amqptasks-error"]
     assert raw == body
 
 
 @pytest.mark.parametrize("transport", ["sync", "async"])
-def test_wrong_password_is_a_clear_error_quickly(broker_url: str, transport: str,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_password_is_a_clear_error_quickly(
+    broker_url: str, transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     bad = broker_url.replace("guest:guest@", "guest:Sup3rS3cret@")
     monkeypatch.setenv("AMQPTASKS_BROKER_URL", bad)  # as an operator would configure it
     app = App("badpw")
@@ -115,8 +139,9 @@ def test_wrong_password_is_a_clear_error_quickly(broker_url: str, transport: str
 
 
 @pytest.mark.parametrize("transport", ["sync", "async"])
-def test_closed_port_is_a_clear_error_quickly(transport: str,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_closed_port_is_a_clear_error_quickly(
+    transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("AMQPTASKS_BROKER_URL", raising=False)
     port = _free_port()
     app = App("closed", broker_url=f"amqp://guest:Sup3rS3cret@127.0.0.1:{port}//")
@@ -137,8 +162,9 @@ def test_worker_with_wrong_password_exits_with_one_line(broker_url: str) -> None
     bad = broker_url.replace("guest:guest@", "guest:Sup3rS3cret@")
     env = cli_env(bad)
     started = time.monotonic()
-    done = subprocess.run(worker_command("-Q", "never"), env=env, capture_output=True,
-                          text=True, timeout=30)
+    done = subprocess.run(
+        worker_command("-Q", "never"), env=env, capture_output=True, text=True, timeout=30
+    )
     assert time.monotonic() - started < 15
     assert done.returncode == 1
     assert "AuthenticationFailed" in done.stderr
@@ -156,8 +182,9 @@ def test_unroutable_publish_raises_naming_exchange_and_key(core: Any) -> None:
     async def run() -> None:
         try:
             with pytest.raises(Unroutable, match="nobody-listens"):
-                await core.add.aapply_async((1, 2), exchange="amq.direct",
-                                            routing_key="nobody-listens")
+                await core.add.aapply_async(
+                    (1, 2), exchange="amq.direct", routing_key="nobody-listens"
+                )
         finally:
             await core.app.aclose()
 
@@ -165,43 +192,53 @@ def test_unroutable_publish_raises_naming_exchange_and_key(core: Any) -> None:
 
 
 def test_missing_exchange_is_not_found_and_the_producer_recovers(
-        core: Any, start_worker: Any, queue_name: str) -> None:
+    core: Any, start_worker: Any, queue_name: str
+) -> None:
     start_worker("-Q", queue_name)
     with pytest.raises(NotFound, match="no-such-exchange"):
         core.add.apply_async((1, 2), exchange="no-such-exchange", routing_key="x")
     assert core.add.apply_async((1, 2), queue=queue_name).get(timeout=20) == 3
 
 
-def test_batch_reports_each_unconfirmed_message(core: Any, start_worker: Any,
-                                                queue_name: str) -> None:
+def test_batch_reports_each_unconfirmed_message(
+    core: Any, start_worker: Any, queue_name: str
+) -> None:
     start_worker("-Q", queue_name)
-    with pytest.raises(BatchPublishError) as caught:
-        with core.app.batch():
-            good = core.add.apply_async((1, 1), queue=queue_name)
-            core.add.apply_async((1, 1), exchange="amq.direct", routing_key="nobody-listens")
-            core.add.apply_async((2, 2), exchange="amq.direct", routing_key="nobody-listens")
+    with pytest.raises(BatchPublishError) as caught, core.app.batch():
+        good = core.add.apply_async((1, 1), queue=queue_name)
+        core.add.apply_async((1, 1), exchange="amq.direct", routing_key="nobody-listens")
+        core.add.apply_async((2, 2), exchange="amq.direct", routing_key="nobody-listens")
     assert len(caught.value.failures) == 2
     assert all(isinstance(f, Unroutable) for f in caught.value.failures)
     assert good.get(timeout=20) == 2
 
 
 def test_queue_with_other_arguments_is_reported_not_crashed(
-        core: Any, queue_name: str, amqp: Any, broker_url: str) -> None:
+    core: Any, queue_name: str, amqp: Any, broker_url: str
+) -> None:
     amqp.queue_declare(queue_name, durable=True, arguments={"x-max-length": 10})
-    done = subprocess.run(worker_command("-Q", queue_name), env=cli_env(broker_url),
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        worker_command("-Q", queue_name),
+        env=cli_env(broker_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert "TopologyMismatch" in done.stderr
     assert queue_name in done.stderr
     assert "x-dead-letter-exchange" in done.stderr  # what we wanted
     # the producer can still publish into the operator's queue
     core.add.apply_async((1, 1), queue=queue_name, ignore_result=True)
-    wait_for(lambda: amqp.queue_declare(queue_name, passive=True).method.message_count == 1,
-             what="the message in the operator's queue")
+    wait_for(
+        lambda: amqp.queue_declare(queue_name, passive=True).method.message_count == 1,
+        what="the message in the operator's queue",
+    )
 
 
-def test_expired_task_is_not_run_and_reported_revoked(core: Any, start_worker: Any,
-                                                      queue_name: str, tmp_path: Any) -> None:
+def test_expired_task_is_not_run_and_reported_revoked(
+    core: Any, start_worker: Any, queue_name: str, tmp_path: Any
+) -> None:
     ledger = tmp_path / "ledger"
     result = core.record.apply_async((str(ledger), "late"), queue=queue_name, expires=0.2)
     time.sleep(0.5)
@@ -217,11 +254,19 @@ def test_expired_task_is_not_run_and_reported_revoked(core: Any, start_worker: A
 def test_cli_reports_bad_arguments_without_a_traceback(broker_url: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "amqptasks", "call", "-A", CORE_APP, "x", "--args", "{oops"],
-        env=cli_env(broker_url), capture_output=True, text=True, timeout=60)
+        env=cli_env(broker_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "--args" in done.stderr and "Traceback" not in done.stderr
     done = subprocess.run(
         [sys.executable, "-m", "amqptasks", "worker", "-A", "no.such.module:app"],
-        env=cli_env(broker_url), capture_output=True, text=True, timeout=60)
+        env=cli_env(broker_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 2
     assert "cannot import" in done.stderr

@@ -7,13 +7,15 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from amqptasks import ConfigError, RemoteTaskError, states
 from tests.integration.conftest import CORE_APP, cli_env, lines, wait_for
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 TRANSPORTS = ["sync", "async"]
 
@@ -42,8 +44,9 @@ def test_round_trip(core: Any, start_worker: Any, queue_name: str, transport: st
 
 @pytest.mark.parametrize("serializer", ["json", "msgpack", "yaml"])
 @pytest.mark.parametrize("compression", [None, "zlib", "bz2", "lzma"])
-def test_serializers_and_compression(core: Any, start_worker: Any, queue_name: str,
-                                     serializer: str, compression: str | None) -> None:
+def test_serializers_and_compression(
+    core: Any, start_worker: Any, queue_name: str, serializer: str, compression: str | None
+) -> None:
     start_worker("-Q", queue_name, "-c", "2")
     options: dict[str, Any] = {"queue": queue_name, "serializer": serializer}
     if compression:
@@ -54,7 +57,8 @@ def test_serializers_and_compression(core: Any, start_worker: Any, queue_name: s
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
 def test_exception_is_reraised_with_type_message_and_remote_traceback(
-        core: Any, start_worker: Any, queue_name: str, transport: str) -> None:
+    core: Any, start_worker: Any, queue_name: str, transport: str
+) -> None:
     start_worker("-Q", queue_name)
     with pytest.raises(ValueError, match="disk full") as caught:
         send(core.fail, transport, "disk full", queue=queue_name)
@@ -69,8 +73,9 @@ def test_user_exception_type_is_rebuilt(core: Any, start_worker: Any, queue_name
         core.fail_custom.apply_async(("A-1",), queue=queue_name).get(timeout=20)
 
 
-def test_propagate_false_returns_the_exception(core: Any, start_worker: Any,
-                                               queue_name: str) -> None:
+def test_propagate_false_returns_the_exception(
+    core: Any, start_worker: Any, queue_name: str
+) -> None:
     start_worker("-Q", queue_name)
     result = core.fail.apply_async(("nope",), queue=queue_name)
     value = result.get(timeout=20, propagate=False)
@@ -81,8 +86,9 @@ def test_propagate_false_returns_the_exception(core: Any, start_worker: Any,
     assert "ValueError: nope" in (result.traceback or "")
 
 
-def test_ignore_result_sends_nothing_back(core: Any, start_worker: Any, queue_name: str,
-                                          tmp_path: Path) -> None:
+def test_ignore_result_sends_nothing_back(
+    core: Any, start_worker: Any, queue_name: str, tmp_path: Path
+) -> None:
     start_worker("-Q", queue_name)
     marker = tmp_path / "touched"
     result = core.touch.apply_async((str(marker),), queue=queue_name)
@@ -112,13 +118,15 @@ def test_bound_task_sees_its_request(core: Any, start_worker: Any, queue_name: s
 def test_unknown_remote_exception_type_keeps_its_name(core: Any) -> None:
     from amqptasks.results.meta import rebuild_exception
 
-    exc = rebuild_exception({"exc_type": "GoneError", "exc_module": "not.imported.mod",
-                             "exc_message": ["bye"]}, "tb")
+    exc = rebuild_exception(
+        {"exc_type": "GoneError", "exc_module": "not.imported.mod", "exc_message": ["bye"]}, "tb"
+    )
     assert isinstance(exc, RemoteTaskError) and exc.exc_type == "GoneError"
 
 
 def test_thousand_tasks_from_eight_threads_run_exactly_once(
-        core: Any, start_worker: Any, queue_name: str, tmp_path: Path) -> None:
+    core: Any, start_worker: Any, queue_name: str, tmp_path: Path
+) -> None:
     start_worker("-Q", queue_name, "-c", "8")
     ledger = tmp_path / "ledger"
     results: list[Any] = []
@@ -148,20 +156,22 @@ def test_thousand_tasks_from_eight_threads_run_exactly_once(
     assert set(counts.values()) == {1}
 
 
-def test_batch_publishes_and_every_task_runs(core: Any, start_worker: Any, queue_name: str,
-                                             tmp_path: Path) -> None:
+def test_batch_publishes_and_every_task_runs(
+    core: Any, start_worker: Any, queue_name: str, tmp_path: Path
+) -> None:
     start_worker("-Q", queue_name, "-c", "4")
     ledger = tmp_path / "ledger"
     with core.app.batch():
-        results = [core.record.apply_async((str(ledger), str(i)), queue=queue_name)
-                   for i in range(2000)]
+        results = [
+            core.record.apply_async((str(ledger), str(i)), queue=queue_name) for i in range(2000)
+        ]
     assert sorted(int(r.get(timeout=60)) for r in results) == list(range(2000))
     assert sorted(int(x) for x in lines(ledger)) == list(range(2000))
 
 
-def test_nested_call_carries_root_and_parent_ids(core: Any, start_worker: Any,
-                                                 queue_name: str, amqp: Any,
-                                                 unique_name: Any) -> None:
+def test_nested_call_carries_root_and_parent_ids(
+    core: Any, start_worker: Any, queue_name: str, amqp: Any, unique_name: Any
+) -> None:
     start_worker("-Q", queue_name)
     side = unique_name("side")
     try:
@@ -182,20 +192,51 @@ def _get(channel: Any, queue: str) -> Any:
     return (method, properties, body) if method is not None else None
 
 
-def test_cli_call_waits_for_the_result(core: Any, start_worker: Any, queue_name: str,
-                                       broker_url: str) -> None:
+def test_cli_call_waits_for_the_result(
+    core: Any, start_worker: Any, queue_name: str, broker_url: str
+) -> None:
     start_worker("-Q", queue_name)
     done = subprocess.run(
-        [sys.executable, "-m", "amqptasks", "call", "-A", CORE_APP,
-         "tests.integration.apps.core.add", "--args", "[2, 3]", "-Q", queue_name, "--wait"],
-        env=cli_env(broker_url), capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "amqptasks",
+            "call",
+            "-A",
+            CORE_APP,
+            "tests.integration.apps.core.add",
+            "--args",
+            "[2, 3]",
+            "-Q",
+            queue_name,
+            "--wait",
+        ],
+        env=cli_env(broker_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "5"
     failed = subprocess.run(
-        [sys.executable, "-m", "amqptasks", "call", "-A", CORE_APP,
-         "tests.integration.apps.core.fail", "--args", '["broken"]', "-Q", queue_name, "--wait"],
-        env=cli_env(broker_url), capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "amqptasks",
+            "call",
+            "-A",
+            CORE_APP,
+            "tests.integration.apps.core.fail",
+            "--args",
+            '["broken"]',
+            "-Q",
+            queue_name,
+            "--wait",
+        ],
+        env=cli_env(broker_url),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert failed.returncode == 1
     assert "FAILURE" in failed.stderr and "ValueError: broken" in failed.stderr

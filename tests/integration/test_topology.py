@@ -8,9 +8,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pika
 import pytest
@@ -24,6 +23,9 @@ from tests.integration.conftest import (
     wait_for,
     worker_command,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 ROUTED_QUEUES = ["itest.default", "itest.mail", "itest.reports", "itest.quorum", "itest.pdf"]
 
@@ -48,12 +50,18 @@ def clean_routed(routed: Any, broker_url: str) -> Iterator[Any]:
 
 
 def run_cli(broker_url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "amqptasks", *args],
-                          env=cli_env(broker_url), capture_output=True, text=True, timeout=90)
+    return subprocess.run(
+        [sys.executable, "-m", "amqptasks", *args],
+        env=cli_env(broker_url),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
 
 
-def test_glob_route_through_a_topic_exchange(clean_routed: Any, start_worker: Any,
-                                             tmp_path: Path) -> None:
+def test_glob_route_through_a_topic_exchange(
+    clean_routed: Any, start_worker: Any, tmp_path: Path
+) -> None:
     start_worker("-A", ROUTED_APP, "-Q", "itest.mail", app=ROUTED_APP)
     ledger = tmp_path / "ledger"
     result = clean_routed.send_welcome.delay(str(ledger), "ada")
@@ -66,8 +74,9 @@ def test_router_function_and_headers_exchange(clean_routed: Any, start_worker: A
     # the router function sends dispatch(<queue>) to that queue
     assert clean_routed.dispatch.delay("itest.default").get(timeout=20) == "itest.default"
     # a headers exchange routes on the message headers, not the routing key
-    via_headers = clean_routed.plain.apply_async((21,), exchange="itest.headers",
-                                                 headers={"kind": "pdf"})
+    via_headers = clean_routed.plain.apply_async(
+        (21,), exchange="itest.headers", headers={"kind": "pdf"}
+    )
     assert via_headers.get(timeout=20) == 42
 
 
@@ -80,16 +89,18 @@ def test_exchange_without_a_matching_binding_is_unroutable(clean_routed: Any) ->
         clean_routed.plain.apply_async((1,), exchange="itest.headers", headers={"kind": "doc"})
 
 
-def test_high_priority_tasks_run_first(clean_routed: Any, start_worker: Any,
-                                       tmp_path: Path) -> None:
+def test_high_priority_tasks_run_first(
+    clean_routed: Any, start_worker: Any, tmp_path: Path
+) -> None:
     ledger = tmp_path / "ledger"
     app = clean_routed.app
     with app.batch():
         low = [clean_routed.report.delay(str(ledger), f"low-{i}") for i in range(50)]
-        high = [clean_routed.report.apply_async((str(ledger), f"high-{i}"), priority=9)
-                for i in range(50)]
-    start_worker("-Q", "itest.reports", "-c", "1", "--prefetch-multiplier", "1",
-                 app=ROUTED_APP)
+        high = [
+            clean_routed.report.apply_async((str(ledger), f"high-{i}"), priority=9)
+            for i in range(50)
+        ]
+    start_worker("-Q", "itest.reports", "-c", "1", "--prefetch-multiplier", "1", app=ROUTED_APP)
     for result in high + low:
         result.get(timeout=60)
     order = lines(ledger)
@@ -114,8 +125,7 @@ def test_app_default_queue_type_quorum(broker_env: str, unique_name: Any, rabbit
     task = app.task(lambda x: x, name="qq.echo")
     try:
         task.apply_async((1,), ignore_result=True)
-        listed = json.loads(rabbit.ctl("list_queues", "-q", "--formatter", "json", "name",
-                                       "type"))
+        listed = json.loads(rabbit.ctl("list_queues", "-q", "--formatter", "json", "name", "type"))
         assert {q["name"]: q["type"] for q in listed}[name] == "quorum"
     finally:
         app.close()
@@ -126,11 +136,12 @@ def test_app_default_queue_type_quorum(broker_env: str, unique_name: Any, rabbit
 
 
 def test_mismatched_queue_is_reported_with_its_diff_and_the_others_are_served(
-        core: Any, start_worker: Any, queue_name: str, unique_name: Any, amqp: Any,
-        broker_url: str) -> None:
+    core: Any, start_worker: Any, queue_name: str, unique_name: Any, amqp: Any, broker_url: str
+) -> None:
     operators = unique_name("ops")
-    amqp.queue_declare(operators, durable=True, arguments={"x-max-length": 10,
-                                                          "x-queue-mode": "lazy"})
+    amqp.queue_declare(
+        operators, durable=True, arguments={"x-max-length": 10, "x-queue-mode": "lazy"}
+    )
     try:
         worker = start_worker("-Q", f"{operators},{queue_name}")
         log = worker.log()
@@ -148,8 +159,7 @@ def test_mismatched_queue_is_reported_with_its_diff_and_the_others_are_served(
         amqp.queue_delete(operators + ".dlq")
 
 
-def test_every_mismatch_is_reported_at_once(broker_env: str, unique_name: Any,
-                                            amqp: Any) -> None:
+def test_every_mismatch_is_reported_at_once(broker_env: str, unique_name: Any, amqp: Any) -> None:
     first, second = unique_name("a"), unique_name("b")
     for name in (first, second):
         amqp.queue_declare(name, durable=True, arguments={"x-max-length": 3})
@@ -158,8 +168,13 @@ def test_every_mismatch_is_reported_at_once(broker_env: str, unique_name: Any,
 
     try:
         with pytest.raises(TopologyMismatch) as caught:
-            apply_declarations(app.settings.broker, app.declarations(), "declare",
-                               management=app.management(), connection_name="test")
+            apply_declarations(
+                app.settings.broker,
+                app.declarations(),
+                "declare",
+                management=app.management(),
+                connection_name="test",
+            )
         message = str(caught.value)
         assert first in message and second in message
         assert message.count("x-max-length: live 3, wanted (absent)") == 2
@@ -171,32 +186,43 @@ def test_every_mismatch_is_reported_at_once(broker_env: str, unique_name: Any,
 
 
 def test_passive_mode_as_a_user_without_configure_permission(
-        core: Any, rabbit: Any, broker_url: str, queue_name: str, tmp_path: Path) -> None:
+    core: Any, rabbit: Any, broker_url: str, queue_name: str, tmp_path: Path
+) -> None:
     rabbit.add_user("noconf", "noconf-pw", configure="^$", write=".*", read=".*")
     limited = broker_url.replace("guest:guest@", "noconf:noconf-pw@")
     env = {**cli_env(limited), "AMQPTASKS_TOPOLOGY_MODE": "passive"}
     # declare mode needs configure permission: a clear error
-    done = subprocess.run(worker_command("-Q", queue_name), env={**env,
-                          "AMQPTASKS_TOPOLOGY_MODE": "declare"}, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        worker_command("-Q", queue_name),
+        env={**env, "AMQPTASKS_TOPOLOGY_MODE": "declare"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 1
     assert "AccessRefused" in done.stderr and "noconf" in done.stderr
     # passive mode before the operator made the queue: says what is missing
-    done = subprocess.run(worker_command("-Q", queue_name), env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        worker_command("-Q", queue_name), env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 1
     assert "passive mode" in done.stderr and queue_name in done.stderr
     # the operator (guest) applies the topology; the limited worker then serves it
-    applied = run_cli(broker_url, "topology", "apply", "-A",
-                      "tests.integration.apps.core:app", "-Q", queue_name)
+    applied = run_cli(
+        broker_url, "topology", "apply", "-A", "tests.integration.apps.core:app", "-Q", queue_name
+    )
     assert applied.returncode == 0, applied.stderr
     log_path = tmp_path / "worker.log"
     with log_path.open("wb") as log_file:
-        proc = subprocess.Popen(worker_command("-Q", queue_name), env=env, stdout=log_file,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            worker_command("-Q", queue_name), env=env, stdout=log_file, stderr=subprocess.STDOUT
+        )
     try:
-        wait_for(lambda: "worker ready" in log_path.read_text() or proc.poll() is not None,
-                 timeout=40, what="the passive worker")
+        wait_for(
+            lambda: "worker ready" in log_path.read_text() or proc.poll() is not None,
+            timeout=40,
+            what="the passive worker",
+        )
         assert proc.poll() is None, log_path.read_text()
         assert core.add.apply_async((3, 4), queue=queue_name).get(timeout=20) == 7
     finally:
@@ -204,12 +230,18 @@ def test_passive_mode_as_a_user_without_configure_permission(
         proc.wait(30)
 
 
-def test_cli_show_diff_apply(broker_url: str, routed: Any, unique_name: Any,
-                             amqp: Any) -> None:
+def test_cli_show_diff_apply(broker_url: str, routed: Any, unique_name: Any, amqp: Any) -> None:
     shown = run_cli(broker_url, "topology", "show", "-A", ROUTED_APP)
     assert shown.returncode == 0, shown.stderr
-    for text in ("itest.reports", "x-max-priority=10", "itest.mail", "topic", "mail.#",
-                 "routed.send_welcome", "mail.welcome"):
+    for text in (
+        "itest.reports",
+        "x-max-priority=10",
+        "itest.mail",
+        "topic",
+        "mail.#",
+        "routed.send_welcome",
+        "mail.welcome",
+    ):
         assert text in shown.stdout
     dry = run_cli(broker_url, "topology", "apply", "-A", ROUTED_APP, "--dry-run")
     assert dry.returncode == 0 and "dry run" in dry.stdout
@@ -232,7 +264,8 @@ def test_cli_show_diff_apply(broker_url: str, routed: Any, unique_name: Any,
 
 
 def test_exported_definitions_import_into_a_fresh_node_and_serve_passively(
-        broker_url: str, routed: Any) -> None:
+    broker_url: str, routed: Any
+) -> None:
     exported = run_cli(broker_url, "topology", "export", "-A", ROUTED_APP)
     assert exported.returncode == 0, exported.stderr
     document = json.loads(exported.stdout)
@@ -249,12 +282,18 @@ def test_exported_definitions_import_into_a_fresh_node_and_serve_passively(
         env.pop("AMQPTASKS_MANAGEMENT_URL", None)
         log = base / "worker.log"
         with log.open("wb") as log_file:
-            proc = subprocess.Popen(worker_command("-Q", ",".join(ROUTED_QUEUES),
-                                                   app=ROUTED_APP), env=env,
-                                    stdout=log_file, stderr=subprocess.STDOUT)
+            proc = subprocess.Popen(
+                worker_command("-Q", ",".join(ROUTED_QUEUES), app=ROUTED_APP),
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
         try:
-            wait_for(lambda: "worker ready" in log.read_text() or proc.poll() is not None,
-                     timeout=40, what="the passive worker on the imported node")
+            wait_for(
+                lambda: "worker ready" in log.read_text() or proc.poll() is not None,
+                timeout=40,
+                what="the passive worker on the imported node",
+            )
             assert proc.poll() is None, log.read_text()
             text = log.read_text()
             assert "not consuming" not in text

@@ -51,25 +51,39 @@ def test_json_is_utf8_without_ascii_escapes() -> None:
     assert data == '["héllo"]'.encode()
 
 
-def test_json_encodes_datetime_uuid_decimal_and_sets() -> None:
+def test_json_encodes_datetime_uuid_decimal_as_kombu_typed_values() -> None:
     when = dt.datetime(2024, 5, 1, 12, 30, tzinfo=dt.timezone.utc)
     ident = uuid.UUID("12345678-1234-5678-1234-567812345678")
-    data = serializers.by_name("json").serializer.dumps(
-        {
-            "when": when,
-            "day": dt.date(2024, 5, 1),
-            "id": ident,
-            "amount": decimal.Decimal("10.10"),
-            "tags": {"a"},
-        }
-    )
+    value = {
+        "when": when,
+        "day": dt.date(2024, 5, 1),
+        "at": dt.time(7, 5),
+        "id": ident,
+        "amount": decimal.Decimal("10.10"),
+        "raw": b"caf\xc3\xa9",
+        "tags": {"a"},
+    }
+    serializer = serializers.by_name("json").serializer
+    data = serializer.dumps(value)
     assert json.loads(data) == {
-        "when": "2024-05-01T12:30:00+00:00",
-        "day": "2024-05-01",
-        "id": "12345678-1234-5678-1234-567812345678",
-        "amount": "10.10",
+        "when": {"__type__": "datetime", "__value__": "2024-05-01T12:30:00+00:00"},
+        "day": {"__type__": "date", "__value__": "2024-05-01"},
+        "at": {"__type__": "time", "__value__": "07:05:00"},
+        "id": {"__type__": "uuid", "__value__": {"hex": "12345678123456781234567812345678"}},
+        "amount": {"__type__": "decimal", "__value__": "10.10"},
+        "raw": {"__type__": "bytes", "__value__": "café"},
         "tags": ["a"],
     }
+    assert serializer.loads(data) == {**value, "tags": ["a"]}
+
+
+def test_json_leaves_other_dicts_with_type_keys_alone() -> None:
+    serializer = serializers.by_name("json").serializer
+    assert serializer.loads(b'{"__type__": "x", "__value__": 1}') == {
+        "__type__": "x",
+        "__value__": 1,
+    }
+    assert serializer.loads(b'{"__type__": "uuid", "__value__": "a", "more": 1}')["more"] == 1
 
 
 def test_json_refuses_unknown_objects() -> None:

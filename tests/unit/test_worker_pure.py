@@ -20,6 +20,7 @@ from amqptasks.worker.execution import is_expired
 def _dead_letter(**overrides: Any) -> OutgoingMessage:
     options: dict[str, Any] = {
         "queue": "emails",
+        "dead_letter_queue": "emails.dlq",
         "body": b"\x00not json",
         "headers": {"task": "proj.send", "id": "tid", "x-tenant": "acme"},
         "content_type": "application/json",
@@ -49,6 +50,14 @@ def test_dead_letter_goes_to_the_queues_dlq_with_the_original_body() -> None:
     assert message.correlation_id == "tid"
     assert message.reply_to == "amqptasks.reply.app.1"
     assert message.delivery_mode == 2
+
+
+def test_dead_letter_drops_the_brokers_dead_letter_headers() -> None:
+    headers = _dead_letter(
+        headers={"task": "t", "x-death": [{"count": 1}], "x-first-death-queue": "q"}
+    ).headers
+    assert "x-death" not in headers and "x-first-death-queue" not in headers
+    assert headers["task"] == "t"
 
 
 def test_dead_letter_headers_say_why() -> None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import time
 from pathlib import Path
+from typing import Any
 
-from amqptasks import App
+from amqptasks import App, Reject
 
 app = App("itest")
 
@@ -76,10 +78,57 @@ def slow_early(ledger: str, token: str, seconds: float) -> str:
 @app.task(bind=True)
 def whoami(self: object) -> dict[str, object]:
     request = self.request  # type: ignore[attr-defined]
-    return {"id": request.id, "queue": request.queue, "hostname": request.hostname,
-            "retries": request.retries}
+    return {
+        "id": request.id,
+        "queue": request.queue,
+        "hostname": request.hostname,
+        "retries": request.retries,
+    }
 
 
 @app.task
 def spawn_child(x: int, queue: str) -> str:
     return add.apply_async((x, x), queue=queue).id
+
+
+@app.task
+def stamp(ledger: str, token: str) -> float:
+    """Record when it ran (for ETA lateness)."""
+    now = time.time()
+    _append(ledger, f"{token} {now!r}")
+    return now
+
+
+@app.task(autoretry_for=(OSError,), max_retries=3, retry_backoff=1, retry_jitter=False)
+def always_fails(ledger: str, token: str) -> None:
+    _append(ledger, f"{token} {time.time()!r}")
+    raise OSError(f"service down for {token}")
+
+
+@app.task(bind=True, max_retries=6)
+def flaky(self: Any, ledger: str, token: str, failures: int) -> int:
+    retries: int = self.request.retries
+    _append(ledger, f"{token} {retries}")
+    if retries < failures:
+        self.retry(exc=ConnectionError(f"attempt {retries} failed"), countdown=1)
+    return retries
+
+
+@app.task(max_retries=0)
+def fails_while(flag: str, ledger: str) -> str:
+    if os.path.exists(flag):
+        raise RuntimeError(f"{flag} still exists")
+    _append(ledger, "ran")
+    return "ran"
+
+
+@app.task
+def reject_it(reason: str) -> None:
+    raise Reject(reason)
+
+
+@app.task
+def die(ledger: str) -> None:
+    """Kill the worker process mid-task, as the OOM killer would."""
+    _append(ledger, "started")
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from amqptasks import App, Binding, Exchange, Queue
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
 
 MAIL = Exchange("itest.mail", "topic")
 HEADERS = Exchange("itest.headers", "headers")
@@ -24,12 +26,15 @@ app = App(
         Queue("itest.mail", exchange=MAIL, routing_key="mail.#"),
         Queue("itest.reports", max_priority=10),
         Queue("itest.quorum", queue_type="quorum", delivery_limit=3),
-        Queue("itest.pdf", bindings=[Binding(HEADERS, arguments={"x-match": "all",
-                                                                  "kind": "pdf"})]),
+        Queue(
+            "itest.pdf", bindings=[Binding(HEADERS, arguments={"x-match": "all", "kind": "pdf"})]
+        ),
     ],
     routes=[
-        {"routed.send_*": {"exchange": "itest.mail", "routing_key": "mail.welcome"},
-         "routed.report": {"queue": "itest.reports", "priority": 1}},
+        {
+            "routed.send_*": {"exchange": "itest.mail", "routing_key": "mail.welcome"},
+            "routed.report": {"queue": "itest.reports", "priority": 1},
+        },
         route_by_argument,
     ],
     default_queue="itest.default",

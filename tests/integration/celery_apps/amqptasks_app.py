@@ -53,6 +53,7 @@ def info(self: Any, *args: Any, ledger: str | None = None, **kwargs: Any) -> dic
         "priority": None,  # amqptasks' request does not carry the message priority
         "tenant": headers.get("x-tenant"),
         "args": list(args),
+        "arg_types": [type(arg).__name__ for arg in args],
         "kwargs": kwargs,
     }
     if ledger:

@@ -106,6 +106,7 @@ def info(self: Any, *args: Any, ledger: str | None = None, **kwargs: Any) -> dic
         "priority": (request.delivery_info or {}).get("priority"),
         "tenant": getattr(request, "x-tenant", None),
         "args": list(args),
+        "arg_types": [type(arg).__name__ for arg in args],
         "kwargs": kwargs,
     }
     if ledger:
