@@ -76,6 +76,16 @@ def destination(router: Router, settings: Settings, route: Route) -> Destination
     return Destination(key, router.declarations(route), mode)
 
 
+def destination_keys(settings: Settings, call: PreparedCall) -> list[str]:
+    """The keys of :func:`destinations`, without building any declaration (cheap)."""
+    route = call.route
+    keys = [f"q:{route.queue.name}" if route.queue is not None else f"x:{route.exchange}"]
+    if call.delay:
+        keys.append(f"delays:{settings.delay_prefix}")
+        keys.append(f"hop:{call.message.exchange}\x00{call.message.routing_key}")
+    return keys
+
+
 def destinations(router: Router, settings: Settings, call: PreparedCall) -> list[Destination]:
     """Everything ``call`` needs: its route and, when delayed, the delay levels and hop."""
     found = [destination(router, settings, call.route)]
@@ -108,8 +118,10 @@ def producer_mismatch(exc: TopologyMismatch, where: str) -> None:
     )
 
 
-class SyncClient:
-    """Publishes from any thread through one pika connection."""
+class _Client:
+    """What both producer clients hold: settings, routing, their reply queue."""
+
+    kind = ""
 
     def __init__(
         self,
@@ -124,22 +136,41 @@ class SyncClient:
         self._router = router
         self._management = management
         client_id = uuid.uuid4().hex[:12]
-        self._connection_name = _client_name(app_name, "sync", client_id)
+        self._connection_name = _client_name(app_name, self.kind, client_id)
         self.reply_queue = names.reply_queue(app_name, client_id)
+        self._declared: set[str] = set()
+
+    def _deposit_reply(self, body: bytes, content_type: str | None) -> None:
+        try:
+            self._buffer.deposit(decode_reply(body, content_type, self._settings))
+        except DecodeError as exc:
+            log.warning("ignored an undecodable reply", queue=self.reply_queue, error=str(exc))
+
+
+class SyncClient(_Client):
+    """Publishes from any thread through one pika connection."""
+
+    kind = "sync"
+
+    def __init__(
+        self,
+        app_name: str,
+        settings: Settings,
+        buffer: ResultBuffer,
+        router: Router,
+        management: Management,
+    ) -> None:
+        super().__init__(app_name, settings, buffer, router, management)
         self.transport = SyncTransport(
             settings.broker,
             connection_name=self._connection_name,
             publish_timeout=settings.publish_timeout,
         )
         self._replies = False
-        self._declared: set[str] = set()
         self._lock = threading.Lock()
 
     def _on_reply(self, properties: pika.spec.BasicProperties, body: bytes) -> None:
-        try:
-            self._buffer.deposit(decode_reply(body, properties.content_type, self._settings))
-        except DecodeError as exc:
-            log.warning("ignored an undecodable reply", queue=self.reply_queue, error=str(exc))
+        self._deposit_reply(body, properties.content_type)
 
     def _ensure_replies(self) -> None:
         if self._replies:
@@ -154,6 +185,8 @@ class SyncClient:
 
     def ensure(self, call: PreparedCall) -> None:
         """Declare (or verify) what ``call`` needs, once per client and destination."""
+        if self._declared.issuperset(destination_keys(self._settings, call)):
+            return
         for target in destinations(self._router, self._settings, call):
             if target.key in self._declared:
                 continue
@@ -223,8 +256,10 @@ class SyncClient:
         self.transport.close()
 
 
-class AioClient:
+class AioClient(_Client):
     """Publishes from coroutines of one event loop through aio-pika."""
+
+    kind = "async"
 
     def __init__(
         self,
@@ -234,17 +269,10 @@ class AioClient:
         router: Router,
         management: Management,
     ) -> None:
-        self._app_name = app_name
-        self._settings = settings
-        self._buffer = buffer
-        self._router = router
-        self._management = management
-        self._client_id = uuid.uuid4().hex[:12]
-        self.reply_queue = names.reply_queue(app_name, self._client_id)
+        super().__init__(app_name, settings, buffer, router, management)
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._publisher: aio.AioPublisher | None = None
         self._reply_channel: aio_pika.abc.AbstractChannel | None = None
-        self._declared: set[str] = set()
         self._lock = asyncio.Lock()
 
     async def _connect(self) -> aio.AioPublisher:
@@ -253,19 +281,14 @@ class AioClient:
         async with self._lock:
             if self._publisher is None:
                 url = self._settings.broker
-                self._connection = await aio.connect(
-                    url, _client_name(self._app_name, "async", self._client_id)
-                )
+                self._connection = await aio.connect(url, self._connection_name)
                 self._publisher = aio.AioPublisher(
                     self._connection, url, publish_timeout=self._settings.publish_timeout
                 )
             return self._publisher
 
     async def _on_reply(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        try:
-            self._buffer.deposit(decode_reply(message.body, message.content_type, self._settings))
-        except DecodeError as exc:
-            log.warning("ignored an undecodable reply", queue=self.reply_queue, error=str(exc))
+        self._deposit_reply(message.body, message.content_type)
 
     async def _ensure_replies(self) -> None:
         if self._reply_channel is not None:
@@ -285,6 +308,8 @@ class AioClient:
 
     async def ensure(self, call: PreparedCall) -> None:
         """Declare (or verify) what ``call`` needs, once per client and destination."""
+        if self._declared.issuperset(destination_keys(self._settings, call)):
+            return
         assert self._connection is not None
         for target in destinations(self._router, self._settings, call):
             if target.key in self._declared:

@@ -46,7 +46,9 @@ class PublishRetryPolicy:
         """
         enabled = settings.publish_retry if retry is None else retry
         if not enabled:
-            return cls(max_retries=0)
+            return _NO_RETRY
+        if not policy:
+            return _from_settings(settings)
         values: dict[str, Any] = {
             "max_retries": settings.publish_retry_max_retries,
             "interval_start": settings.publish_retry_interval_start,
@@ -70,6 +72,18 @@ class PublishRetryPolicy:
             interval_step=float(values["interval_step"]),
             interval_max=float(values["interval_max"]),
         )
+
+
+_NO_RETRY = PublishRetryPolicy(max_retries=0)
+
+
+def _from_settings(settings: Settings) -> PublishRetryPolicy:
+    return PublishRetryPolicy(
+        max_retries=settings.publish_retry_max_retries,
+        interval_start=settings.publish_retry_interval_start,
+        interval_step=settings.publish_retry_interval_step,
+        interval_max=settings.publish_retry_interval_max,
+    )
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -241,14 +241,7 @@ class App:
                 client.publish(call)
                 return self._result(call)
             except AmqptasksError as exc:
-                if not is_retryable(exc):
-                    raise
-                log.warning(
-                    "publish failed; retrying with the same task id",
-                    task_id=call.message.message_id,
-                    error=str(exc),
-                    retry_in=wait,
-                )
+                _note_retry(exc, call, wait)
                 time.sleep(wait)
         client.publish(call)
         return self._result(call)
@@ -264,14 +257,7 @@ class App:
                 await client.publish(call)
                 return self._result(call)
             except AmqptasksError as exc:
-                if not is_retryable(exc):
-                    raise
-                log.warning(
-                    "publish failed; retrying with the same task id",
-                    task_id=call.message.message_id,
-                    error=str(exc),
-                    retry_in=wait,
-                )
+                _note_retry(exc, call, wait)
                 await asyncio.sleep(wait)
         await client.publish(call)
         return self._result(call)
@@ -351,6 +337,18 @@ class App:
     def run_coroutine(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` to completion on a fresh event loop (scripts and the CLI)."""
         return asyncio.run(coro)
+
+
+def _note_retry(exc: AmqptasksError, call: PreparedCall, wait: float) -> None:
+    """Re-raise ``exc`` unless publishing again can help; log the retry."""
+    if not is_retryable(exc):
+        raise exc
+    log.warning(
+        "publish failed; retrying with the same task id",
+        task_id=call.message.message_id,
+        error=str(exc),
+        retry_in=wait,
+    )
 
 
 def check_app(obj: object, where: str) -> App:

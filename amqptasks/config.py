@@ -244,6 +244,16 @@ class Settings:
                 f"delay_queue_type must be one of {', '.join(QUEUE_TYPES)}, "
                 f"got {self.delay_queue_type!r}"
             )
+        for name in (
+            "publish_retry_interval_start",
+            "publish_retry_interval_step",
+            "publish_retry_interval_max",
+            "publish_retry_max_retries",
+            "task_default_retry_delay",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise ConfigError(f"{name} must be a number >= 0, got {value!r}")
         if self.worker_max_deliveries < 1:
             raise ConfigError("worker_max_deliveries must be >= 1")
         if self.task_max_retries is not None and self.task_max_retries < 0:

@@ -34,6 +34,9 @@ RouteEntry = Mapping[str, RouteSpec] | RouterFunction
 #: What ``App(routes=...)`` takes: one entry, or a list of them.
 Routes = RouteEntry | Sequence[RouteEntry] | None
 
+#: Implicit queues (named by calls, not declared in the app) kept built.
+IMPLICIT_QUEUE_CACHE = 10_000
+
 _ROUTE_KEYS = frozenset({"queue", "exchange", "routing_key", "priority"})
 
 
@@ -99,6 +102,7 @@ class Router:
         self.default_exchange = default_exchange
         self.default_queue_type = default_queue_type
         self.queues: dict[str, Queue] = {}
+        self._implicit: dict[str, Queue] = {}
         for queue in queues:
             if not isinstance(queue, Queue):
                 raise ConfigError(f"queues must be Queue objects, got {queue!r}")
@@ -117,12 +121,17 @@ class Router:
 
     def queue(self, name: str) -> Queue:
         """The app's queue called ``name``, or an implicit one with default settings."""
-        known = self.queues.get(name)
+        known = self.queues.get(name) or self._implicit.get(name)
         if known is not None:
             return known
         if self.default_exchange:
-            return Queue(name, exchange=Exchange(self.default_exchange), routing_key=name)
-        return Queue(name)
+            made = Queue(name, exchange=Exchange(self.default_exchange), routing_key=name)
+        else:
+            made = Queue(name)
+        if len(self._implicit) >= IMPLICIT_QUEUE_CACHE:
+            self._implicit.clear()  # dynamic queue names: keep the cache bounded
+        self._implicit[name] = made
+        return made
 
     def lookup(
         self, task_name: str, args: Sequence[Any], kwargs: Mapping[str, Any]

@@ -14,12 +14,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pika
 
 from amqptasks.testing import RabbitNode
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -81,13 +84,34 @@ def publish_threads(n: int, queue: str, threads: int = 8) -> float:
 
 def drain(n: int, queue: str, url: str, pool: str, concurrency: int) -> float:
     publish_batch(n, queue)
-    env = {**os.environ, "AMQPTASKS_BROKER_URL": url,
-           "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    env = {
+        **os.environ,
+        "AMQPTASKS_BROKER_URL": url,
+        "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
     with tempfile.NamedTemporaryFile("w+", suffix=".log") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "amqptasks", "worker", "-A", "tests.bench.noop_app:app",
-             "-Q", queue, "-P", pool, "-c", str(concurrency), "-l", "info"],
-            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                sys.executable,
+                "-m",
+                "amqptasks",
+                "worker",
+                "-A",
+                "tests.bench.noop_app:app",
+                "-Q",
+                queue,
+                "-P",
+                pool,
+                "-c",
+                str(concurrency),
+                "-l",
+                "info",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         try:
             while "worker ready" not in Path(log.name).read_text():
                 if proc.poll() is not None:
@@ -129,18 +153,27 @@ def main() -> None:
 
                 median, figures = median_of(args.repeat, once)
                 rows.append((label, median, figures))
-                print(f"{label:<48} {median:>10,.0f} tasks/s   runs: "
-                      + ", ".join(f"{f:,.0f}" for f in figures), flush=True)
+                print(
+                    f"{label:<48} {median:>10,.0f} tasks/s   runs: "
+                    + ", ".join(f"{f:,.0f}" for f in figures),
+                    flush=True,
+                )
 
-            measure(f"publish {args.n:,} delay() 1 thread (confirm each)",
-                    lambda: publish_sequential(args.n, queue))
-            measure(f"publish {args.n:,} 1 thread, app.batch()",
-                    lambda: publish_batch(args.n, queue))
-            measure(f"publish {args.n:,} delay() from 8 threads",
-                    lambda: publish_threads(args.n, queue))
+            measure(
+                f"publish {args.n:,} delay() 1 thread (confirm each)",
+                lambda: publish_sequential(args.n, queue),
+            )
+            measure(
+                f"publish {args.n:,} 1 thread, app.batch()", lambda: publish_batch(args.n, queue)
+            )
+            measure(
+                f"publish {args.n:,} delay() from 8 threads", lambda: publish_threads(args.n, queue)
+            )
             for pool, concurrency in (("threads", 4), ("threads", 8), ("asyncio", 8)):
-                measure(f"drain {args.n:,} no-op, pool {pool} -c {concurrency}",
-                        lambda p=pool, c=concurrency: drain(args.n, queue, url, p, c))
+                measure(
+                    f"drain {args.n:,} no-op, pool {pool} -c {concurrency}",
+                    lambda p=pool, c=concurrency: drain(args.n, queue, url, p, c),
+                )
             _purge(url, queue)
         finally:
             from tests.bench.noop_app import app

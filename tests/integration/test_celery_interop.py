@@ -4,7 +4,9 @@ One amqptasks worker and one Celery worker (``celery worker -P threads``) run pe
 serializer (json, msgpack) for the whole module; each test sends from one side to
 the queue the other side consumes and checks the value, the failure, or what the
 receiving worker saw of the call (id, root/parent ids, retries, reprs, headers).
-Countdown/eta are not covered here: amqptasks does not build delays yet (#4).
+Countdown/eta: Celery sends them straight to the queue with an ``eta`` header and
+lets its worker hold them; amqptasks keeps them in the broker's delay levels. The
+``countdown and eta`` tests check what each side's worker makes of the other's.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import pytest
 from amqptasks import RemoteTaskError
 from amqptasks.protocol.envelope import build_task_message, parse_task_message
 from amqptasks.results.meta import decode_result
+from amqptasks.topology import names
 from tests.integration.celery_apps.common import Inventory, amqptasks_queue_arguments
 from tests.integration.conftest import REPO, WorkerProcess, cli_env, wait_for, worker_command
 
@@ -43,6 +46,9 @@ SERIALIZERS = ["json", "msgpack"]
 CONTENT_TYPES = {"json": "application/json", "msgpack": "application/x-msgpack"}
 ACCEPT = set(CONTENT_TYPES.values())
 TIMEOUT = 20.0
+#: countdown of the ETA tests; LATE: how long after its ETA a delayed task may start.
+DELAY = 3
+LATE = 1.5
 
 
 # -- fixtures --------------------------------------------------------------------------------
@@ -153,7 +159,8 @@ def stack(
         for worker in workers:
             _stop(worker)
         queues = [stack.amqptasks_queue, stack.celery_queue]
-        _delete(broker_url, [*queues, *(f"{q}.dlq" for q in queues)], queues)
+        hops = [names.delay_hop_queue(names.DELAY_PREFIX, "", q) for q in queues]
+        _delete(broker_url, [*queues, *(f"{q}.dlq" for q in queues), *hops], queues)
 
 
 @pytest.fixture
@@ -213,6 +220,15 @@ def _when(text: str) -> dt.datetime:
 def _close_to_now_plus(text: str, seconds: float) -> bool:
     expected = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=seconds)
     return abs((_when(text) - expected).total_seconds()) < 15
+
+
+def _level_ready(depths: dict[str, tuple[int, int]], level: int) -> int:
+    """Messages ready in delay level ``level`` (whose queue holds them ``2**level`` s)."""
+    return depths.get(names.delay_level(names.DELAY_PREFIX, level), (0, 0))[0]
+
+
+def _sleep_until(when: float) -> None:
+    time.sleep(max(0.0, when - time.time()))
 
 
 # -- Celery producer -> amqptasks worker ------------------------------------------------------
@@ -472,7 +488,96 @@ def test_celery_retry_into_amqptasks_queue_keeps_id_retries_and_reply(
         (stack.amqptasks_queue,), queue=stack.celery_queue, serializer=stack.serializer
     )
     seen = result.get(timeout=TIMEOUT)
-    assert seen == {"side": "amqptasks", "id": result.id, "retries": 1}
+    assert (seen["side"], seen["id"], seen["retries"], seen["eta"]) == (
+        "amqptasks",
+        result.id,
+        1,
+        None,
+    )
+
+
+# -- countdown and eta ----------------------------------------------------------------------------
+# A 3 s delay is held 2 s in delay level 01, then 1 s in level 00.
+
+
+def test_celery_countdown_and_eta_wait_in_the_delay_levels_not_the_amqptasks_worker(
+    stack: Stack, capp: Any, rabbit: Any
+) -> None:
+    """Celery publishes countdown/eta tasks straight to the queue; the amqptasks worker hands
+    them to the broker's delay levels (acking them) and runs them when they come back due."""
+    clock = capp.tasks["interop.clock"]
+    options = {"queue": stack.amqptasks_queue, "serializer": stack.serializer}
+    sent = time.time()
+    by_countdown = clock.apply_async(("countdown",), countdown=DELAY, **options)
+    eta = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=DELAY)
+    by_eta = clock.apply_async(("eta",), eta=eta, **options)
+    sent_by = time.time()
+    _sleep_until(sent + 1.0)
+    depths = rabbit.queue_depths()
+    assert depths[stack.amqptasks_queue] == (0, 0)  # neither ready nor held by the worker
+    assert _level_ready(depths, 1) >= 2
+    first = by_countdown.get(timeout=TIMEOUT)
+    second = by_eta.get(timeout=TIMEOUT)
+    assert (first["side"], first["label"], first["id"]) == (
+        "amqptasks",
+        "countdown",
+        by_countdown.id,
+    )
+    assert (second["side"], second["label"], second["id"]) == ("amqptasks", "eta", by_eta.id)
+    # countdown: Celery's eta is its clock at the call + 3 s, somewhere in [sent, sent_by] + 3 s
+    assert sent + DELAY <= first["ran_at"] < sent_by + DELAY + LATE
+    assert eta.timestamp() <= second["ran_at"] < eta.timestamp() + LATE
+    # The worker republished the message with the eta it came with (to within clock reads).
+    assert abs(_when(second["eta"]).timestamp() - eta.timestamp()) < 0.25
+    assert by_countdown.state == by_eta.state == "SUCCESS"
+
+
+def test_amqptasks_countdown_reaches_the_celery_queue_only_when_due(
+    stack: Stack, aapp: Any, rabbit: Any
+) -> None:
+    """An amqptasks countdown waits in the delay levels, not in the Celery queue or worker;
+    it reaches the queue when due with its ``eta`` then past, and Celery runs it at once."""
+    sent = time.time()
+    result = aapp.clock.apply_async(
+        ("countdown",), queue=stack.celery_queue, serializer=stack.serializer, countdown=DELAY
+    )
+    _sleep_until(sent + 0.5)
+    samples = []
+    # The broker holds it 3 s from its publication (2 s in level 01, then 1 s in level 00);
+    # a sample (one `rabbitmqctl list_queues`) takes about half a second.
+    while time.time() < sent + DELAY - 1.2:
+        depths = rabbit.queue_depths()
+        samples.append(
+            (depths[stack.celery_queue], _level_ready(depths, 1), _level_ready(depths, 0))
+        )
+    assert samples
+    for queue_depth, level_01, level_00 in samples:
+        assert queue_depth == (0, 0)  # nothing ready, nothing held by the Celery worker
+        assert level_01 + level_00 >= 1
+    seen = result.get(timeout=TIMEOUT)
+    assert (seen["side"], seen["label"], seen["id"]) == ("celery", "countdown", result.id)
+    eta = _when(seen["eta"]).timestamp()
+    assert sent + DELAY <= eta < time.time()
+    assert eta <= seen["ran_at"] < eta + LATE
+
+
+def test_celery_retry_with_countdown_into_amqptasks_queue_waits_in_the_delay_levels(
+    stack: Stack, aapp: Any, rabbit: Any
+) -> None:
+    """A Celery worker retries with ``countdown=2`` into an amqptasks queue: Celery sends the
+    retry at once with an ``eta`` header; the amqptasks worker delays it in the broker."""
+    countdown = 2
+    sent = time.time()
+    result = aapp.flaky.apply_async(
+        (stack.amqptasks_queue, countdown), queue=stack.celery_queue, serializer=stack.serializer
+    )
+    _sleep_until(sent + 1.0)
+    assert rabbit.queue_depths()[stack.amqptasks_queue] == (0, 0)
+    seen = result.get(timeout=TIMEOUT)
+    assert (seen["side"], seen["id"], seen["retries"]) == ("amqptasks", result.id, 1)
+    eta = _when(seen["eta"]).timestamp()
+    assert sent + countdown <= eta
+    assert eta <= seen["ran_at"] < eta + LATE
 
 
 # -- the raw messages, as an operator reads them -----------------------------------------------

@@ -75,10 +75,30 @@ def spawn(target_queue: str, ledger: str, serializer: str = "json") -> str:
     return child.id
 
 
+@app.task(name="interop.clock", bind=True)
+def clock(self: Any, label: str) -> dict[str, Any]:
+    """When this worker ran the call (``time.time()``), and the ``eta`` header it saw."""
+    return {
+        "side": "amqptasks",
+        "label": label,
+        "id": self.request.id,
+        "ran_at": time.time(),
+        "eta": self.request.eta,
+    }
+
+
 @app.task(name="interop.flaky", bind=True)
-def flaky(self: Any, retry_queue: str) -> dict[str, Any]:
+def flaky(self: Any, retry_queue: str, countdown: float = 0) -> dict[str, Any]:
     """The attempt after a Celery worker retried the task into an amqptasks queue."""
+    ran_at = time.time()
     # Let the Celery worker's RETRY state reach the caller before this SUCCESS does:
     # amqptasks' ResultBuffer lets a late non-final state replace a final one.
     time.sleep(0.5)
-    return {"side": "amqptasks", "id": self.request.id, "retries": self.request.retries}
+    request = self.request
+    return {
+        "side": "amqptasks",
+        "id": request.id,
+        "retries": request.retries,
+        "ran_at": ran_at,
+        "eta": request.eta,
+    }

@@ -15,6 +15,8 @@ PRECONDITION_FAILED.
 from __future__ import annotations
 
 import os
+import time
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from celery import Celery
@@ -128,9 +130,23 @@ def spawn(target_queue: str, ledger: str, serializer: str = "json") -> str:
     return str(child.id)
 
 
+@app.task(name="interop.clock", bind=True)
+def clock(self: Any, label: str) -> dict[str, Any]:
+    """When this worker ran the call (``time.time()``), and the ``eta`` header it saw."""
+    eta = self.request.eta
+    return {
+        "side": "celery",
+        "label": label,
+        "id": self.request.id,
+        "ran_at": time.time(),
+        "eta": eta.isoformat() if isinstance(eta, datetime) else eta,
+    }
+
+
 @app.task(name="interop.flaky", bind=True)
-def flaky(self: Any, retry_queue: str) -> dict[str, Any]:
-    """Fails its first attempt by retrying into ``retry_queue`` (possibly the other side's)."""
+def flaky(self: Any, retry_queue: str, countdown: float = 0) -> dict[str, Any]:
+    """Fails its first attempt by retrying into ``retry_queue`` (possibly the other side's),
+    ``countdown`` seconds later (Celery then sends it with an ``eta`` header)."""
     if self.request.retries == 0:
-        raise self.retry(countdown=0, max_retries=3, queue=retry_queue)
+        raise self.retry(countdown=countdown, max_retries=3, queue=retry_queue)
     return {"side": "celery", "id": self.request.id, "retries": self.request.retries}
