@@ -7,6 +7,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from amqptasks import signals
 from amqptasks._publish import PublishOptions
 from amqptasks.app import App
 from amqptasks.config import BrokerURL, Settings
@@ -29,11 +30,13 @@ from amqptasks.exceptions import (
     RemoteTaskError,
     ResultTimeout,
     Retry,
+    SoftTimeLimitExceeded,
     TaskError,
     TimeLimitExceeded,
     TopologyMismatch,
     UnknownTask,
     Unroutable,
+    WorkerLost,
 )
 from amqptasks.results import states
 from amqptasks.results.result import AsyncResult
@@ -70,6 +73,7 @@ __all__ = [
     "Retry",
     "Router",
     "Settings",
+    "SoftTimeLimitExceeded",
     "Task",
     "TaskError",
     "TimeLimitExceeded",
@@ -77,6 +81,8 @@ __all__ = [
     "UnknownTask",
     "Unroutable",
     "Worker",
+    "WorkerLost",
     "__version__",
+    "signals",
     "states",
 ]

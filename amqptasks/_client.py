@@ -105,10 +105,16 @@ def destinations(router: Router, settings: Settings, call: PreparedCall) -> list
 
 
 def wire_message(call: PreparedCall, settings: Settings) -> OutgoingMessage:
-    """The message as published: re-addressed to the delay levels when delayed."""
-    if call.delay:
-        return delayed_message(call.message, call.delay, settings.delay_prefix)
-    return call.message
+    """The message as published: re-addressed to the delay levels when delayed.
+
+    The wait is worked out again at publish time, after the delay levels were
+    declared (which takes a moment the first time), so that time is not added
+    on top of the delay.
+    """
+    wait = call.remaining_delay()
+    if wait == 0:
+        return call.message
+    return delayed_message(call.message, wait, settings.delay_prefix)
 
 
 def producer_mismatch(exc: TopologyMismatch, where: str) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
@@ -44,6 +45,9 @@ class PublishOptions(TypedDict, total=False):
             ``publish_retry``), with the same task id.
         retry_policy: ``max_retries``, ``interval_start``, ``interval_step``,
             ``interval_max`` for those retries (as Celery).
+        time_limit: Hard time limit of this call, in seconds (overrides the
+            task's and the worker's); sent in Celery's ``timelimit`` header.
+        soft_time_limit: Soft time limit of this call, in seconds.
     """
 
     task_id: str
@@ -60,6 +64,8 @@ class PublishOptions(TypedDict, total=False):
     eta: dt.datetime
     retry: bool
     retry_policy: Mapping[str, float]
+    time_limit: float
+    soft_time_limit: float
 
 
 PUBLISH_OPTION_NAMES = frozenset(PublishOptions.__annotations__)
@@ -74,6 +80,15 @@ class PreparedCall:
     wants_result: bool
     #: Whole seconds the broker must hold the message (0 = publish straight away).
     delay: int = 0
+    #: The exact wait asked for, and when (``time.monotonic()``) it was worked out.
+    wait_seconds: float = 0.0
+    prepared_at: float = 0.0
+
+    def remaining_delay(self) -> int:
+        """:attr:`delay` less the time spent since the call was prepared (declaring, say)."""
+        if not self.delay:
+            return 0
+        return delays.delay_seconds(self.wait_seconds - (time.monotonic() - self.prepared_at))
 
 
 def to_utc_iso(when: dt.datetime | float | int, *, now: dt.datetime | None = None) -> str:
@@ -117,6 +132,8 @@ def prepare_call(
     ignore_result: bool | None = None,
     countdown: float | None = None,
     eta: dt.datetime | None = None,
+    time_limit: float | None = None,
+    soft_time_limit: float | None = None,
     retries: int = 0,
     now: dt.datetime | None = None,
 ) -> PreparedCall:
@@ -156,16 +173,22 @@ def prepare_call(
         raise ConfigError(f"priority must be an integer from 0 to 255, got {priority!r}")
     if countdown is not None and eta is not None:
         raise ConfigError("countdown= and eta= both say when to run: pass only one")
+    if time_limit is not None or soft_time_limit is not None:
+        from amqptasks.worker.timelimits import check_time_limits
+
+        check_time_limits(soft_time_limit, time_limit, f"{task_name}.apply_async()")
     moment = now or dt.datetime.now(dt.timezone.utc)
     eta_iso: str | None = None
     wait = 0
+    exact = 0.0
     if countdown is not None or eta is not None:
         if eta is not None and not isinstance(eta, dt.datetime):
             raise ConfigError(f"eta must be a datetime, got {eta!r}")
         when = eta if eta is not None else countdown
         assert when is not None
         eta_iso = to_utc_iso(when, now=moment)
-        wait = delays.delay_seconds((dt.datetime.fromisoformat(eta_iso) - moment).total_seconds())
+        exact = (dt.datetime.fromisoformat(eta_iso) - moment).total_seconds()
+        wait = delays.delay_seconds(exact)
     new_id = task_id or new_task_id()
     parent = current_request.get()
     message = build_task_message(
@@ -184,10 +207,18 @@ def prepare_call(
         eta=eta_iso,
         expires=to_utc_iso(expires, now=moment) if expires is not None else None,
         retries=retries,
+        timelimit=(soft_time_limit, time_limit),
         ignore_result=skip_result,
         extra_headers=headers,
     )
-    return PreparedCall(message=message, route=route, wants_result=not skip_result, delay=wait)
+    return PreparedCall(
+        message=message,
+        route=route,
+        wants_result=not skip_result,
+        delay=wait,
+        wait_seconds=exact if wait else 0.0,
+        prepared_at=time.monotonic(),
+    )
 
 
 def delayed_message(message: OutgoingMessage, seconds: int, prefix: str) -> OutgoingMessage:

@@ -9,11 +9,12 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, TypeVar, overload
 
+from amqptasks import signals
 from amqptasks._client import AioClient, SyncClient
 from amqptasks._publish import PreparedCall, prepare_call
 from amqptasks._retrypublish import PublishRetryPolicy, is_retryable
 from amqptasks.config import Settings, settings_from_object
-from amqptasks.exceptions import AmqptasksError, BatchPublishError, ConfigError
+from amqptasks.exceptions import AmqptasksError, BatchPublishError, ConfigError, Unroutable
 from amqptasks.logging import get_logger
 from amqptasks.registry import TaskRegistry
 from amqptasks.results.buffer import ResultBuffer
@@ -232,6 +233,7 @@ class App:
         )
         client = self._client()
         call = self._prepare(options, client.reply_queue)
+        _before_publish(call)
         batch: list[tuple[Future[None], PreparedCall]] | None = getattr(self._batch, "items", None)
         if batch is not None:
             batch.append((client.publish_nowait(call), call))
@@ -239,11 +241,13 @@ class App:
         for wait in policy.intervals():
             try:
                 client.publish(call)
-                return self._result(call)
+                break
             except AmqptasksError as exc:
                 _note_retry(exc, call, wait)
                 time.sleep(wait)
-        client.publish(call)
+        else:
+            client.publish(call)  # the last try: its error is the caller's
+        _after_publish(call)
         return self._result(call)
 
     async def _asend(self, options: dict[str, Any]) -> AsyncResult:
@@ -252,14 +256,17 @@ class App:
         )
         client = self._aclient()
         call = self._prepare(options, client.reply_queue)
+        _before_publish(call)
         for wait in policy.intervals():
             try:
                 await client.publish(call)
-                return self._result(call)
+                break
             except AmqptasksError as exc:
                 _note_retry(exc, call, wait)
                 await asyncio.sleep(wait)
-        await client.publish(call)
+        else:
+            await client.publish(call)  # the last try: its error is the caller's
+        _after_publish(call)
         return self._result(call)
 
     def _named_call(
@@ -318,6 +325,14 @@ class App:
         finally:
             self._batch.items = None
             failures = self._client().wait_all(items) if items else []
+            failed = {getattr(failure, "message_id", None) for failure in failures}
+            for future, call in items:
+                # Returned ones were declared again and sent once more by wait_all.
+                error = future.exception() if future.done() else None
+                if call.message.message_id not in failed and (
+                    error is None or isinstance(error, Unroutable)
+                ):
+                    _after_publish(call)
             if failures:
                 raise BatchPublishError(failures)
 
@@ -337,6 +352,28 @@ class App:
     def run_coroutine(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` to completion on a fresh event loop (scripts and the CLI)."""
         return asyncio.run(coro)
+
+
+def _before_publish(call: PreparedCall) -> None:
+    message = call.message
+    signals.before_publish.send(
+        message.headers.get("task"),
+        task_id=message.message_id,
+        exchange=message.exchange,
+        routing_key=message.routing_key,
+        headers=message.headers,
+        message=message,
+    )
+
+
+def _after_publish(call: PreparedCall) -> None:
+    message = call.message
+    signals.after_publish.send(
+        message.headers.get("task"),
+        task_id=message.message_id,
+        exchange=message.exchange,
+        routing_key=message.routing_key,
+    )
 
 
 def _note_retry(exc: AmqptasksError, call: PreparedCall, wait: float) -> None:

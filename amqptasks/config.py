@@ -157,6 +157,14 @@ def _optional_int(value: str) -> int | None:
     return int(value) if value else None
 
 
+def _optional_float(value: str) -> float | None:
+    return float(value) if value else None
+
+
+#: Values of ``worker_pool``.
+WORKER_POOLS = ("threads", "processes", "asyncio", "solo")
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every App setting, with its default. See docs/configuration.md."""
@@ -210,16 +218,29 @@ class Settings:
     queues: tuple[Any, ...] = ()
     #: Task routes (see :mod:`amqptasks.routing`); code only.
     routes: Any = None
+    #: ``threads``, ``processes``, ``asyncio`` or ``solo`` (see docs/worker.md#pools).
     worker_pool: str = "threads"
     worker_concurrency: int | None = None
+    #: Budget of unacked deliveries = concurrency x this, shared by all consumed queues.
     worker_prefetch_multiplier: int = constants.DEFAULT_PREFETCH_MULTIPLIER
     worker_shutdown_timeout: float = constants.DEFAULT_SHUTDOWN_TIMEOUT
+    #: ``processes`` pool: replace a child after this many tasks (None: never).
+    worker_max_tasks_per_child: int | None = None
+    #: ``processes`` pool: replace a child whose resident memory passed this many KiB.
+    worker_max_memory_per_child: int | None = None
+    #: Default hard time limit of every task, in seconds (None: none).
+    task_time_limit: float | None = None
+    #: Default soft time limit of every task, in seconds (None: none).
+    task_soft_time_limit: float | None = None
+    #: The broker's ``consumer_timeout`` in seconds, when the management API cannot
+    #: tell (0: the broker has none). Only used to warn about longer time limits.
+    broker_consumer_timeout: float = constants.DEFAULT_BROKER_CONSUMER_TIMEOUT
 
     def __post_init__(self) -> None:
         BrokerURL.parse(self.broker_url)
-        if self.worker_pool not in {"threads", "asyncio"}:
+        if self.worker_pool not in WORKER_POOLS:
             raise ConfigError(
-                f"worker_pool must be 'threads' or 'asyncio', got {self.worker_pool!r}"
+                f"worker_pool must be one of {', '.join(WORKER_POOLS)}, got {self.worker_pool!r}"
             )
         from amqptasks.topology.model import DECLARE_MODES, QUEUE_TYPES, check_name
 
@@ -263,6 +284,28 @@ class Settings:
             raise ConfigError("worker_prefetch_multiplier must be >= 1")
         if self.worker_concurrency is not None and self.worker_concurrency < 1:
             raise ConfigError("worker_concurrency must be >= 1")
+        for name in ("worker_max_tasks_per_child", "worker_max_memory_per_child"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 1
+            ):
+                raise ConfigError(f"{name} must be an integer >= 1 (or None), got {value!r}")
+        for name in ("task_time_limit", "task_soft_time_limit"):
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not value > 0
+                or math.isinf(value)
+            ):
+                raise ConfigError(
+                    f"{name} must be a number of seconds > 0 (or None), got {value!r}"
+                )
+        value = self.broker_consumer_timeout
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+            raise ConfigError(
+                f"broker_consumer_timeout must be a number of seconds >= 0, got {value!r}"
+            )
         for name in ("publish_timeout", "result_expires", "worker_shutdown_timeout"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or not value > 0 or math.isinf(value):
@@ -356,6 +399,11 @@ _ENV_PARSERS: dict[str, Callable[[str], Any]] = {
     "worker_concurrency": _optional_int,
     "worker_prefetch_multiplier": int,
     "worker_shutdown_timeout": float,
+    "worker_max_tasks_per_child": _optional_int,
+    "worker_max_memory_per_child": _optional_int,
+    "task_time_limit": _optional_float,
+    "task_soft_time_limit": _optional_float,
+    "broker_consumer_timeout": float,
 }
 
 

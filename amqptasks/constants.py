@@ -42,6 +42,7 @@ REASON_REJECTED: Final = "rejected"
 REASON_FAILED: Final = "failed"
 REASON_DELIVERY_LIMIT: Final = "delivery-limit"
 REASON_UNSUPPORTED: Final = "unsupported-workflow"
+REASON_TIME_LIMIT: Final = "time-limit"
 
 DEFAULT_BROKER_URL: Final = "amqp://guest:guest@localhost:5672//"
 DEFAULT_QUEUE: Final = "default"
@@ -53,6 +54,8 @@ DEFAULT_HEARTBEAT: Final = 30
 DEFAULT_PUBLISH_TIMEOUT: Final = 15.0
 DEFAULT_PREFETCH_MULTIPLIER: Final = 4
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 30.0
+#: RabbitMQ's default ``consumer_timeout`` (30 min), in seconds.
+DEFAULT_BROKER_CONSUMER_TIMEOUT: Final = 1800.0
 #: Unused reply queues are deleted by the broker after this many seconds.
 DEFAULT_RESULT_EXPIRES: Final = 86400.0
 #: How many finished results a client keeps for ``get()`` calls not yet made.

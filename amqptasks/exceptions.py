@@ -24,7 +24,9 @@ so callers never need to import a client library to catch a broker problem::
      └── TaskError                   about running a task or waiting for it
           ├── Retry                  raised by a task to ask for a retry
           ├── Reject                 raised by a task to dead-letter its message
-          ├── TimeLimitExceeded
+          ├── SoftTimeLimitExceeded  raised inside a task at its soft time limit
+          ├── TimeLimitExceeded      a task ran past its hard time limit and was stopped
+          ├── WorkerLost             the process running a task died (SIGKILL, OOM)
           ├── ResultTimeout          ``get(timeout=)`` ran out
           └── RemoteTaskError        fallback for a remote exception type we cannot rebuild
 
@@ -204,8 +206,39 @@ class Reject(TaskError):
     """Raised by a task to send its message to the dead-letter queue without retrying."""
 
 
+class SoftTimeLimitExceeded(TaskError):
+    """Raised inside a running task when its soft time limit has passed.
+
+    The task may catch it to clean up (and even return normally); left
+    uncaught it fails the task like any other exception. See the worker
+    documentation for where and when each pool raises it.
+    """
+
+    def __init__(self, message: str = "soft time limit exceeded") -> None:
+        # A default message: a thread receives it as a class, raised without arguments.
+        super().__init__(message)
+
+
 class TimeLimitExceeded(TaskError):
-    """A task ran longer than its hard time limit."""
+    """A task ran longer than its hard time limit and was stopped (or abandoned).
+
+    The worker reports it as the task's failure (or retries it, if the task's
+    retry options name it).
+    """
+
+    def __init__(self, message: str = "hard time limit exceeded") -> None:
+        super().__init__(message)
+
+
+class WorkerLost(TaskError):
+    """The child process running a task died before it answered (SIGKILL, OOM killer).
+
+    The worker puts the message back in its queue (it counts as a delivery),
+    except for ``acks_early`` tasks, whose callers get this error as the result.
+    """
+
+    def __init__(self, message: str = "the process running the task died") -> None:
+        super().__init__(message)
 
 
 class ResultTimeout(TaskError, TimeoutError):

@@ -86,6 +86,15 @@ def get_logger(name: str) -> structlog.stdlib.BoundLogger:
 
 LogFormat = Literal["console", "json"]
 
+#: What :func:`configure_logging` was last called with (children of the
+#: ``processes`` pool repeat it).
+_configured: tuple[int, LogFormat] | None = None
+
+
+def configured() -> tuple[int, LogFormat] | None:
+    """``(level, format)`` of the last :func:`configure_logging` call, if any."""
+    return _configured
+
 
 def configure_logging(
     level: str | int = "INFO", log_format: LogFormat = "console", *, stream: Any = None
@@ -100,9 +109,11 @@ def configure_logging(
         log_format: ``console`` for humans, ``json`` for one JSON object per line.
         stream: Where to write (default ``sys.stderr``).
     """
+    global _configured
     numeric = logging.getLevelName(level.upper()) if isinstance(level, str) else level
     if not isinstance(numeric, int):
         raise ValueError(f"unknown log level {level!r}")
+    _configured = (numeric, log_format)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,

@@ -49,6 +49,9 @@ class Task(Generic[P, R]):
         bind: bool = False,
         priority: int | None = None,
         retry_policy: RetryPolicy | None = None,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
+        rate_limit: str | float | None = None,
     ) -> None:
         self.app = app
         self.fn = fn
@@ -61,6 +64,12 @@ class Task(Generic[P, R]):
         self.bind = bind
         self.priority = priority
         self.retry_policy = retry_policy or RetryPolicy()
+        #: Hard time limit in seconds (the call is stopped), or None for the worker's.
+        self.time_limit = time_limit
+        #: Soft time limit in seconds (SoftTimeLimitExceeded is raised in the task).
+        self.soft_time_limit = soft_time_limit
+        #: ``"10/s"``, ``"100/m"``, ``"1000/h"``: calls started per worker, at most.
+        self.rate_limit = rate_limit
         self.is_async = inspect.iscoroutinefunction(fn)
         self.__doc__ = fn.__doc__
         self.__name__ = getattr(fn, "__name__", name)
@@ -154,7 +163,8 @@ class Task(Generic[P, R]):
             **options: See :class:`~amqptasks.PublishOptions`: ``task_id``,
                 ``queue``, ``exchange``, ``routing_key``, ``priority``,
                 ``expires``, ``headers``, ``serializer``, ``compression``,
-                ``ignore_result``.
+                ``ignore_result``, ``countdown``, ``eta``, ``time_limit``,
+                ``soft_time_limit``, ``retry``, ``retry_policy``.
 
         Raises:
             Unroutable: no queue took the message.
@@ -194,6 +204,9 @@ TASK_OPTIONS = (
     "acks_early",
     "bind",
     "priority",
+    "time_limit",
+    "soft_time_limit",
+    "rate_limit",
     *RETRY_OPTIONS,
 )
 
@@ -220,6 +233,11 @@ def check_task_options(options: Mapping[str, Any], accept_content: tuple[str, ..
         from amqptasks.protocol.compression import codec
 
         codec(compression)
+    from amqptasks.worker.ratelimit import parse_rate_limit
+    from amqptasks.worker.timelimits import check_time_limits
+
+    check_time_limits(options.get("soft_time_limit"), options.get("time_limit"), "@app.task")
+    parse_rate_limit(options.get("rate_limit"))
 
 
 def split_retry_options(

@@ -3,43 +3,28 @@
 from __future__ import annotations
 
 import functools
-import importlib
 import os
-import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from amqptasks.app import App
-from amqptasks.exceptions import AmqptasksError
+from amqptasks._appref import import_app
+from amqptasks.exceptions import AmqptasksError, ConfigError
 from amqptasks.logging import configure_logging, redact
+
+if TYPE_CHECKING:
+    from amqptasks.app import App
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def load_app(path: str) -> App:
     """Import ``module:attribute`` (or ``module``, finding its App) and return the App."""
-    module_name, _, attribute = path.partition(":")
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise click.UsageError(f"cannot import {module_name!r} (from -A {path}): {exc}") from exc
-    if attribute:
-        obj: Any = module
-        for part in attribute.split("."):
-            obj = getattr(obj, part, None)
-        if not isinstance(obj, App):
-            raise click.UsageError(f"{path} is not an amqptasks App (got {type(obj).__name__})")
-        return obj
-    apps = [value for value in vars(module).values() if isinstance(value, App)]
-    if len(apps) != 1:
-        raise click.UsageError(
-            f"module {module_name!r} has {len(apps)} App objects; name one as {module_name}:NAME"
-        )
-    return apps[0]
+        return import_app(path)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 def shared_options(func: F) -> F:

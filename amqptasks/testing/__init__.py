@@ -2,11 +2,14 @@
 
 :class:`RabbitNode` starts and stops a private RabbitMQ node (own name, own ports on
 127.0.0.1, config/data/logs in one directory) via the ``rabbitmq-node`` script, and
-offers a few ``rabbitmqctl`` helpers for integration tests.
+offers a few ``rabbitmqctl`` helpers for integration tests (including killing or
+freezing the node). :class:`FaultProxy` sits between a client and the broker and
+resets, black-holes or delays the traffic on demand.
 """
 
 from __future__ import annotations
 
 from amqptasks.testing.node import RabbitNode
+from amqptasks.testing.proxy import FaultProxy
 
-__all__ = ["RabbitNode"]
+__all__ = ["FaultProxy", "RabbitNode"]

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -279,6 +280,12 @@ class RabbitNode:
         args = ["start", "--dir", str(self._base_dir)]
         if self._requested_name:
             args += ["--name", self._requested_name]
+        if self.env:
+            # Started before (then stopped or killed): the same ports, or fail loudly,
+            # so URLs handed out earlier stay valid.
+            args += ["--port", str(self.amqp_port), "--mgmt-port", str(self.mgmt_port)]
+            if self.env.get("DIST_PORT"):
+                args += ["--dist-port", self.env["DIST_PORT"]]
         if self.extra_conf.strip():
             conf = self._base_dir / "extra.conf"
             conf.write_text(self.extra_conf.rstrip("\n") + "\n")
@@ -337,6 +344,7 @@ class RabbitNode:
         if self._owns_dir:
             shutil.rmtree(self._base_dir, ignore_errors=True)
             self._base_dir = None
+            self.env = {}  # a new directory next time: new ports too
 
     def __enter__(self) -> RabbitNode:
         return self.start()
@@ -406,6 +414,73 @@ class RabbitNode:
             str(int(self.start_timeout)),
             timeout=self.start_timeout + 10,
         )
+
+    # ------------------------------------------------------------------ process
+
+    def pid(self) -> int:
+        """The OS process id of the node's Erlang VM.
+
+        Raises:
+            RuntimeError: If the node is not running (or its pid file names another
+                process).
+        """
+        pid_file = Path(self._require("PID_FILE"))
+        try:
+            pid = int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            raise RuntimeError(f"node {self.name} has no readable pid file {pid_file}") from None
+        if not self._is_our_vm(pid):
+            raise RuntimeError(f"node {self.name} is not running (pid {pid} is not its VM)")
+        return pid
+
+    def _is_our_vm(self, pid: int) -> bool:
+        """True if ``pid`` is alive, not a zombie, and is this node's VM (not a recycled pid)."""
+        proc = Path(f"/proc/{pid}")
+        try:
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            stat = (proc / "stat").read_text()
+        except OSError:
+            return False
+        state = stat.rpartition(")")[2].split()[:1]
+        return state != ["Z"] and f"RABBITMQ_NODENAME={self.name}".encode() in environ
+
+    def signal(self, signum: int) -> None:
+        """Send ``signum`` to the node's VM, e.g. ``SIGSTOP``/``SIGCONT`` to freeze it.
+
+        A frozen node keeps its sockets open but answers nothing: a silent peer.
+        """
+        os.kill(self.pid(), signum)
+
+    def kill(self, timeout: float = 30.0) -> None:
+        """Kill the node's VM with SIGKILL, as a crash or the OOM killer would.
+
+        Nothing is flushed or closed cleanly; the node directory (data, logs, ports)
+        is kept, so :meth:`start` brings the same node back on the same ports with
+        its durable queues and persistent messages.
+
+        Raises:
+            RuntimeError: If the VM is still alive after ``timeout`` seconds.
+        """
+        pid = self.pid()
+        os.kill(pid, signal.SIGCONT)  # a frozen VM dies as well, but say it plainly
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + timeout
+        while self._is_our_vm(pid):
+            if time.monotonic() >= deadline:
+                raise RuntimeError(f"node {self.name} (pid {pid}) survived SIGKILL")
+            time.sleep(0.05)
+        # epmd forgets the name when the VM's connection to it drops; start() refuses
+        # a name that is still registered.
+        short = self.name.partition("@")[0]
+        epmd = shutil.which("epmd")
+        while epmd is not None and time.monotonic() < deadline:
+            names = subprocess.run(
+                [epmd, "-names"], capture_output=True, text=True, timeout=10, check=False
+            ).stdout
+            if f"name {short} at port " not in names:
+                break
+            time.sleep(0.1)
+        self._started = False
 
     def add_user(
         self,

@@ -20,6 +20,7 @@ import aio_pika.abc
 import aio_pika.exceptions
 import aiormq.exceptions
 
+from amqptasks.exceptions import ConnectionLost
 from amqptasks.logging import get_logger
 from amqptasks.topology.declare import Step, declaration_steps
 from amqptasks.topology.model import (
@@ -29,6 +30,7 @@ from amqptasks.topology.model import (
     QueueDeclaration,
 )
 from amqptasks.transport import errors
+from amqptasks.transport.robust import RobustConnection
 
 if TYPE_CHECKING:
     from amqptasks.config import BrokerURL
@@ -67,6 +69,7 @@ async def connect(url: BrokerURL, connection_name: str) -> aio_pika.abc.Abstract
                     "connection_name": url.connection_name(connection_name),
                     "product": "amqptasks",
                 },
+                connection_class=RobustConnection,
                 **kwargs,
             ),
             timeout=url.connect_timeout + 2.0,
@@ -75,6 +78,21 @@ async def connect(url: BrokerURL, connection_name: str) -> aio_pika.abc.Abstract
         raise errors.connect_error(TimeoutError("timed out"), url) from exc
     except (OSError, aiormq.exceptions.AMQPError, ConnectionError) as exc:
         raise errors.connect_error(exc, url) from exc
+
+
+def cancelled_by_connection() -> bool:
+    """Whether a ``CancelledError`` just caught came from a dying connection.
+
+    When aiormq gives up on a silent peer it cancels its reader, and every
+    future waiting on that connection (a publisher confirm, an RPC reply) ends
+    *cancelled*: the awaiting task sees ``CancelledError`` although nobody
+    cancelled it. Such an error must become :class:`ConnectionLost`, while a real
+    cancellation of the task must go on. ``Task.cancelling()`` (Python 3.11+)
+    tells them apart; without it, every ``CancelledError`` is taken as real.
+    """
+    task = asyncio.current_task()
+    cancelling = getattr(task, "cancelling", None)
+    return cancelling is not None and cancelling() == 0
 
 
 def to_aio_message(message: OutgoingMessage) -> aio_pika.Message:
@@ -134,11 +152,18 @@ class AioPublisher:
     async def publish(self, message: OutgoingMessage) -> None:
         """Publish and wait for the confirm.
 
+        While the robust connection is reconnecting, raises :class:`ConnectionLost`
+        at once if an attempt already failed, else waits for the attempt under
+        way to succeed or fail (at most the URL's ``connect_timeout``, as long as
+        a sync producer's connection attempt may take): the caller's retry
+        policy, not this wait, decides how long to keep trying.
+
         Raises:
             Unroutable, PublishNotConfirmed, ConnectionLost, ChannelError.
         """
-        exchange = await self._exchange(message.exchange)
+        await self._wait_connected()
         try:
+            exchange = await self._exchange(message.exchange)
             await exchange.publish(
                 to_aio_message(message),
                 message.routing_key,
@@ -158,8 +183,37 @@ class AioPublisher:
                 exc, f"publishing to {message.exchange or '(default)'!r}"
             ) from exc
         except (aiormq.exceptions.ConnectionClosed, ConnectionError, RuntimeError) as exc:
-            self._channel = None
+            # The robust channel is restored with the connection: keep it.
             raise errors.connection_lost(exc, self._url, "publishing") from exc
+        except asyncio.CancelledError as exc:
+            if not cancelled_by_connection():
+                raise
+            raise errors.connection_lost(
+                None, self._url, "publishing: the broker went silent (missed heartbeats)"
+            ) from exc
+
+    async def _wait_connected(self) -> None:
+        connection = self._connection
+        if connection.connected.is_set():
+            return
+        timeout = self._url.connect_timeout
+        if isinstance(connection, RobustConnection):
+            if await connection.wait_attempt(timeout):
+                return
+            # As a sync producer's failed connect would: fail now, and let the retry
+            # policy pace the next tries while the connection keeps reconnecting.
+            raise errors.connection_lost(
+                None,
+                self._url,
+                f"publishing: reconnecting ({connection.failed_attempts} attempt(s) failed: "
+                f"{connection.last_error or 'no answer'})",
+            )
+        try:
+            await asyncio.wait_for(connection.connected.wait(), timeout)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise errors.connection_lost(
+                None, self._url, f"publishing: still reconnecting after {timeout:g}s"
+            ) from None
 
     async def close(self) -> None:
         """Close the publishing channel."""
@@ -224,7 +278,28 @@ async def apply_declarations(
     """Async twin of :func:`amqptasks.transport.declare_sync.apply_declarations`.
 
     Runs on throw-away channels: a 406 closes only the channel it happened on.
+
+    Raises:
+        TopologyMismatch, NotFound, AccessRefused: as the mode's checks find.
+        ConnectionLost: the connection was lost (or is reconnecting).
     """
+    try:
+        await _apply_declarations(connection, declarations, mode, management=management)
+    except (aiormq.exceptions.ConnectionClosed, ConnectionError, RuntimeError) as exc:
+        raise ConnectionLost(f"connection lost while declaring topology: {exc}") from exc
+    except asyncio.CancelledError as exc:
+        if not cancelled_by_connection():
+            raise
+        raise ConnectionLost("connection lost while declaring topology") from exc
+
+
+async def _apply_declarations(
+    connection: aio_pika.abc.AbstractConnection,
+    declarations: Declarations,
+    mode: str,
+    *,
+    management: Management | None,
+) -> None:
     flow = declaration_steps(declarations, mode)
     try:
         step = next(flow)
@@ -254,3 +329,72 @@ async def apply_declarations(
         if not channel.is_closed:
             with contextlib.suppress(Exception):
                 await channel.close()
+
+
+async def consumable_queue(
+    channel: aio_pika.abc.AbstractRobustChannel,
+    name: str,
+    declarations: Declarations,
+    mode: str,
+) -> aio_pika.abc.AbstractRobustQueue:
+    """Queue ``name`` on a robust ``channel``, declared so a reconnect declares it again.
+
+    The robust channel records what is declared through it and sends it all
+    again after every reconnect, before its consumers are restored. In
+    ``declare`` mode that is the queue's whole topology (its exchanges, its
+    dead-letter queue, the queue with its arguments, its bindings), so a queue
+    deleted or lost while the worker was disconnected is back before consuming
+    resumes. In ``passive`` and ``off`` modes only a passive declaration of the
+    queue is repeated: the operator owns the topology.
+
+    Call it after the topology was checked (a 406 here would close the channel).
+
+    Raises:
+        ChannelError: the queue is missing (passive), or a declaration was refused.
+    """
+    try:
+        if mode == "declare":
+            queues = await _declare_replayed(channel, declarations)
+            if name in queues:
+                return queues[name]
+        return await channel.declare_queue(name, passive=True)
+    except aiormq.exceptions.ChannelClosed as exc:
+        raise translate_channel_error(exc, f"queue {name!r}") from exc
+
+
+async def _declare_replayed(
+    channel: aio_pika.abc.AbstractRobustChannel, declarations: Declarations
+) -> dict[str, aio_pika.abc.AbstractRobustQueue]:
+    exchanges: dict[str, aio_pika.abc.AbstractRobustExchange] = {}
+    for exchange in declarations.exchanges:
+        exchanges[exchange.name] = await channel.declare_exchange(
+            exchange.name,
+            aio_pika.ExchangeType(exchange.type),
+            durable=exchange.durable,
+            auto_delete=exchange.auto_delete,
+            arguments=dict(exchange.arguments),
+        )
+    queues: dict[str, aio_pika.abc.AbstractRobustQueue] = {}
+    for queue in declarations.queues:
+        queues[queue.name] = await channel.declare_queue(
+            queue.name,
+            durable=queue.durable,
+            exclusive=queue.exclusive,
+            auto_delete=queue.auto_delete,
+            arguments=dict(queue.arguments),
+        )
+    for binding in declarations.bindings:
+        bound = queues.get(binding.queue) or await channel.declare_queue(
+            binding.queue, passive=True
+        )
+        await bound.bind(binding.exchange, binding.routing_key, arguments=dict(binding.arguments))
+    for link in declarations.exchange_bindings:
+        # Not replayed: on restore an exchange's bindings follow it at once, before a
+        # source exchange declared later exists. Durable exchanges keep them anyway.
+        destination = exchanges.get(link.destination) or await channel.declare_exchange(
+            link.destination, passive=True
+        )
+        await destination.bind(
+            link.source, link.routing_key, arguments=dict(link.arguments), robust=False
+        )
+    return queues

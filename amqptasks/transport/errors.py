@@ -87,7 +87,10 @@ def connect_error(exc: BaseException, url: BrokerURL) -> BrokerError:
             f"broker at {where}: user {url.username!r} may not open vhost {url.vhost!r} "
             f"(does it exist, and does the user have permissions on it?)"
         )
-    if isinstance(inner, TimeoutError) or "timed out" in str(inner).lower():
+    described = str(inner).lower()
+    # pika reports a handshake nobody answered (a frozen broker, a black hole) as a
+    # "Timeout while setting up AMQP" or an AMQPConnectorStackTimeout.
+    if isinstance(inner, TimeoutError) or "timed out" in described or "timeout" in described:
         return BrokerUnreachable(
             f"cannot connect to {where}: no answer within {url.connect_timeout:g}s "
             f"(is the broker up and the port right? set ?connect_timeout= to wait longer)"

@@ -1,9 +1,10 @@
 """The worker: consume on one asyncio loop, run tasks, reply, then ack.
 
 All broker I/O (heartbeats, deliveries, acks, replies) happens on the event
-loop; sync task bodies run in a thread pool, so a long task never stalls a
-heartbeat. Each delivery is acked only after its task finished and its result
-was confirmed by the broker (at-least-once); ``acks_early`` tasks are acked
+loop; sync task bodies run in a pool of threads or child processes
+(:mod:`amqptasks.worker.pools`), so a long task never stalls a heartbeat.
+Each delivery is acked only after its task finished and its result was
+confirmed by the broker (at-least-once); ``acks_early`` tasks are acked
 before they run (at-most-once).
 """
 
@@ -13,16 +14,19 @@ import asyncio
 import os
 import signal
 import socket
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-import aiormq.exceptions
-
+from amqptasks import signals
+from amqptasks.config import WORKER_POOLS
 from amqptasks.exceptions import ChannelError, ConfigError, NotFound, TopologyMismatch
 from amqptasks.logging import get_logger
 from amqptasks.protocol import serializers
 from amqptasks.transport import aio
+from amqptasks.worker.checks import warn_about_long_time_limits
 from amqptasks.worker.handler import DeliveryHandler
+from amqptasks.worker.pools import make_pool
+from amqptasks.worker.prefetch import split_prefetch
+from amqptasks.worker.timelimits import TimeLimits, check_time_limits
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -37,6 +41,8 @@ log = get_logger(__name__)
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_COLD = 3
+#: Seconds a consumer's basic.cancel may take at shutdown (it waits for a connection).
+CANCEL_TIMEOUT = 2.0
 
 
 def expand_hostname(template: str | None) -> str:
@@ -53,8 +59,9 @@ def expand_hostname(template: str | None) -> str:
 
 
 def default_concurrency(pool: str) -> int:
-    """Threads: twice the CPUs (I/O-bound tasks); asyncio: 100 coroutines."""
-    return 100 if pool == "asyncio" else max(2, 2 * (os.cpu_count() or 1))
+    """Threads: twice the CPUs (I/O-bound); processes: the CPUs; asyncio: 100; solo: 1."""
+    cpus = os.cpu_count() or 1
+    return {"asyncio": 100, "processes": cpus, "solo": 1}.get(pool, max(2, 2 * cpus))
 
 
 class Worker:
@@ -64,10 +71,18 @@ class Worker:
         app: The app whose tasks are run.
         queues: Queue names to consume (default: the app's default queue).
         concurrency: Tasks running at once.
-        pool: ``threads`` or ``asyncio`` (``async def`` tasks always run on the loop).
-        prefetch_multiplier: Unacked deliveries per consumer = concurrency x this.
+        pool: ``threads``, ``processes``, ``asyncio`` or ``solo`` (``async def`` tasks
+            always run on the loop).
+        prefetch_multiplier: Unacked deliveries per worker = concurrency x this,
+            divided between the consumed queues.
         hostname: Node name, ``%h`` expanded (default ``worker@%h``).
         shutdown_timeout: Seconds a warm shutdown waits for running tasks.
+        app_path: ``module:attribute`` of the app, for the ``processes`` pool's
+            children (default: found among the imported modules).
+        max_tasks_per_child: ``processes``: replace a child after this many tasks.
+        max_memory_per_child: ``processes``: replace a child above this resident KiB.
+        time_limit: Default hard time limit of a task, in seconds.
+        soft_time_limit: Default soft time limit of a task, in seconds.
 
     Example:
         >>> exit_code = asyncio.run(Worker(app, queues=["default"]).run())
@@ -83,30 +98,49 @@ class Worker:
         prefetch_multiplier: int | None = None,
         hostname: str | None = None,
         shutdown_timeout: float | None = None,
+        app_path: str | None = None,
+        max_tasks_per_child: int | None = None,
+        max_memory_per_child: int | None = None,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
     ) -> None:
         settings = app.settings
         self.app = app
         self.queues = list(queues or [settings.default_queue])
         self.pool = pool or settings.worker_pool
-        if self.pool not in ("threads", "asyncio"):
-            raise ConfigError(f"pool must be 'threads' or 'asyncio', got {self.pool!r}")
-        self.concurrency = (
-            concurrency or settings.worker_concurrency or default_concurrency(self.pool)
-        )
+        if self.pool not in WORKER_POOLS:
+            raise ConfigError(f"pool must be one of {', '.join(WORKER_POOLS)}, got {self.pool!r}")
+        asked = concurrency or settings.worker_concurrency
+        if self.pool == "solo" and asked not in (None, 1):
+            raise ConfigError(
+                f"pool 'solo' runs one task at a time, but concurrency {asked} was asked "
+                f"for: drop the concurrency or choose pool 'threads'"
+            )
+        self.concurrency = asked or default_concurrency(self.pool)
         if self.concurrency < 1:
             raise ConfigError(f"concurrency must be >= 1, got {self.concurrency}")
         multiplier = prefetch_multiplier or settings.worker_prefetch_multiplier
         if multiplier < 1:
             raise ConfigError(f"prefetch multiplier must be >= 1, got {multiplier}")
+        #: Unacked deliveries this worker may hold, all queues together.
         self.prefetch_count = self.concurrency * multiplier
         self.hostname = expand_hostname(hostname)
         self.shutdown_timeout = (
             shutdown_timeout if shutdown_timeout is not None else settings.worker_shutdown_timeout
         )
+        hard = time_limit if time_limit is not None else settings.task_time_limit
+        soft = soft_time_limit if soft_time_limit is not None else settings.task_soft_time_limit
+        check_time_limits(soft, hard, "worker")
+        #: The worker's default ``(soft, hard)`` time limits.
+        self.time_limits = (soft, hard)
         self._result_serializer = serializers.by_name(settings.result_serializer)
-        self._executor = ThreadPoolExecutor(
-            max_workers=self.concurrency if self.pool == "threads" else min(self.concurrency, 8),
-            thread_name_prefix="amqptasks-task",
+        self.execution_pool = make_pool(
+            self.pool,
+            self.concurrency,
+            app=app,
+            app_path=app_path,
+            max_tasks_per_child=max_tasks_per_child or settings.worker_max_tasks_per_child,
+            max_memory_per_child=max_memory_per_child or settings.worker_max_memory_per_child,
         )
         self._handler: DeliveryHandler | None = None
         self._inflight: set[asyncio.Task[None]] = set()
@@ -130,6 +164,8 @@ class Worker:
         url = self.app.settings.broker
         self._connection = await aio.connect(url, f"amqptasks worker {self.hostname}")
         self.consuming = await self._declare_queues()
+        await warn_about_long_time_limits(self.app, self.consuming, self.time_limits[1])
+        await self.execution_pool.start()  # before the first delivery can arrive
         self._handler = DeliveryHandler(
             self.app,
             hostname=self.hostname,
@@ -137,21 +173,29 @@ class Worker:
                 self._connection, url, publish_timeout=self.app.settings.publish_timeout
             ),
             republisher=self.app._aclient(),
-            executor=self._executor,
+            pool=self.execution_pool,
             concurrency=self.concurrency,
             result_serializer=self._result_serializer,
+            time_limits=self.time_limits,
         )
         self._stopping = self._handler.stopping
-        channel = await self._connection.channel(publisher_confirms=False)
-        # Per-consumer QoS (global=False): quorum queues do not support global QoS.
-        await channel.set_qos(prefetch_count=self.prefetch_count)
-        for name in self.consuming:
-            # Passive: the queue was checked or declared above, as its mode says; the
-            # robust channel repeats this after a reconnect.
-            try:
-                queue = await channel.declare_queue(name, passive=True)
-            except aiormq.exceptions.ChannelClosed as exc:  # declare mode "off", queue missing
-                raise aio.translate_channel_error(exc, f"queue {name!r}") from exc
+        for name, prefetch in zip(
+            self.consuming, split_prefetch(self.prefetch_count, len(self.consuming)), strict=True
+        ):
+            # A channel per consumer, each with its share of the prefetch budget as
+            # per-consumer QoS (global=False: quorum queues do not support global QoS);
+            # the robust channel sets it again after a reconnect.
+            channel = await self._connection.channel(publisher_confirms=False)
+            await channel.set_qos(prefetch_count=prefetch)
+            # Checked or declared above, as its mode says; declared again through the
+            # robust channel, which repeats it after a reconnect (aio.consumable_queue).
+            spec = self.app.router.queue(name)
+            queue = await aio.consumable_queue(
+                channel,
+                name,
+                spec.declarations(self.app.settings.default_queue_type),
+                self.app.router.declare_mode(spec, self.app.settings.topology_mode),
+            )
             tag = await queue.consume(self._on_message, no_ack=False)
             self._consumers.append((queue, tag))
         log.info(
@@ -161,7 +205,9 @@ class Worker:
             pool=self.pool,
             concurrency=self.concurrency,
             prefetch=self.prefetch_count,
+            time_limits=TimeLimits(*self.time_limits).describe(),
         )
+        signals.worker_ready.send(self, worker=self)
 
     async def _declare_queues(self) -> list[str]:
         """Check/declare each queue on its own channel; return the usable ones.
@@ -244,7 +290,10 @@ class Worker:
         assert self._cold is not None
         for queue, tag in self._consumers:
             try:
-                await queue.cancel(tag)
+                # A robust queue forgets the consumer first (no restore after a
+                # reconnect), then waits for the connection to send basic.cancel: while
+                # disconnected, the broker already dropped it, so do not wait long.
+                await asyncio.wait_for(queue.cancel(tag), CANCEL_TIMEOUT)
             except Exception as exc:
                 log.debug("cancel failed", queue=queue.name, error=str(exc))
         self._consumers.clear()
@@ -265,8 +314,8 @@ class Worker:
             )
             code = EXIT_COLD
         await self._close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
         log.info("worker stopped", hostname=self.hostname, exit_code=code)
+        signals.worker_shutdown.send(self, worker=self, exit_code=code)
         return code
 
     async def _close(self) -> None:
@@ -277,6 +326,8 @@ class Worker:
                 await connection.close()
             except Exception as exc:
                 log.debug("close failed", error=str(exc))
+        # After the connection: what a killed child leaves unacked is back in its queue.
+        await self.execution_pool.close(cold=bool(self._cold and self._cold.is_set()))
 
     # -- deliveries ----------------------------------------------------------------------------
 

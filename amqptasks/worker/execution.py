@@ -2,33 +2,22 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import datetime as dt
-import traceback as tb
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from amqptasks._context import Request, current_request
-from amqptasks.results import states
+from amqptasks._context import Request
+from amqptasks.worker.outcome import Outcome
+from amqptasks.worker.pools.aio import run_coroutine
 
 if TYPE_CHECKING:
-    from concurrent.futures import Executor
-
     from amqptasks.protocol.envelope import TaskMessage
     from amqptasks.task import Task
+    from amqptasks.worker.pools.base import ExecutionPool
+    from amqptasks.worker.timelimits import TimeLimits
 
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """How a call ended: SUCCESS with a value, or FAILURE with an exception."""
-
-    status: str
-    value: Any = None
-    exception: BaseException | None = None
-    traceback: str | None = None
+__all__ = ["Outcome", "execute", "is_expired", "make_request", "parse_time"]
 
 
 def make_request(message: TaskMessage, *, hostname: str, queue: str, redelivered: bool) -> Request:
@@ -75,30 +64,16 @@ def is_expired(message: TaskMessage, now: dt.datetime | None = None) -> bool:
     return (now or dt.datetime.now(dt.timezone.utc)) >= when
 
 
-def _call(task: Task[Any, Any], request: Request) -> Any:
-    token = current_request.set(request)
-    try:
-        return task(*request.args, **request.kwargs)
-    finally:
-        current_request.reset(token)
+async def execute(
+    task: Task[Any, Any], request: Request, pool: ExecutionPool, limits: TimeLimits
+) -> Outcome:
+    """Run ``task`` for ``request``: coroutines on the loop, functions in ``pool``.
 
-
-async def execute(task: Task[Any, Any], request: Request, executor: Executor) -> Outcome:
-    """Run ``task`` for ``request``: coroutines on the loop, functions in ``executor``."""
+    Never raises for the task's own errors: they come back in the :class:`Outcome`.
+    """
     with structlog.contextvars.bound_contextvars(
         task_id=request.id, task=request.task, queue=request.queue
     ):
-        try:
-            if task.is_async:
-                token = current_request.set(request)
-                try:
-                    value = await task(*request.args, **request.kwargs)
-                finally:
-                    current_request.reset(token)
-            else:
-                context = contextvars.copy_context()
-                loop = asyncio.get_running_loop()
-                value = await loop.run_in_executor(executor, context.run, _call, task, request)
-        except Exception as exc:
-            return Outcome(states.FAILURE, exception=exc, traceback=tb.format_exc())
-    return Outcome(states.SUCCESS, value=value)
+        if task.is_async:
+            return await run_coroutine(task, request, limits)
+        return await pool.run(task, request, limits)

@@ -1,34 +1,38 @@
 """What the worker does with one delivery, from decoding to the final ack.
 
 Order of checks: decodable and known (else DLQ) -> expired (REVOKED) -> too
-early (back to the delay levels) -> delivered too often (DLQ) -> run ->
-success (reply, ack) or failure (retry through the delay levels, or DLQ), in
+early (back to the delay levels) -> delivered too often (DLQ) -> wait for the
+task's rate limit (holding the unacked delivery) -> run within its time limits
+-> success (reply, ack) or failure (retry through the delay levels, or DLQ), in
 each case publishing (with confirm) before acking, so a crash in between
-duplicates a message rather than losing it.
+duplicates a message rather than losing it. A call whose pool process died
+(WorkerLost) is requeued, unacked, and counted as a delivery.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from typing import TYPE_CHECKING, Any
 
 from amqptasks import constants
 from amqptasks._publish import DEAD_LETTER_HEADERS, PreparedCall
-from amqptasks.exceptions import AmqptasksError, BrokerError, DecodeError, TaskError
+from amqptasks.exceptions import AmqptasksError, BrokerError, DecodeError, TaskError, WorkerLost
 from amqptasks.logging import get_logger
 from amqptasks.protocol.envelope import OutgoingMessage, TaskMessage, parse_task_message
 from amqptasks.results import states
 from amqptasks.results.meta import encode_result
 from amqptasks.routing import Route
 from amqptasks.topology import delays
+from amqptasks.worker import hooks
 from amqptasks.worker.acks import Settlement
 from amqptasks.worker.deadletter import dead_letter_message
 from amqptasks.worker.execution import Outcome, execute, is_expired, make_request, parse_time
+from amqptasks.worker.ratelimit import RateLimiter
+from amqptasks.worker.timelimits import resolve_time_limits
 
 if TYPE_CHECKING:
-    from concurrent.futures import Executor
-
     import aio_pika.abc
 
     from amqptasks._client import AioClient
@@ -36,6 +40,7 @@ if TYPE_CHECKING:
     from amqptasks.protocol.serializers import SerializerInfo
     from amqptasks.task import Task
     from amqptasks.transport.aio import AioPublisher
+    from amqptasks.worker.pools.base import ExecutionPool
 
 log = get_logger(__name__)
 
@@ -57,16 +62,20 @@ class DeliveryHandler:
         hostname: str,
         publisher: AioPublisher,
         republisher: AioClient,
-        executor: Executor,
+        pool: ExecutionPool,
         concurrency: int,
         result_serializer: SerializerInfo,
+        time_limits: tuple[float | None, float | None] = (None, None),
     ) -> None:
         self.app = app
         self.hostname = hostname
         self.publisher = publisher
         self.republisher = republisher
-        self.executor = executor
+        self.pool = pool
         self.result_serializer = result_serializer
+        #: The worker's default ``(soft, hard)`` time limits.
+        self.time_limits = time_limits
+        self.rate_limiter = RateLimiter()
         self.slots = asyncio.Semaphore(concurrency)
         self.stopping = asyncio.Event()
         self.running = 0
@@ -144,6 +153,12 @@ class DeliveryHandler:
         acks_early = (
             task.acks_early if task.acks_early is not None else self.app.settings.task_acks_early
         )
+        if task.rate_limit and not await self._rate_limit(task):
+            await delivery.requeue()  # shutting down while it waited for its turn
+            return
+        limits = resolve_time_limits(
+            parsed.timelimit, (task.soft_time_limit, task.time_limit), self.time_limits
+        )
         async with self.slots:
             if self.stopping.is_set():
                 await delivery.requeue()
@@ -160,11 +175,25 @@ class DeliveryHandler:
                 )
                 if self.app.settings.task_track_started:
                     await self.reply(parsed, task, Outcome(states.STARTED))
-                outcome = await execute(task, request, self.executor)
+                hooks.prerun(task, request)
+                outcome = await execute(task, request, self.pool, limits)
+                hooks.postrun(task, request, outcome)
             finally:
                 self.running -= 1
+        if isinstance(outcome.exception, WorkerLost) and not acks_early:
+            # Not run to the end: back to the queue, where it counts as a delivery
+            # (see _delivered_too_often), so a task that kills its process ends in the DLQ.
+            log.error(
+                "task's pool process died; the message goes back to the queue",
+                task_id=parsed.id,
+                task=parsed.task,
+                error=str(outcome.exception),
+            )
+            await delivery.requeue()
+            return
         if outcome.exception is None:
             log.debug("task succeeded", task_id=parsed.id, task=parsed.task)
+            hooks.success(task, parsed, outcome)
             await self.reply(parsed, task, outcome)
             await delivery.ack()
             return
@@ -193,6 +222,7 @@ class DeliveryHandler:
                 retries=parsed.retries + 1,
                 countdown=decision.countdown,
             )
+            hooks.retry(task, parsed, shown, decision.countdown)
             await self._republish(delivery.message, queue, decision.countdown, parsed.retries + 1)
             await self.reply(
                 parsed, task, Outcome(states.RETRY, exception=shown, traceback=outcome.traceback)
@@ -207,6 +237,7 @@ class DeliveryHandler:
             attempts=parsed.retries + 1,
         )
         log.debug("task traceback", task_id=parsed.id, traceback=outcome.traceback)
+        hooks.failure(task, parsed, shown, outcome.traceback)
         await self.reply(
             parsed, task, Outcome(states.FAILURE, exception=shown, traceback=outcome.traceback)
         )
@@ -221,6 +252,22 @@ class DeliveryHandler:
             )
         else:
             await delivery.ack()
+
+    async def _rate_limit(self, task: Task[Any, Any]) -> bool:
+        """Wait for the task's rate limit to allow a call; False if the worker stops first.
+
+        The delivery stays unacked meanwhile, within the prefetch window: a
+        rate-limited message is never requeued or republished to wait.
+        """
+        delay = self.rate_limiter.reserve(task.name, task.rate_limit)
+        if delay <= 0:
+            return True
+        try:
+            await asyncio.wait_for(self.stopping.wait(), delay)
+        except asyncio.TimeoutError:
+            return True
+        self.rate_limiter.cancel(task.name, delay)
+        return False
 
     async def _delivered_too_often(
         self, delivery: Settlement, parsed: TaskMessage, queue: str
@@ -307,7 +354,16 @@ class DeliveryHandler:
             priority=message.priority,
         )
         route = Route(constants.DEFAULT_EXCHANGE, queue, self.app.router.queue(queue))
-        await self.republisher.publish(PreparedCall(outgoing, route, False, delay=wait))
+        await self.republisher.publish(
+            PreparedCall(
+                outgoing,
+                route,
+                False,
+                delay=wait,
+                wait_seconds=countdown,
+                prepared_at=time.monotonic(),
+            )
+        )
 
     async def reply(
         self, parsed: TaskMessage, task: Task[Any, Any] | None, outcome: Outcome

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from amqptasks import constants
-from amqptasks.exceptions import ConfigError, Reject, Retry
+from amqptasks.exceptions import ConfigError, Reject, Retry, TimeLimitExceeded
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -103,5 +103,10 @@ class RetryPolicy:
                 return Decision("dead-letter", reason=constants.REASON_MAX_RETRIES, exception=exc)
             return Decision("retry", countdown=self.next_delay(retries, rng), exception=exc)
         if self.dead_letter_failures:
-            return Decision("dead-letter", reason=constants.REASON_FAILED, exception=exc)
+            reason = (
+                constants.REASON_TIME_LIMIT
+                if isinstance(exc, TimeLimitExceeded)
+                else constants.REASON_FAILED
+            )
+            return Decision("dead-letter", reason=reason, exception=exc)
         return Decision("fail", exception=exc)

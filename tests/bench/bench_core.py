@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pika
+import pika.exceptions
 
 from amqptasks.testing import RabbitNode
 
@@ -27,22 +28,32 @@ if TYPE_CHECKING:
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _queue_ready(url: str, queue: str) -> int:
-    connection = pika.BlockingConnection(pika.URLParameters(url))
-    try:
-        return int(connection.channel().queue_declare(queue, passive=True).method.message_count)
-    finally:
-        connection.close()
+class _Probe:
+    """One connection for polling a queue's depth (a new one per poll costs CPU)."""
+
+    def __init__(self, url: str) -> None:
+        self.connection = pika.BlockingConnection(pika.URLParameters(url))
+        self.channel = self.connection.channel()
+
+    def ready(self, queue: str) -> int:
+        return int(self.channel.queue_declare(queue, passive=True).method.message_count)
+
+    def close(self) -> None:
+        self.connection.close()
 
 
 def _purge(url: str, queue: str) -> None:
+    # Purge rather than delete: the producer's "already declared" cache stays true.
     connection = pika.BlockingConnection(pika.URLParameters(url))
     try:
         channel = connection.channel()
-        channel.queue_delete(queue)
-        channel.queue_delete(queue + ".dlq")
+        channel.queue_declare(queue, passive=True)
+        channel.queue_purge(queue)
+    except pika.exceptions.ChannelClosedByBroker:
+        pass  # not declared yet
     finally:
-        connection.close()
+        if connection.is_open:
+            connection.close()
 
 
 def publish_sequential(n: int, queue: str) -> float:
@@ -117,10 +128,12 @@ def drain(n: int, queue: str, url: str, pool: str, concurrency: int) -> float:
                 if proc.poll() is not None:
                     raise RuntimeError(Path(log.name).read_text())
                 time.sleep(0.01)
+            probe = _Probe(url)
             started = time.perf_counter()
-            while _queue_ready(url, queue) > 0:
+            while probe.ready(queue) > 0:
                 time.sleep(0.01)
             elapsed = time.perf_counter() - started
+            probe.close()
         finally:
             proc.terminate()
             proc.wait(30)

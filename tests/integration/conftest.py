@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 import pika
 import pytest
 
+from amqptasks.testing.proxy import FaultProxy
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
@@ -175,3 +177,28 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "c
 
 def lines(path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
+
+
+def dlq_headers(broker_url: str, dlq: str) -> list[dict[str, Any]]:
+    """Headers of every message in ``dlq`` (read without acking: they stay there)."""
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        channel = connection.channel()
+        found = []
+        while True:
+            method, properties, _body = channel.basic_get(dlq, auto_ack=False)
+            if method is None:
+                return found
+            found.append(dict(properties.headers or {}))
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def fault_proxy(broker_url: str) -> Iterator[FaultProxy]:
+    """A TCP fault proxy in front of the session broker (``proxy.url(broker_url)``)."""
+    from amqptasks.config import BrokerURL
+
+    target = BrokerURL.parse(broker_url)
+    with FaultProxy(target.host, target.port, lifetime=300) as proxy:
+        yield proxy

@@ -222,13 +222,42 @@ def _close_to_now_plus(text: str, seconds: float) -> bool:
     return abs((_when(text) - expected).total_seconds()) < 15
 
 
-def _level_ready(depths: dict[str, tuple[int, int]], level: int) -> int:
-    """Messages ready in delay level ``level`` (whose queue holds them ``2**level`` s)."""
-    return depths.get(names.delay_level(names.DELAY_PREFIX, level), (0, 0))[0]
+def _level(level: int) -> str:
+    """The queue of delay level ``level`` (which holds a message ``2**level`` s)."""
+    return names.delay_level(names.DELAY_PREFIX, level)
 
 
-def _sleep_until(when: float) -> None:
-    time.sleep(max(0.0, when - time.time()))
+def _ready(amqp: Any, queue: str) -> int:
+    """Messages ready in ``queue`` (a passive declare: answered at once, unlike rabbitmqctl);
+    0 while nobody has declared it (the delay levels are declared by their first use)."""
+    channel = amqp.connection.channel()  # a 404 closes the channel it is asked on
+    try:
+        return int(channel.queue_declare(queue, passive=True).method.message_count)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code != 404:
+            raise
+        return 0
+    finally:
+        if channel.is_open:
+            channel.close()
+
+
+def _celery_received_at(stack: Stack, task_id: str) -> float:
+    """When the Celery worker logged ``Task ...[task_id] received`` (its local time)."""
+    marker = f"[{task_id}] received"
+    log = (stack.tmp / "celery-worker.log").read_text(errors="replace")
+    line = next(line for line in log.splitlines() if marker in line)
+    stamp = line[1 : line.index(": ")]  # "[2026-01-02 03:04:05,678: INFO/MainProcess] ..."
+    return dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def _wait_in_level_01(amqp: Any, count: int) -> None:
+    """Wait until delay level 01 holds at least ``count`` messages (of a 3 s delay)."""
+    wait_for(
+        lambda: _ready(amqp, _level(1)) >= count,
+        timeout=1.5,
+        what=f"{count} message(s) in {_level(1)}",
+    )
 
 
 # -- Celery producer -> amqptasks worker ------------------------------------------------------
@@ -497,11 +526,14 @@ def test_celery_retry_into_amqptasks_queue_keeps_id_retries_and_reply(
 
 
 # -- countdown and eta ----------------------------------------------------------------------------
-# A 3 s delay is held 2 s in delay level 01, then 1 s in level 00.
+# A 3 s delay waits 2 s in delay level 01, then 1 s in level 00. The tests wait until
+# level 01 holds the message (passive declares: answered at once), then count the work
+# queue's ready and unacked messages (`rabbitmqctl list_queues`, which takes about a
+# second) - all before the message can be due.
 
 
 def test_celery_countdown_and_eta_wait_in_the_delay_levels_not_the_amqptasks_worker(
-    stack: Stack, capp: Any, rabbit: Any
+    stack: Stack, capp: Any, rabbit: Any, amqp: Any
 ) -> None:
     """Celery publishes countdown/eta tasks straight to the queue; the amqptasks worker hands
     them to the broker's delay levels (acking them) and runs them when they come back due."""
@@ -512,10 +544,9 @@ def test_celery_countdown_and_eta_wait_in_the_delay_levels_not_the_amqptasks_wor
     eta = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=DELAY)
     by_eta = clock.apply_async(("eta",), eta=eta, **options)
     sent_by = time.time()
-    _sleep_until(sent + 1.0)
-    depths = rabbit.queue_depths()
-    assert depths[stack.amqptasks_queue] == (0, 0)  # neither ready nor held by the worker
-    assert _level_ready(depths, 1) >= 2
+    _wait_in_level_01(amqp, 2)
+    assert rabbit.queue_depths()[stack.amqptasks_queue] == (0, 0)  # nothing ready or held
+    assert time.time() < sent + DELAY  # (the counts were read before the tasks were due)
     first = by_countdown.get(timeout=TIMEOUT)
     second = by_eta.get(timeout=TIMEOUT)
     assert (first["side"], first["label"], first["id"]) == (
@@ -529,11 +560,12 @@ def test_celery_countdown_and_eta_wait_in_the_delay_levels_not_the_amqptasks_wor
     assert eta.timestamp() <= second["ran_at"] < eta.timestamp() + LATE
     # The worker republished the message with the eta it came with (to within clock reads).
     assert abs(_when(second["eta"]).timestamp() - eta.timestamp()) < 0.25
+    assert sent + DELAY <= _when(first["eta"]).timestamp() < sent_by + DELAY + 0.25
     assert by_countdown.state == by_eta.state == "SUCCESS"
 
 
 def test_amqptasks_countdown_reaches_the_celery_queue_only_when_due(
-    stack: Stack, aapp: Any, rabbit: Any
+    stack: Stack, aapp: Any, rabbit: Any, amqp: Any
 ) -> None:
     """An amqptasks countdown waits in the delay levels, not in the Celery queue or worker;
     it reaches the queue when due with its ``eta`` then past, and Celery runs it at once."""
@@ -541,42 +573,35 @@ def test_amqptasks_countdown_reaches_the_celery_queue_only_when_due(
     result = aapp.clock.apply_async(
         ("countdown",), queue=stack.celery_queue, serializer=stack.serializer, countdown=DELAY
     )
-    _sleep_until(sent + 0.5)
-    samples = []
-    # The broker holds it 3 s from its publication (2 s in level 01, then 1 s in level 00);
-    # a sample (one `rabbitmqctl list_queues`) takes about half a second.
-    while time.time() < sent + DELAY - 1.2:
-        depths = rabbit.queue_depths()
-        samples.append(
-            (depths[stack.celery_queue], _level_ready(depths, 1), _level_ready(depths, 0))
-        )
-    assert samples
-    for queue_depth, level_01, level_00 in samples:
-        assert queue_depth == (0, 0)  # nothing ready, nothing held by the Celery worker
-        assert level_01 + level_00 >= 1
+    _wait_in_level_01(amqp, 1)
+    assert rabbit.queue_depths()[stack.celery_queue] == (0, 0)  # not ready, not held by Celery
+    assert time.time() < sent + DELAY
     seen = result.get(timeout=TIMEOUT)
     assert (seen["side"], seen["label"], seen["id"]) == ("celery", "countdown", result.id)
     eta = _when(seen["eta"]).timestamp()
     assert sent + DELAY <= eta < time.time()
+    # The Celery worker received it no earlier than its eta, and ran it at once.
+    received = _celery_received_at(stack, result.id)
+    assert eta - 0.01 <= received <= seen["ran_at"]  # (the log has millisecond timestamps)
     assert eta <= seen["ran_at"] < eta + LATE
 
 
 def test_celery_retry_with_countdown_into_amqptasks_queue_waits_in_the_delay_levels(
-    stack: Stack, aapp: Any, rabbit: Any
+    stack: Stack, aapp: Any, rabbit: Any, amqp: Any
 ) -> None:
-    """A Celery worker retries with ``countdown=2`` into an amqptasks queue: Celery sends the
+    """A Celery worker retries with a countdown into an amqptasks queue: Celery sends the
     retry at once with an ``eta`` header; the amqptasks worker delays it in the broker."""
-    countdown = 2
     sent = time.time()
     result = aapp.flaky.apply_async(
-        (stack.amqptasks_queue, countdown), queue=stack.celery_queue, serializer=stack.serializer
+        (stack.amqptasks_queue, DELAY), queue=stack.celery_queue, serializer=stack.serializer
     )
-    _sleep_until(sent + 1.0)
+    _wait_in_level_01(amqp, 1)
     assert rabbit.queue_depths()[stack.amqptasks_queue] == (0, 0)
+    assert time.time() < sent + DELAY
     seen = result.get(timeout=TIMEOUT)
     assert (seen["side"], seen["id"], seen["retries"]) == ("amqptasks", result.id, 1)
     eta = _when(seen["eta"]).timestamp()
-    assert sent + countdown <= eta
+    assert sent + DELAY <= eta
     assert eta <= seen["ran_at"] < eta + LATE
 
 

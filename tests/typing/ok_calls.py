@@ -39,6 +39,14 @@ add.apply_async(
     ignore_result=True,
 )
 add.apply_async(kwargs={"x": 1, "y": 2}, expires=30.0)
+add.apply_async((1, 2), time_limit=30, soft_time_limit=25.5)
+
+
+@app.task(time_limit=60, soft_time_limit=50, rate_limit="10/s")
+def limited(x: int) -> int:
+    return x
+
+
 assert_type(greet("bob", punctuation="?"), str)
 greet.delay("bob", punctuation="?")
 

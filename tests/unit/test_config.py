@@ -198,7 +198,20 @@ def test_unknown_setting_suggests_the_close_name() -> None:
 @pytest.mark.parametrize(
     ("given", "match"),
     [
-        pytest.param({"worker_pool": "processes"}, "worker_pool", id="pool"),
+        pytest.param({"worker_pool": "gevent"}, "worker_pool", id="pool"),
+        pytest.param(
+            {"worker_max_tasks_per_child": 0}, "worker_max_tasks_per_child", id="max-tasks-0"
+        ),
+        pytest.param(
+            {"worker_max_memory_per_child": 1.5}, "worker_max_memory_per_child", id="max-mem"
+        ),
+        pytest.param({"task_time_limit": 0}, "task_time_limit", id="time-limit-0"),
+        pytest.param(
+            {"task_soft_time_limit": float("inf")}, "task_soft_time_limit", id="soft-limit-inf"
+        ),
+        pytest.param(
+            {"broker_consumer_timeout": -1}, "broker_consumer_timeout", id="consumer-timeout"
+        ),
         pytest.param(
             {"worker_prefetch_multiplier": 0}, "worker_prefetch_multiplier", id="prefetch"
         ),
@@ -302,7 +315,8 @@ def test_unparsable_environment_value_names_the_variable(variable: str, raw: str
     ("variable", "raw"),
     [
         ("AMQPTASKS_WORKER_PREFETCH_MULTIPLIER", "0"),
-        ("AMQPTASKS_WORKER_POOL", "processes"),
+        ("AMQPTASKS_WORKER_POOL", "gevent"),
+        ("AMQPTASKS_TASK_TIME_LIMIT", "-5"),
         ("AMQPTASKS_PUBLISH_TIMEOUT", "-1"),
     ],
 )
@@ -311,6 +325,33 @@ def test_rejected_environment_value_names_the_variable(variable: str, raw: str) 
     # that it came from the environment, not from the application's code.
     with pytest.raises(ConfigError, match=variable):
         Settings.build({}, environ={variable: raw})
+
+
+def test_worker_settings_of_issue_5_from_the_environment() -> None:
+    settings = Settings.build(
+        {},
+        environ={
+            "AMQPTASKS_WORKER_POOL": "processes",
+            "AMQPTASKS_WORKER_MAX_TASKS_PER_CHILD": "100",
+            "AMQPTASKS_WORKER_MAX_MEMORY_PER_CHILD": "200000",
+            "AMQPTASKS_TASK_TIME_LIMIT": "300",
+            "AMQPTASKS_TASK_SOFT_TIME_LIMIT": "240.5",
+            "AMQPTASKS_BROKER_CONSUMER_TIMEOUT": "3600",
+        },
+    )
+    assert settings.worker_pool == "processes"
+    assert settings.worker_max_tasks_per_child == 100
+    assert settings.worker_max_memory_per_child == 200_000
+    assert (settings.task_soft_time_limit, settings.task_time_limit) == (240.5, 300.0)
+    assert settings.broker_consumer_timeout == 3600.0
+    empty = Settings.build({}, environ={"AMQPTASKS_TASK_TIME_LIMIT": ""})
+    assert empty.task_time_limit is None
+    assert Settings().broker_consumer_timeout == 1800.0
+
+
+@pytest.mark.parametrize("pool", ["threads", "processes", "asyncio", "solo"])
+def test_every_pool_is_a_valid_setting(pool: str) -> None:
+    assert Settings.build({"worker_pool": pool}, environ={}).worker_pool == pool
 
 
 def test_settings_repr_does_not_leak_the_password() -> None:

@@ -75,3 +75,8 @@ def test_every_exception_derives_from_the_root() -> None:
 
 def test_version_matches_the_installed_distribution() -> None:
     assert amqptasks.__version__ == importlib.metadata.version("amqptasks")
+
+
+def test_signals_module_is_exported() -> None:
+    assert "signals" in amqptasks.__all__
+    assert amqptasks.signals.task_failure.name == "task_failure"

@@ -245,3 +245,26 @@ def test_call_inside_a_root_task_uses_it_as_root() -> None:
     finally:
         current_request.reset(token)
     assert (headers["parent_id"], headers["root_id"]) == ("first", "first")
+
+
+# -- time limits (issue #5) ------------------------------------------------------------------
+
+
+def test_time_limits_travel_in_celerys_timelimit_header_hard_first() -> None:
+    headers = _prepare(time_limit=30, soft_time_limit=10.5).message.headers
+    assert headers["timelimit"] == [30, 10.5]
+    assert _prepare(time_limit=5).message.headers["timelimit"] == [5, None]
+    assert _prepare().message.headers["timelimit"] == [None, None]
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"time_limit": 0}, "time_limit must be"),
+        ({"soft_time_limit": -1}, "soft_time_limit must be"),
+        ({"time_limit": 5, "soft_time_limit": 5}, "must be below time_limit"),
+    ],
+)
+def test_bad_time_limits_of_a_call_are_refused(options: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        _prepare(**options)

@@ -1,0 +1,55 @@
+"""The seam between the worker and where plain-function tasks run."""
+
+from __future__ import annotations
+
+import abc
+import contextvars
+from typing import TYPE_CHECKING, Any
+
+from amqptasks._context import current_request
+
+if TYPE_CHECKING:
+    from amqptasks._context import Request
+    from amqptasks.task import Task
+    from amqptasks.worker.outcome import Outcome
+    from amqptasks.worker.timelimits import TimeLimits
+
+
+class ExecutionPool(abc.ABC):
+    """Runs sync task bodies off the event loop; ``async def`` tasks never come here.
+
+    The worker calls :meth:`start` before it consumes, :meth:`run` once per
+    call (never more at once than the worker's concurrency) and :meth:`close`
+    after the last call returned (or, for a cold shutdown, without waiting).
+    """
+
+    #: The pool's name as ``--pool`` spells it.
+    name: str = ""
+
+    async def start(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Prepare the pool (threads, child processes) before the first call."""
+
+    @abc.abstractmethod
+    async def run(self, task: Task[Any, Any], request: Request, limits: TimeLimits) -> Outcome:
+        """Run ``task`` for ``request`` within ``limits``; never raises for the task's errors."""
+
+    async def close(self, *, cold: bool = False) -> None:  # noqa: B027 - optional hook
+        """Release the pool; ``cold`` stops work still running (as far as the pool can)."""
+
+    def describe(self) -> str:
+        """One line for the start-up banner."""
+        return self.name
+
+
+def call_task(task: Task[Any, Any], request: Request) -> Any:
+    """Call ``task`` with the request's arguments, ``self.request`` set for its duration."""
+    token = current_request.set(request)
+    try:
+        return task(*request.args, **request.kwargs)
+    finally:
+        current_request.reset(token)
+
+
+def task_context() -> contextvars.Context:
+    """A copy of the caller's context (structlog's bound task id, say) for another thread."""
+    return contextvars.copy_context()

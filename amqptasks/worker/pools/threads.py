@@ -1,0 +1,256 @@
+"""Threads (``threads``, ``solo``, and plain functions under ``asyncio``).
+
+Time limits in a thread are as strong as CPython allows, and no stronger:
+
+- Soft limit: :class:`SoftTimeLimitExceeded` is raised asynchronously in the
+  thread (``PyThreadState_SetAsyncExc``). CPython delivers it when the thread
+  next runs Python bytecode: a thread blocked inside one C call (``time.sleep``,
+  a socket read without timeout, a long NumPy operation) sees it only when that
+  call returns.
+- Hard limit: a thread cannot be killed. At the hard limit the call is
+  reported failed with :class:`TimeLimitExceeded` and the worker settles its
+  message at once; the thread is marked abandoned and gets
+  :class:`TimeLimitExceeded` raised asynchronously as well (same delivery
+  rules as above), and a new thread takes its place, so the pool keeps its
+  capacity. When the abandoned thread's function finally returns, the thread
+  ends and its result is discarded; until then it keeps using CPU and memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import queue
+import threading
+from typing import TYPE_CHECKING, Any
+
+from amqptasks.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
+from amqptasks.logging import get_logger
+from amqptasks.worker.outcome import Outcome
+from amqptasks.worker.pools.base import ExecutionPool, call_task, task_context
+
+if TYPE_CHECKING:
+    import contextvars
+
+    from amqptasks._context import Request
+    from amqptasks.task import Task
+    from amqptasks.worker.timelimits import TimeLimits
+
+log = get_logger(__name__)
+
+_INTERRUPTS = (SoftTimeLimitExceeded, TimeLimitExceeded)
+
+
+def _set_async_exc(thread_id: int, exc_type: type[BaseException] | None) -> int:
+    """Raise ``exc_type`` in thread ``thread_id`` (None: withdraw a pending one)."""
+    exc = ctypes.py_object(exc_type) if exc_type is not None else None
+    return int(ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), exc))
+
+
+class _Job:
+    """One call handed to a thread; resolved exactly once, on the loop."""
+
+    __slots__ = (
+        "context",
+        "future",
+        "hard_timer",
+        "limits",
+        "loop",
+        "request",
+        "soft_timer",
+        "task",
+        "thread",
+    )
+
+    def __init__(
+        self,
+        task: Task[Any, Any],
+        request: Request,
+        limits: TimeLimits,
+        loop: asyncio.AbstractEventLoop,
+        context: contextvars.Context,
+    ) -> None:
+        self.task = task
+        self.request = request
+        self.limits = limits
+        self.loop = loop
+        self.context = context
+        self.future: asyncio.Future[Outcome] = loop.create_future()
+        self.thread: _TaskThread | None = None
+        self.soft_timer: asyncio.TimerHandle | None = None
+        self.hard_timer: asyncio.TimerHandle | None = None
+
+    def resolve(self, outcome: Outcome) -> None:
+        """Set the outcome unless the hard limit already did (call on the loop)."""
+        for timer in (self.soft_timer, self.hard_timer):
+            if timer is not None:
+                timer.cancel()
+        if not self.future.done():
+            self.future.set_result(outcome)
+
+
+class _TaskThread(threading.Thread):
+    """A pool thread: takes jobs until told to stop, or until it is abandoned."""
+
+    def __init__(self, pool: ThreadPool, name: str) -> None:
+        super().__init__(name=name, daemon=True)
+        self.pool = pool
+        self.lock = threading.Lock()
+        self.job: _Job | None = None
+        self.interrupted = False
+        self.abandoned = False
+
+    def run(self) -> None:
+        while not self.abandoned:
+            job = self.pool.jobs.get()
+            if job is None:
+                return
+            # An interruption that arrived after its job had ended is ignored.
+            with contextlib.suppress(*_INTERRUPTS):
+                self._run(job)
+
+    def _run(self, job: _Job) -> None:
+        outcome: Outcome | None = None
+        try:
+            with self.lock:
+                self.job = job
+            job.thread = self
+            if job.limits:  # one loop wake-up less per call without limits
+                _call_soon(job.loop, self.pool.started, job)
+            outcome = job.context.run(_call, job.task, job.request)
+        except BaseException as exc:  # an interruption that landed between the lines above
+            if outcome is None:
+                outcome = Outcome.failure(exc)
+        finally:
+            while True:
+                try:
+                    self._finish()
+                    break
+                except _INTERRUPTS:
+                    pass  # it was delivered here instead: it is spent; try again
+            if outcome is None:  # a second interruption hit the handler above
+                outcome = Outcome.failure(TimeLimitExceeded())
+            _call_soon(job.loop, job.resolve, outcome)
+
+    def _finish(self) -> None:
+        """Stop being interruptible; withdraw an interruption not delivered yet."""
+        with self.lock:
+            self.job = None
+            if self.interrupted:
+                self.interrupted = False
+                _set_async_exc(self.ident or 0, None)
+
+    def interrupt(self, job: _Job, exc_type: type[BaseException]) -> bool:
+        """Raise ``exc_type`` in this thread if it is still running ``job``."""
+        with self.lock:
+            if self.job is not job or self.ident is None:
+                return False
+            if _set_async_exc(self.ident, exc_type) != 1:
+                return False
+            self.interrupted = True
+            return True
+
+
+def _call(task: Task[Any, Any], request: Request) -> Outcome:
+    try:
+        return Outcome.success(call_task(task, request))
+    except BaseException as exc:  # SystemExit from a task must not end the pool thread
+        return Outcome.failure(exc)
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Any, *args: Any) -> None:
+    with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
+        loop.call_soon_threadsafe(callback, *args)
+
+
+class ThreadPool(ExecutionPool):
+    """``size`` threads running plain-function tasks (see the module docstring).
+
+    Args:
+        size: Threads (tasks running at once in this pool).
+        name: The pool's name for the banner (``threads``, ``solo``, ``asyncio``).
+    """
+
+    def __init__(self, size: int, *, name: str = "threads") -> None:
+        self.name = name
+        self.size = size
+        self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._threads: set[_TaskThread] = set()
+        self._abandoned: set[_TaskThread] = set()
+        self._count = 0
+
+    def _start_thread(self) -> None:
+        self._count += 1
+        thread = _TaskThread(self, f"amqptasks-{self.name}-{self._count}")
+        self._threads.add(thread)
+        thread.start()
+
+    async def start(self) -> None:
+        """Start the threads."""
+        while len(self._threads) < self.size:
+            self._start_thread()
+
+    async def run(self, task: Task[Any, Any], request: Request, limits: TimeLimits) -> Outcome:
+        """Run ``task`` in a pool thread; wait for it without blocking the loop."""
+        if not self._threads:
+            await self.start()
+        job = _Job(task, request, limits, asyncio.get_running_loop(), task_context())
+        self.jobs.put(job)
+        return await job.future
+
+    def started(self, job: _Job) -> None:
+        """On the loop, as a thread picks ``job`` up: arm its time limits."""
+        loop = job.loop
+        if job.future.done():
+            return
+        if job.limits.soft is not None:
+            job.soft_timer = loop.call_later(job.limits.soft, self._soft_limit, job)
+        if job.limits.hard is not None:
+            job.hard_timer = loop.call_later(job.limits.hard, self._hard_limit, job)
+
+    def _soft_limit(self, job: _Job) -> None:
+        if job.thread is not None and job.thread.interrupt(job, SoftTimeLimitExceeded):
+            log.warning(
+                "task passed its soft time limit",
+                task_id=job.request.id,
+                soft_time_limit=job.limits.soft,
+            )
+
+    def _hard_limit(self, job: _Job) -> None:
+        thread = job.thread
+        if job.future.done() or thread is None:
+            return
+        thread.abandoned = True
+        thread.interrupt(job, TimeLimitExceeded)
+        self._threads.discard(thread)
+        self._abandoned = {t for t in self._abandoned if t.is_alive()} | {thread}
+        self._start_thread()
+        log.error(
+            "task passed its hard time limit; its thread is abandoned and replaced",
+            task_id=job.request.id,
+            time_limit=job.limits.hard,
+            abandoned_threads=len(self._abandoned),
+        )
+        job.resolve(
+            Outcome.failure(
+                TimeLimitExceeded(
+                    f"task {job.request.task} ({job.request.id}) exceeded its hard time limit "
+                    f"of {job.limits.hard:g}s"
+                )
+            )
+        )
+
+    async def close(self, *, cold: bool = False) -> None:
+        """Let the threads end after their current job (they are daemons: never joined)."""
+        for _ in self._threads:
+            self.jobs.put(None)
+        self._threads.clear()
+
+    @property
+    def abandoned(self) -> int:
+        """Abandoned threads still running (hard time limits)."""
+        return sum(1 for t in self._abandoned if t.is_alive())
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.size} thread{'s' if self.size != 1 else ''})"
