@@ -146,6 +146,20 @@ class _Client:
         self.reply_queue = names.reply_queue(app_name, client_id)
         self._declared: set[str] = set()
 
+    def _missing(self, call: PreparedCall) -> list[Destination]:
+        """The destinations of ``call`` this client has not declared yet."""
+        if self._declared.issuperset(destination_keys(self._settings, call)):
+            return []
+        return [
+            target
+            for target in destinations(self._router, self._settings, call)
+            if target.key not in self._declared
+        ]
+
+    def forget(self, call: PreparedCall) -> None:
+        """Declare ``call``'s destinations again before its next publish."""
+        self._declared.difference_update(destination_keys(self._settings, call))
+
     def _deposit_reply(self, body: bytes, content_type: str | None) -> None:
         try:
             self._buffer.deposit(decode_reply(body, content_type, self._settings))
@@ -191,11 +205,7 @@ class SyncClient(_Client):
 
     def ensure(self, call: PreparedCall) -> None:
         """Declare (or verify) what ``call`` needs, once per client and destination."""
-        if self._declared.issuperset(destination_keys(self._settings, call)):
-            return
-        for target in destinations(self._router, self._settings, call):
-            if target.key in self._declared:
-                continue
+        for target in self._missing(call):
             with self._lock:
                 if target.key in self._declared:
                     continue
@@ -210,11 +220,6 @@ class SyncClient(_Client):
                 except TopologyMismatch as exc:
                     producer_mismatch(exc, target.key)
                 self._declared.add(target.key)
-
-    def forget(self, call: PreparedCall) -> None:
-        """Declare ``call``'s destinations again before its next publish."""
-        for target in destinations(self._router, self._settings, call):
-            self._declared.discard(target.key)
 
     def publish_nowait(self, call: PreparedCall) -> Future[None]:
         """Declare what the call needs, then hand it to the I/O thread."""
@@ -314,12 +319,8 @@ class AioClient(_Client):
 
     async def ensure(self, call: PreparedCall) -> None:
         """Declare (or verify) what ``call`` needs, once per client and destination."""
-        if self._declared.issuperset(destination_keys(self._settings, call)):
-            return
         assert self._connection is not None
-        for target in destinations(self._router, self._settings, call):
-            if target.key in self._declared:
-                continue
+        for target in self._missing(call):
             try:
                 await aio.apply_declarations(
                     self._connection,
@@ -344,8 +345,7 @@ class AioClient(_Client):
             if call.route.queue is None and not call.delay:
                 raise
             # Someone deleted the queue since we declared it: declare it again, retry once.
-            for target in destinations(self._router, self._settings, call):
-                self._declared.discard(target.key)
+            self.forget(call)
             await self.ensure(call)
             await publisher.publish(message)
 

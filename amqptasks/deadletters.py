@@ -24,7 +24,7 @@ from amqptasks._publish import DEAD_LETTER_HEADERS
 from amqptasks.exceptions import NotFound, PublishNotConfirmed
 from amqptasks.topology import delays, names
 from amqptasks.transport import errors
-from amqptasks.transport.sync import connection_parameters
+from amqptasks.transport._pika import connection_parameters
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping

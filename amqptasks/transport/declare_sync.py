@@ -19,7 +19,7 @@ from amqptasks.topology.model import (
     QueueDeclaration,
 )
 from amqptasks.transport import errors
-from amqptasks.transport.sync import connection_parameters
+from amqptasks.transport._pika import connection_parameters
 
 if TYPE_CHECKING:
     from amqptasks.config import BrokerURL

@@ -22,7 +22,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import os
-import struct
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -31,10 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 import pika
 import pika.channel
-import pika.data
 import pika.exceptions
 import pika.frame
-import pika.heartbeat
 import pika.spec
 
 from amqptasks.exceptions import (
@@ -46,7 +43,7 @@ from amqptasks.exceptions import (
 )
 from amqptasks.logging import get_logger
 from amqptasks.transport import errors
-from amqptasks.transport.reconnect import dead_peer_timeout
+from amqptasks.transport._pika import SelectConnection, connection_parameters
 
 if TYPE_CHECKING:
     from amqptasks.config import BrokerURL
@@ -57,31 +54,6 @@ log = get_logger(__name__)
 
 #: Called on the I/O thread with (properties, body) of each reply message.
 ReplyCallback = Callable[[pika.spec.BasicProperties, bytes], None]
-
-
-def connection_parameters(url: BrokerURL, connection_name: str) -> pika.ConnectionParameters:
-    """pika parameters for ``url``, with our timeouts and a connection name."""
-    ssl_options = None
-    if url.ssl:
-        import ssl
-
-        ssl_options = pika.SSLOptions(ssl.create_default_context(), url.host)
-    return pika.ConnectionParameters(
-        host=url.host,
-        port=url.port,
-        virtual_host=url.vhost,
-        credentials=pika.PlainCredentials(url.username, url.password, erase_on_connect=False),
-        heartbeat=url.heartbeat,
-        socket_timeout=url.connect_timeout,
-        stack_timeout=url.connect_timeout,
-        blocked_connection_timeout=None,
-        connection_attempts=1,
-        ssl_options=ssl_options,
-        client_properties={
-            "connection_name": url.connection_name(connection_name),
-            "product": "amqptasks",
-        },
-    )
 
 
 def _properties(message: OutgoingMessage) -> pika.BasicProperties:
@@ -98,21 +70,6 @@ def _properties(message: OutgoingMessage) -> pika.BasicProperties:
     )
 
 
-def _encode_value_with_floats(pieces: list[bytes], value: Any) -> int:
-    if isinstance(value, float):
-        pieces.append(b"d" + struct.pack(">d", value))
-        return 9
-    encoded: int = _pika_encode_value(pieces, value)
-    return encoded
-
-
-# pika cannot encode float header values, which Celery (py-amqp) sends as AMQP
-# doubles ("d") - e.g. in "timelimit". pika already decodes "d"; teach its table
-# encoder the same, so float headers round-trip and Celery reads what it wrote.
-_pika_encode_value = pika.data.encode_value
-if getattr(pika.data.encode_value, "__name__", "") != _encode_value_with_floats.__name__:
-    pika.data.encode_value = _encode_value_with_floats
-
 _fork_generation = 0
 
 
@@ -122,31 +79,6 @@ def _after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_after_fork)
-
-
-class _HeartbeatChecker(pika.heartbeat.HeartbeatChecker):  # type: ignore[misc]
-    """pika's checker, declaring a silent broker dead after about two heartbeat timeouts.
-
-    pika checks for received bytes every ``timeout + 5`` seconds and gives up
-    after one idle window, so with ``?heartbeat=2`` a black-holed connection
-    lingers 7 to 14 s. A window of one timeout (RabbitMQ sends a heartbeat frame
-    every half timeout) gives up after one to two timeouts instead, as RabbitMQ
-    does on its side; publishes waiting for a confirm then fail with
-    :class:`ConnectionLost` instead of waiting for their timeout.
-    """
-
-    def _start_check_timer(self) -> None:
-        # The attribute pika reads when it arms the timer.
-        self._check_interval = dead_peer_timeout(self._timeout) / 2
-        super()._start_check_timer()
-
-
-class _SelectConnection(pika.SelectConnection):  # type: ignore[misc]
-    def _create_heartbeat_checker(self) -> pika.heartbeat.HeartbeatChecker | None:
-        heartbeat = self.params.heartbeat
-        if heartbeat is not None and heartbeat > 0:
-            return _HeartbeatChecker(self, heartbeat)
-        return None
 
 
 class _Session:
@@ -184,7 +116,7 @@ class _Session:
 
     def _run(self) -> None:
         try:
-            self._connection = _SelectConnection(
+            self._connection = SelectConnection(
                 connection_parameters(self.url, self._name),
                 on_open_callback=self._on_open,
                 on_open_error_callback=self._on_open_error,

@@ -53,7 +53,7 @@ class _FakePikaConnection:
 
 
 def test_sync_heartbeat_checker_gives_up_after_about_two_heartbeats() -> None:
-    from amqptasks.transport.sync import _HeartbeatChecker
+    from amqptasks.transport._pika import _HeartbeatChecker
 
     connection = _FakePikaConnection()
     _HeartbeatChecker(connection, 2)
