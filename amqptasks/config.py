@@ -224,6 +224,9 @@ class Settings:
     #: Budget of unacked deliveries = concurrency x this, shared by all consumed queues.
     worker_prefetch_multiplier: int = constants.DEFAULT_PREFETCH_MULTIPLIER
     worker_shutdown_timeout: float = constants.DEFAULT_SHUTDOWN_TIMEOUT
+    #: Worker processes started by ``amqptasks worker`` (``--workers``), each with its own
+    #: connection, event loop and pool; above 1 the command supervises them.
+    worker_processes: int = 1
     #: ``processes`` pool: replace a child after this many tasks (None: never).
     worker_max_tasks_per_child: int | None = None
     #: ``processes`` pool: replace a child whose resident memory passed this many KiB.
@@ -284,6 +287,14 @@ class Settings:
             raise ConfigError("worker_prefetch_multiplier must be >= 1")
         if self.worker_concurrency is not None and self.worker_concurrency < 1:
             raise ConfigError("worker_concurrency must be >= 1")
+        if (
+            isinstance(self.worker_processes, bool)
+            or not isinstance(self.worker_processes, int)
+            or self.worker_processes < 1
+        ):
+            raise ConfigError(
+                f"worker_processes must be an integer >= 1, got {self.worker_processes!r}"
+            )
         for name in ("worker_max_tasks_per_child", "worker_max_memory_per_child"):
             value = getattr(self, name)
             if value is not None and (
@@ -399,6 +410,7 @@ _ENV_PARSERS: dict[str, Callable[[str], Any]] = {
     "worker_concurrency": _optional_int,
     "worker_prefetch_multiplier": int,
     "worker_shutdown_timeout": float,
+    "worker_processes": int,
     "worker_max_tasks_per_child": _optional_int,
     "worker_max_memory_per_child": _optional_int,
     "task_time_limit": _optional_float,

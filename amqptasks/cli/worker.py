@@ -4,24 +4,41 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
-from amqptasks import __version__
+from amqptasks import __version__, signals
 from amqptasks.cli._options import shared_options
 from amqptasks.config import WORKER_POOLS
 from amqptasks.exceptions import ConfigError
-from amqptasks.logging import configure_logging, configured
+from amqptasks.logging import configure_logging, configured, get_logger
 from amqptasks.worker import EXIT_COLD, Worker
 from amqptasks.worker.queues import select_queues, split_names
+from amqptasks.worker.supervisor import (
+    ChildLaunch,
+    Supervisor,
+    child_hostname,
+    notify_ready,
+    wait_for_go,
+)
 from amqptasks.worker.timelimits import TimeLimits
 
 if TYPE_CHECKING:
     from amqptasks.app import App
     from amqptasks.task import Task
+
+log = get_logger(__name__)
+
+#: Seconds between two checks, in a supervised worker process, that its supervisor lives.
+ORPHAN_CHECK_INTERVAL = 1.0
+#: Options of the supervisor that its worker processes do not get as they are: the
+#: node name (given per process), the pidfile (the supervisor's), the broker URL
+#: (inherited through AMQPTASKS_BROKER_URL, kept out of ``ps``) and the process count.
+_SUPERVISOR_ONLY = frozenset({"workers", "supervised", "hostname", "pidfile", "broker_url"})
 
 
 def _task_line(task: Task[Any, Any]) -> str:
@@ -52,6 +69,14 @@ def _banner(worker: Worker) -> str:
     )
 
 
+def _short_banner(worker: Worker, index: int) -> str:
+    """What worker processes after the first print: the first one printed the rest."""
+    return (
+        f"amqptasks {__version__} worker {worker.hostname} "
+        f"(worker process {index}, pid {os.getpid()}; settings as in process 1's banner)"
+    )
+
+
 def _queues(app: App, queues: str | None, exclude: str | None) -> list[str] | None:
     try:
         return select_queues(app, split_names(queues), split_names(exclude))
@@ -67,6 +92,112 @@ def log_to_file(path: Path) -> None:
     except OSError as exc:
         raise click.BadParameter(f"cannot open {path}: {exc}", param_hint="--logfile") from exc
     configure_logging(level, log_format, stream=stream)
+
+
+def child_options(ctx: click.Context) -> list[str]:
+    """The command-line options a supervised worker process gets: the supervisor's own,
+    as parsed (from the command line or the environment), minus :data:`_SUPERVISOR_ONLY`."""
+    argv: list[str] = []
+    for param in ctx.command.params:
+        if not isinstance(param, click.Option) or param.name in _SUPERVISOR_ONLY:
+            continue
+        value = ctx.params.get(param.name or "")
+        if value is None:
+            continue
+        flag = max(param.opts, key=len)
+        if param.is_flag:
+            if value:
+                argv.append(flag)
+            elif param.secondary_opts:
+                argv.append(max(param.secondary_opts, key=len))
+            continue
+        for item in value if param.multiple else (value,):
+            argv += [flag, str(item)]
+    return argv
+
+
+def _supervise(
+    ctx: click.Context, count: int, hostname: str | None, logfile: Path | None, pidfile: Path | None
+) -> int:
+    """Run ``count`` worker processes of this same command; return the exit code."""
+    options = child_options(ctx)
+
+    def command(launch: ChildLaunch) -> list[str]:
+        name = child_hostname(hostname, launch.index, count)
+        return [
+            sys.executable,
+            "-m",
+            "amqptasks",
+            "worker",
+            *options,
+            *(["--hostname", name] if name is not None else []),
+            "--workers",
+            "1",
+            "--supervised",
+            launch.encode(),
+        ]
+
+    def announce(children: list[tuple[int, int]]) -> None:
+        pids = ", ".join(str(pid) for _, pid in children)
+        click.echo(
+            f"amqptasks {__version__} supervisor pid {os.getpid()}: "
+            f"{len(children)} worker processes running, pids {pids}",
+            err=True,
+        )
+
+    if logfile is not None:
+        log_to_file(logfile)
+    if pidfile is not None:
+        pidfile.write_text(f"{os.getpid()}\n")
+    try:
+        return Supervisor(count, command, on_ready=announce).run()
+    finally:
+        if pidfile is not None:
+            pidfile.unlink(missing_ok=True)
+
+
+async def _run_supervised(runner: Worker, launch: ChildLaunch) -> int:
+    """Run a worker process of a supervisor: report when it consumes, stop if orphaned.
+
+    Its signals differ from a lone worker's: SIGTERM and SIGINT mean a warm shutdown
+    however many arrive, SIGQUIT a cold one. The supervisor forwards a first signal as
+    SIGTERM and a second as SIGQUIT, and a service manager may signal every process of
+    the service too (systemd's default ``KillMode=control-group``): a SIGTERM from both
+    is one request for a warm shutdown, not two.
+    """
+    loop = asyncio.get_running_loop()
+    supervisor = os.getppid()
+    ready = asyncio.Event()
+    warm_asked = False
+
+    def warm() -> None:
+        nonlocal warm_asked
+        if not warm_asked:
+            warm_asked = True
+            runner.stop()
+
+    def on_ready(sender: object, **_kwargs: object) -> None:
+        # Where Worker.run(handle_signals=True) would install its own handlers.
+        loop.add_signal_handler(signal.SIGTERM, warm)
+        loop.add_signal_handler(signal.SIGINT, warm)
+        loop.add_signal_handler(signal.SIGQUIT, lambda: runner.stop(cold=True))
+        notify_ready(launch.ready_fd)
+        ready.set()
+
+    async def stop_when_orphaned() -> None:
+        await ready.wait()
+        while os.getppid() == supervisor:
+            await asyncio.sleep(ORPHAN_CHECK_INTERVAL)
+        log.warning("the supervisor is gone; stopping", supervisor_pid=supervisor)
+        warm()
+
+    signals.worker_ready.connect(on_ready, sender=runner)
+    watchdog = asyncio.ensure_future(stop_when_orphaned())
+    try:
+        return await runner.run()
+    finally:
+        watchdog.cancel()
+        signals.worker_ready.disconnect(on_ready, sender=runner)
 
 
 @click.command()
@@ -100,7 +231,11 @@ def log_to_file(path: Path) -> None:
     "(env AMQPTASKS_WORKER_POOL, default threads).",
 )
 @click.option(
-    "-n", "--hostname", default=None, help="Node name, e.g. name@%h; %h expands to the host."
+    "-n",
+    "--hostname",
+    default=None,
+    help="Node name, e.g. name@%h: %h is the host, %n its first label, %d the domain, "
+    "%p the pid, %i the worker process number (see --workers).",
 )
 @click.option(
     "--prefetch-multiplier",
@@ -154,8 +289,17 @@ def log_to_file(path: Path) -> None:
     "--pidfile",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
-    help="Write the process id here while running.",
+    help="Write the process id here while running (with --workers: the supervisor's).",
 )
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Worker processes, each with its own connection, event loop and pool, under a "
+    "supervisor; %i in --hostname is the process number "
+    "(env AMQPTASKS_WORKER_PROCESSES, default 1).",
+)
+@click.option("--supervised", default=None, hidden=True)
 def worker(
     app: App,
     queues: str | None,
@@ -171,13 +315,31 @@ def worker(
     soft_time_limit: float | None,
     logfile: Path | None,
     pidfile: Path | None,
+    workers: int | None,
+    supervised: str | None,
 ) -> None:
     """Consume QUEUES and run their tasks until SIGTERM (warm) or a second signal (cold).
 
     Exit codes: 0 after a warm shutdown, 1 on an error (bad URL, broker down,
     topology mismatch), 2 on a usage error, 3 after a cold shutdown that left
     tasks unfinished (their messages go back to the queue).
+
+    With --workers N above 1 this process supervises N worker processes: it forwards
+    signals, restarts a process that dies, and exits with the worst of their codes.
     """
+    ctx = click.get_current_context()
+    launch: ChildLaunch | None = None
+    if supervised is not None:
+        try:
+            launch = ChildLaunch.parse(supervised)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--supervised") from exc
+    count = workers if workers is not None else app.settings.worker_processes
+    if launch is None and count == 1:
+        # %i is the process number: 1 for a worker on its own (a supervisor gives each
+        # of its processes a name of its own).
+        hostname = child_hostname(hostname, 1, 1)
+    # Built by the supervisor too: every option is checked before a process starts.
     runner = Worker(
         app,
         queues=_queues(app, queues, exclude_queues),
@@ -187,21 +349,31 @@ def worker(
         prefetch_multiplier=prefetch_multiplier,
         shutdown_timeout=shutdown_timeout,
         # Children of the processes pool import the app as -A names it.
-        app_path=click.get_current_context().params.get("app_path"),
+        app_path=ctx.params.get("app_path"),
         max_tasks_per_child=max_tasks_per_child,
         max_memory_per_child=max_memory_per_child,
         time_limit=time_limit,
         soft_time_limit=soft_time_limit,
     )
+    if launch is None and count > 1:
+        sys.exit(_supervise(ctx, count, hostname, logfile, pidfile))
     if logfile is not None:
         log_to_file(logfile)
-    click.echo(_banner(runner), err=True)
-    if pidfile is not None:
+    if launch is not None and launch.go_fd is not None and not wait_for_go(launch.go_fd):
+        sys.exit(0)  # the supervisor stops before this process connected
+    if launch is None or launch.index == 1:
+        click.echo(_banner(runner), err=True)
+    else:
+        click.echo(_short_banner(runner, launch.index), err=True)
+    if pidfile is not None and launch is None:
         pidfile.write_text(f"{os.getpid()}\n")
     try:
-        code = asyncio.run(runner.run(handle_signals=True))
+        if launch is None:
+            code = asyncio.run(runner.run(handle_signals=True))
+        else:
+            code = asyncio.run(_run_supervised(runner, launch))
     finally:
-        if pidfile is not None:
+        if pidfile is not None and launch is None:
             pidfile.unlink(missing_ok=True)
     sys.stderr.flush()
     if code == EXIT_COLD:

@@ -1,60 +1,245 @@
-"""Settle each delivery exactly once: ack, requeue, or reject to the DLX."""
+"""Settle each delivery exactly once: ack, requeue, or reject to the DLX.
+
+Settlements are not written one frame at a time: they are queued and sent by
+one task, which turns every run of acks that covers the channel's oldest
+unsettled deliveries into a single ``basic.ack`` with ``multiple=True`` and
+writes the rest in the same frame batch. Acks are therefore sent a loop turn
+later than they are asked for, never earlier, and in the order asked.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import functools
+from collections import deque
+from typing import TYPE_CHECKING, Literal
+
+from aiormq.abc import ChannelFrame
+from pamqp import commands
+from pamqp.heartbeat import Heartbeat
 
 from amqptasks.logging import get_logger
-from amqptasks.transport.aio import cancelled_by_connection
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
-
     import aio_pika.abc
+    import aiormq.abc
 
 log = get_logger(__name__)
 
+Action = Literal["ack", "requeue", "reject"]
+#: Seconds a batch of settlements may wait for room in a full write buffer: longer
+#: means the connection is dead (a new one has its own buffer; the broker redelivers).
+WRITE_TIMEOUT = 10.0
+
+
+class _ChannelState:
+    """Deliveries of one AMQP channel (delivery tags are per channel) not settled yet."""
+
+    __slots__ = ("channel", "ops", "unsettled", "waiters")
+
+    def __init__(self, channel: aiormq.abc.AbstractChannel) -> None:
+        self.channel = channel
+        self.unsettled: set[int] = set()
+        self.ops: list[tuple[Action, int]] = []
+        #: Resolved once the frames of ``ops`` are written to the socket.
+        self.waiters: list[asyncio.Future[None]] = []
+
+
+def settlement_frames(
+    unsettled: set[int], ops: list[tuple[Action, int]]
+) -> list[commands.Basic.Ack | commands.Basic.Nack | commands.Basic.Reject]:
+    """The frames for ``ops`` in order; removes their tags from ``unsettled``.
+
+    Consecutive acks are merged: the longest run of them that are exactly the
+    oldest unsettled tags becomes one ``multiple=True`` ack; a multiple ack
+    never covers a delivery that is still running or is nacked later.
+    """
+    frames: list[commands.Basic.Ack | commands.Basic.Nack | commands.Basic.Reject] = []
+    acks: list[int] = []
+
+    def flush_acks() -> None:
+        if not acks:
+            return
+        acks.sort()
+        oldest = sorted(unsettled)
+        covered = 0
+        while covered < len(acks) and acks[covered] == oldest[covered]:
+            covered += 1
+        if covered > 1:
+            frames.append(commands.Basic.Ack(delivery_tag=acks[covered - 1], multiple=True))
+        else:
+            covered = 0
+        frames.extend(commands.Basic.Ack(delivery_tag=tag) for tag in acks[covered:])
+        unsettled.difference_update(acks)
+        acks.clear()
+
+    seen: set[int] = set()
+    for action, tag in ops:
+        if tag not in unsettled or tag in seen:
+            continue  # settled already, or delivered on a channel since closed
+        seen.add(tag)
+        if action == "ack":
+            acks.append(tag)
+            continue
+        flush_acks()
+        unsettled.discard(tag)
+        if action == "requeue":
+            frames.append(commands.Basic.Nack(delivery_tag=tag, requeue=True))
+        else:
+            frames.append(commands.Basic.Reject(delivery_tag=tag, requeue=False))
+    flush_acks()
+    return frames
+
+
+class AckBatcher:
+    """Sends the worker's settlements, batched per channel (see the module docstring)."""
+
+    def __init__(self) -> None:
+        self._channels: dict[int, _ChannelState] = {}
+        self._waiting: deque[_ChannelState] = deque()
+        self._sender: asyncio.Task[None] | None = None
+
+    def delivered(self, message: aio_pika.abc.AbstractIncomingMessage) -> Settlement:
+        """Register a delivery; the returned :class:`Settlement` settles it once."""
+        try:
+            channel = message.channel
+        except Exception:  # its channel is closed already: the broker requeued it
+            return Settlement(message, None, 0, self)
+        state = self._channels.get(id(channel))
+        if state is None or state.channel is not channel:
+            self._prune()
+            state = self._channels[id(channel)] = _ChannelState(channel)
+        tag = message.delivery_tag or 0
+        state.unsettled.add(tag)
+        return Settlement(message, state, tag, self)
+
+    def settle(
+        self, state: _ChannelState, action: Action, tag: int, *, written: bool = False
+    ) -> asyncio.Future[None] | None:
+        """Queue a settlement; with ``written``, a future resolved once it left the worker."""
+        if not state.ops:
+            self._waiting.append(state)
+        state.ops.append((action, tag))
+        waiter = None
+        if written:
+            waiter = asyncio.get_running_loop().create_future()
+            state.waiters.append(waiter)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.ensure_future(self._send())
+        return waiter
+
+    async def _send(self) -> None:
+        await asyncio.sleep(0)  # let the calls finishing in this loop turn join the batch
+        while self._waiting:
+            state = self._waiting.popleft()
+            ops, state.ops = state.ops, []
+            waiters, state.waiters = state.waiters, []
+            channel = state.channel
+            if channel.is_closed:
+                self._forget(state)
+                _resolve(waiters)
+                log.debug("settling failed; the broker will redeliver", count=len(ops))
+                continue
+            frames = settlement_frames(state.unsettled, ops)
+            if not frames:
+                _resolve(waiters)
+                continue
+            written = None
+            if waiters:
+                written = asyncio.get_running_loop().create_future()
+                written.add_done_callback(functools.partial(_resolve, waiters))
+            batch = ChannelFrame.marshall(
+                channel_number=channel.number or 0, frames=frames, drain_future=written
+            )
+            try:
+                channel.connection.write_queue.put_nowait(batch)
+            except asyncio.QueueFull:
+                try:
+                    await asyncio.wait_for(channel.connection.write_queue.put(batch), WRITE_TIMEOUT)
+                except Exception as exc:  # the connection went away: redelivered later
+                    _resolve(waiters)
+                    log.debug("settling failed; the broker will redeliver", error=str(exc))
+
+    def _forget(self, state: _ChannelState) -> None:
+        if self._channels.get(id(state.channel)) is state:
+            del self._channels[id(state.channel)]
+
+    def _prune(self) -> None:
+        """Forget channels that closed (their deliveries went back to the broker)."""
+        self._channels = {id(s.channel): s for s in self._open()}
+
+    async def drain(self) -> None:
+        """Wait until every settlement asked for so far is written (before closing)."""
+        while self._sender is not None and not self._sender.done():
+            await asyncio.shield(self._sender)
+        connections = {id(s.channel.connection): s.channel.connection for s in self._open()}
+        for connection in connections.values():
+            # The write queue is FIFO: once a heartbeat queued now (harmless to send at
+            # any time) is written, every settlement before it is written too.
+            written = asyncio.get_running_loop().create_future()
+            marker = ChannelFrame.marshall(
+                channel_number=0, frames=[Heartbeat()], drain_future=written
+            )
+            await connection.write_queue.put(marker)
+            await written
+
+    def _open(self) -> list[_ChannelState]:
+        return [s for s in self._channels.values() if not s.channel.is_closed]
+
 
 class Settlement:
-    """Wraps one delivery so it is acked/nacked at most once.
+    """One delivery, settled at most once through its worker's :class:`AckBatcher`.
 
     After a reconnect the delivery tag belongs to a dead channel; settling then
-    fails, which is expected (the broker has already put the message back) and
-    is logged at debug level.
+    does nothing (the broker has already put the message back).
     """
 
-    __slots__ = ("message", "settled")
+    __slots__ = ("_batcher", "_state", "_tag", "message", "settled")
 
-    def __init__(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+    def __init__(
+        self,
+        message: aio_pika.abc.AbstractIncomingMessage,
+        state: _ChannelState | None,
+        tag: int,
+        batcher: AckBatcher,
+    ) -> None:
         self.message = message
         self.settled = False
+        self._state = state
+        self._tag = tag
+        self._batcher = batcher
 
-    async def ack(self) -> None:
-        """Acknowledge: the broker forgets the message."""
-        await self._settle("ack", self.message.ack)
+    async def ack(self, *, written: bool = False) -> None:
+        """Acknowledge: the broker forgets the message.
+
+        Args:
+            written: Return only once the ack has left the worker (acks-early tasks:
+                a crash while the task runs must not bring the message back).
+        """
+        waiter = self._settle("ack", written=written)
+        if waiter is not None:
+            try:  # a connection that died meanwhile never writes it: it is redelivered
+                await asyncio.wait_for(waiter, WRITE_TIMEOUT)
+            except asyncio.TimeoutError:
+                log.debug("ack not written; the broker will redeliver")
 
     async def requeue(self) -> None:
         """Give the message back to the queue, unstarted."""
-        await self._settle("requeue", lambda: self.message.nack(requeue=True))
+        self._settle("requeue")
 
     async def reject(self) -> None:
         """Reject without requeue: the queue's dead-letter exchange takes it."""
-        await self._settle("reject", lambda: self.message.reject(requeue=False))
+        self._settle("reject")
 
-    async def _settle(self, what: str, send: Callable[[], Awaitable[None]]) -> None:
-        if self.settled:
-            return
+    def _settle(self, action: Action, *, written: bool = False) -> asyncio.Future[None] | None:
+        if self.settled or self._state is None:
+            self.settled = True
+            return None
         self.settled = True
-        # The delivery tag belongs to the channel it came on: aio-pika sends the frame
-        # on that channel or fails, never on a channel opened after a reconnect, where
-        # the same number would name another message.
-        try:
-            await send()
-        except Exception as exc:  # channel gone: the message will be redelivered
-            log.debug("settling failed; the broker will redeliver", action=what, error=str(exc))
-        except asyncio.CancelledError:
-            # aiormq cancels what waits on a connection it declared dead.
-            if not cancelled_by_connection():
-                raise
-            log.debug("settling failed; the broker will redeliver", action=what, error="lost")
+        return self._batcher.settle(self._state, action, self._tag, written=written)
+
+
+def _resolve(waiters: list[asyncio.Future[None]], _written: object = None) -> None:
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)

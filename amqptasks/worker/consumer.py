@@ -319,6 +319,11 @@ class Worker:
         return code
 
     async def _close(self) -> None:
+        if self._handler is not None:
+            try:  # the last acks, before the connection closes
+                await asyncio.wait_for(self._handler.acks.drain(), CANCEL_TIMEOUT)
+            except asyncio.TimeoutError:
+                log.debug("last acks not written; the broker will redeliver those messages")
         await self.app.aclose()  # the republishing client of this loop
         connection, self._connection = self._connection, None
         if connection is not None and not connection.is_closed:
@@ -331,7 +336,9 @@ class Worker:
 
     # -- deliveries ----------------------------------------------------------------------------
 
-    async def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+    def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        # A task of our own rather than aio-pika's: aiormq cancels the tasks it runs
+        # when the connection drops, and a running task must finish and report.
         task = asyncio.ensure_future(self._handle(message))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)

@@ -70,10 +70,12 @@ async def execute(
     """Run ``task`` for ``request``: coroutines on the loop, functions in ``pool``.
 
     Never raises for the task's own errors: they come back in the :class:`Outcome`.
+    Call it in the delivery's own asyncio task: the log context it binds (task id,
+    name, queue) lasts as long as that task's context.
     """
-    with structlog.contextvars.bound_contextvars(
+    structlog.contextvars.bind_contextvars(
         task_id=request.id, task=request.task, queue=request.queue
-    ):
-        if task.is_async:
-            return await run_coroutine(task, request, limits)
-        return await pool.run(task, request, limits)
+    )
+    if task.is_async:
+        return await run_coroutine(task, request, limits)
+    return await pool.run(task, request, limits)

@@ -26,7 +26,7 @@ from amqptasks.results.meta import encode_result
 from amqptasks.routing import Route
 from amqptasks.topology import delays
 from amqptasks.worker import hooks
-from amqptasks.worker.acks import Settlement
+from amqptasks.worker.acks import AckBatcher, Settlement
 from amqptasks.worker.deadletter import dead_letter_message
 from amqptasks.worker.execution import Outcome, execute, is_expired, make_request, parse_time
 from amqptasks.worker.ratelimit import RateLimiter
@@ -76,13 +76,15 @@ class DeliveryHandler:
         #: The worker's default ``(soft, hard)`` time limits.
         self.time_limits = time_limits
         self.rate_limiter = RateLimiter()
+        #: Every settlement goes through here (acks batched per channel).
+        self.acks = AckBatcher()
         self.slots = asyncio.Semaphore(concurrency)
         self.stopping = asyncio.Event()
         self.running = 0
 
     async def handle(self, message: aio_pika.abc.AbstractIncomingMessage, queue: str) -> None:
         """Process one delivery from ``queue``; settles it exactly once."""
-        delivery = Settlement(message)
+        delivery = self.acks.delivered(message)
         try:
             parsed = parse_task_message(
                 message.body,
@@ -164,7 +166,7 @@ class DeliveryHandler:
                 await delivery.requeue()
                 return
             if acks_early:  # at-most-once: acked as it starts, never redelivered
-                await delivery.ack()
+                await delivery.ack(written=True)
             self.running += 1
             try:
                 request = make_request(

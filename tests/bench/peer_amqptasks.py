@@ -1,7 +1,9 @@
 """amqptasks side of the benchmarks: the app its workers run, and client commands.
 
 Worker: ``python -m amqptasks worker -A tests.bench.peer_amqptasks:app -Q QUEUE ...``
-(broker URL from ``AMQPTASKS_BROKER_URL``). Clients run through
+(broker URL from ``AMQPTASKS_BROKER_URL``); the ``--workers 2`` drain variants run
+the same app in two worker processes under a supervisor, and every process records
+its tasks in the same counter file (one ``O_APPEND`` write per task). Clients run through
 ``python -m tests.bench.client amqptasks COMMAND JSON``.
 """
 

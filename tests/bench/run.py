@@ -105,6 +105,24 @@ def _variants() -> list[Variant]:
     # drain: N pre-published no-op tasks, concurrency 4
     add("drain", "amqptasks", "threads", "amqptasks -P threads -c 4", pool="threads")
     add("drain", "amqptasks", "asyncio", "amqptasks -P asyncio -c 4 (async def)", pool="asyncio")
+    add(
+        "drain",
+        "amqptasks",
+        "threads2x2",
+        "amqptasks --workers 2 -P threads -c 2",
+        pool="threads",
+        workers=2,
+        concurrency=2,
+    )
+    add(
+        "drain",
+        "amqptasks",
+        "threads2x4",
+        "amqptasks --workers 2 -P threads -c 4",
+        pool="threads",
+        workers=2,
+        concurrency=4,
+    )
     add("drain", "celery", "prefork", "celery -P prefork -c 4", pool="prefork")
     add("drain", "celery", "threads", "celery -P threads -c 4", pool="threads")
     add("drain", "celery", "solo", "celery -P solo", pool="solo")
@@ -242,13 +260,21 @@ class Bench:
                 "-P",
                 p["pool"],
                 "-c",
-                str(CONCURRENCY),
+                str(p.get("concurrency", CONCURRENCY)),
                 "-l",
                 "info",
             ]
+            workers = p.get("workers", 1)
+            if workers > 1:
+                # A supervisor and its worker processes: the harness's CPU and RSS
+                # figures sum the whole process tree, the processes included.
+                argv += ["--workers", str(workers)]
 
             def ready() -> bool:
-                return "worker ready" in log.read_text(errors="replace")
+                text = log.read_text(errors="replace")
+                if workers > 1:
+                    return "worker processes running" in text
+                return "worker ready" in text
 
         elif v.peer == "celery":
             pool = p["pool"]
@@ -580,6 +606,26 @@ SUMMARY = [
         },
     ),
     Row(
+        "drain, --workers 2 -P threads -c 2 (concurrency 4; peers: best pool)",
+        "rate",
+        "drain.amqptasks.threads2x2",
+        {
+            "celery": ["drain.celery.prefork", "drain.celery.threads", "drain.celery.solo"],
+            "dramatiq": ["drain.dramatiq.1x4", "drain.dramatiq.2x2", "drain.dramatiq.2x4"],
+            "raw": ["drain.raw.aio"],
+        },
+    ),
+    Row(
+        "drain, --workers 2 -P threads -c 4 (peers: best pool)",
+        "rate",
+        "drain.amqptasks.threads2x4",
+        {
+            "celery": ["drain.celery.prefork", "drain.celery.threads", "drain.celery.solo"],
+            "dramatiq": ["drain.dramatiq.1x4", "drain.dramatiq.2x2", "drain.dramatiq.2x4"],
+            "raw": ["drain.raw.aio"],
+        },
+    ),
+    Row(
         "drain, asyncio pool, concurrency 4 (peers: best pool)",
         "rate",
         "drain.amqptasks.asyncio",
@@ -774,6 +820,14 @@ class Report:
             return "n/a" if ok is None else ("met" if ok else "**not met**")
 
         drain = self.median("drain.amqptasks.threads", "rate")
+        drain_best, drain_key = self.best(
+            [
+                "drain.amqptasks.threads",
+                "drain.amqptasks.threads2x2",
+                "drain.amqptasks.threads2x4",
+            ],
+            "rate",
+        )
         celery, celery_key = self.best(
             ["drain.celery.prefork", "drain.celery.threads", "drain.celery.solo"], "rate"
         )
@@ -791,9 +845,27 @@ class Report:
                 f"{a / b:.2f}x | {verdict(a / b >= want)} |"
             )
 
-        ratio_line("drain, threads: ≥ 3x Celery's best pool", drain, celery, 3.0, f"({celery_key})")
-        ratio_line("drain, threads: ≥ 1.5x Dramatiq", drain, dramatiq, 1.5, f"({dramatiq_key})")
-        ratio_line("drain, threads: ≥ 60% of raw aio-pika consume+ack", drain, raw, 0.6, "")
+        ratio_line(
+            "drain, threads: ≥ 3x Celery's best pool (best mode each)",
+            drain_best,
+            celery,
+            3.0,
+            f"({drain_key} vs {celery_key})",
+        )
+        ratio_line(
+            "drain, threads: ≥ 1.5x Dramatiq (best mode each)",
+            drain_best,
+            dramatiq,
+            1.5,
+            f"({drain_key} vs {dramatiq_key})",
+        )
+        ratio_line(
+            "drain, threads, one process -c 4: ≥ 60% of raw aio-pika consume+ack (one consumer)",
+            drain,
+            raw,
+            0.6,
+            "",
+        )
 
         amq_enq, amq_key = self.best(
             [

@@ -19,6 +19,7 @@ Time limits in a thread are as strong as CPython allows, and no stronger:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import ctypes
 import queue
@@ -131,7 +132,7 @@ class _TaskThread(threading.Thread):
                     pass  # it was delivered here instead: it is spent; try again
             if outcome is None:  # a second interruption hit the handler above
                 outcome = Outcome.failure(TimeLimitExceeded())
-            _call_soon(job.loop, job.resolve, outcome)
+            self.pool.finished(job, outcome)
 
     def _finish(self) -> None:
         """Stop being interruptible; withdraw an interruption not delivered yet."""
@@ -179,6 +180,10 @@ class ThreadPool(ExecutionPool):
         self._threads: set[_TaskThread] = set()
         self._abandoned: set[_TaskThread] = set()
         self._count = 0
+        # Outcomes travel back in batches: one loop wake-up for all the calls that
+        # finished meanwhile, rather than one per call.
+        self._finished: collections.deque[tuple[_Job, Outcome]] = collections.deque()
+        self._wake_pending = False
 
     def _start_thread(self) -> None:
         self._count += 1
@@ -198,6 +203,20 @@ class ThreadPool(ExecutionPool):
         job = _Job(task, request, limits, asyncio.get_running_loop(), task_context())
         self.jobs.put(job)
         return await job.future
+
+    def finished(self, job: _Job, outcome: Outcome) -> None:
+        """In a pool thread: hand ``outcome`` back to the loop."""
+        self._finished.append((job, outcome))
+        if not self._wake_pending:
+            self._wake_pending = True
+            _call_soon(job.loop, self._resolve_finished)
+
+    def _resolve_finished(self) -> None:
+        self._wake_pending = False  # first: a call finishing from now on wakes us again
+        finished = self._finished
+        while finished:
+            job, outcome = finished.popleft()
+            job.resolve(outcome)
 
     def started(self, job: _Job) -> None:
         """On the loop, as a thread picks ``job`` up: arm its time limits."""

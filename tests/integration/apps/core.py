@@ -270,3 +270,12 @@ def ledger_effect(self: Any, db_path: str, token: str) -> None:
             )
     finally:
         connection.close()
+
+
+# -- several worker processes (--workers) ------------------------------------------------------
+
+
+@app.task(bind=True)
+def pid_and_hostname(self: Any) -> dict[str, object]:
+    """The worker process that ran it: its pid and node name."""
+    return {"pid": os.getpid(), "hostname": self.request.hostname}
