@@ -22,12 +22,11 @@ from amqptasks.results.meta import ResultMeta, decode_result
 from amqptasks.topology import delays, model, names
 from amqptasks.topology.model import Declarations
 from amqptasks.transport import aio
+from amqptasks.transport.confirms import PendingConfirm, wait_confirm
 from amqptasks.transport.declare_sync import apply_declarations
-from amqptasks.transport.sync import SyncTransport, wait_confirm
+from amqptasks.transport.sync import SyncTransport
 
 if TYPE_CHECKING:
-    from concurrent.futures import Future
-
     import aio_pika.abc
     import pika.spec
 
@@ -221,12 +220,16 @@ class SyncClient(_Client):
                     producer_mismatch(exc, target.key)
                 self._declared.add(target.key)
 
-    def publish_nowait(self, call: PreparedCall) -> Future[None]:
-        """Declare what the call needs, then hand it to the I/O thread."""
+    def publish_nowait(self, call: PreparedCall, *, flush: bool = True) -> PendingConfirm:
+        """Declare what the call needs, then hand it to the I/O thread.
+
+        ``flush=False``: see :meth:`SyncTransport.publish_nowait`; :meth:`wait_all`
+        sends what is left.
+        """
         if call.wants_result:
             self._ensure_replies()
         self.ensure(call)
-        return self.transport.publish_nowait(wire_message(call, self._settings))
+        return self.transport.publish_nowait(wire_message(call, self._settings), flush=flush)
 
     def publish(self, call: PreparedCall) -> None:
         """Publish and wait for the confirm; redeclare once if the queue vanished."""
@@ -234,28 +237,29 @@ class SyncClient(_Client):
         if failures:
             raise failures[0]
 
-    def wait_all(self, pending: list[tuple[Future[None], PreparedCall]]) -> list[BrokerError]:
+    def wait_all(self, pending: list[tuple[PendingConfirm, PreparedCall]]) -> list[BrokerError]:
         """Wait for every confirm; return the errors in publishing order.
 
         Messages returned because their queue vanished since we declared it
         (an operator deleted it, say) are declared again and sent once more.
         """
+        self.transport.flush()
         timeout = self._settings.publish_timeout
         failures: list[BrokerError] = []
-        again: list[tuple[Future[None], PreparedCall]] = []
-        for future, call in pending:
+        again: list[tuple[PendingConfirm, PreparedCall]] = []
+        for confirm, call in pending:
             try:
-                wait_confirm(future, call.message, timeout)
+                wait_confirm(confirm, call.message, timeout)
             except Unroutable as exc:
                 if call.route.queue is None and not call.delay:
                     failures.append(exc)
                 else:
-                    again.append((future, call))
+                    again.append((confirm, call))
             except BrokerError as exc:
                 failures.append(exc)
-        for _future, call in again:
+        for _confirm, call in again:
             self.forget(call)
-        for _future, call in again:
+        for _confirm, call in again:
             try:
                 wait_confirm(self.publish_nowait(call), call.message, timeout)
             except BrokerError as exc:

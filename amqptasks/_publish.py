@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from amqptasks._context import current_request
 from amqptasks.exceptions import ConfigError
-from amqptasks.protocol import serializers
 from amqptasks.protocol.envelope import OutgoingMessage, build_task_message, new_task_id
 from amqptasks.topology import delays, names
 
@@ -143,12 +142,17 @@ def prepare_call(
         ConfigError: bad priority, serializer, compression or expires.
         TypeError: arguments that the serializer cannot encode.
     """
-    if args is not None and (isinstance(args, str | bytes) or not isinstance(args, Sequence)):
+    # Exact types first: an ABC isinstance check costs more than the common case needs.
+    if (
+        args is not None
+        and type(args) is not tuple
+        and type(args) is not list
+        and (isinstance(args, str | bytes) or not isinstance(args, Sequence))
+    ):
         raise ConfigError(f"args must be a list or tuple, got {type(args).__name__}")
-    if kwargs is not None and not isinstance(kwargs, Mapping):
+    if kwargs is not None and type(kwargs) is not dict and not isinstance(kwargs, Mapping):
         raise ConfigError(f"kwargs must be a mapping, got {type(kwargs).__name__}")
     chosen_serializer = serializer or task_serializer or settings.task_serializer
-    serializers.by_name(chosen_serializer)
     skip_result = (
         ignore_result
         if ignore_result is not None
@@ -177,11 +181,14 @@ def prepare_call(
         from amqptasks.worker.timelimits import check_time_limits
 
         check_time_limits(soft_time_limit, time_limit, f"{task_name}.apply_async()")
-    moment = now or dt.datetime.now(dt.timezone.utc)
+    moment = now
+    if moment is None and (countdown is not None or eta is not None or expires is not None):
+        moment = dt.datetime.now(dt.timezone.utc)
     eta_iso: str | None = None
     wait = 0
     exact = 0.0
     if countdown is not None or eta is not None:
+        assert moment is not None
         if eta is not None and not isinstance(eta, dt.datetime):
             raise ConfigError(f"eta must be a datetime, got {eta!r}")
         when = eta if eta is not None else countdown

@@ -27,7 +27,8 @@ from amqptasks.topology.model import Declarations
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterator, Sequence
-    from concurrent.futures import Future
+
+    from amqptasks.transport.confirms import PendingConfirm
 
 T = TypeVar("T")
 
@@ -234,9 +235,10 @@ class App:
         client = self._client()
         call = self._prepare(options, client.reply_queue)
         _before_publish(call)
-        batch: list[tuple[Future[None], PreparedCall]] | None = getattr(self._batch, "items", None)
+        batch: list[tuple[PendingConfirm, PreparedCall]] | None
+        batch = getattr(self._batch, "items", None)
         if batch is not None:
-            batch.append((client.publish_nowait(call), call))
+            batch.append((client.publish_nowait(call, flush=False), call))
             return self._result(call)
         for wait in policy.intervals():
             try:
@@ -318,7 +320,7 @@ class App:
         if getattr(self._batch, "items", None) is not None:
             yield  # nested: the outer batch waits
             return
-        items: list[tuple[Future[None], PreparedCall]] = []
+        items: list[tuple[PendingConfirm, PreparedCall]] = []
         self._batch.items = items
         try:
             yield

@@ -4,9 +4,13 @@ pika connections are not thread-safe, and a ``BlockingConnection`` in confirm
 mode waits one round trip per publish. So each :class:`SyncTransport` runs a
 ``SelectConnection`` on a daemon thread; any number of caller threads hand it
 messages through a queue, and the I/O thread publishes them back to back in
-confirm mode and resolves each caller's future when the broker's ``basic.ack``
-(possibly ``multiple``) arrives. Many threads, or one thread using
+confirm mode and resolves each caller's :class:`PendingConfirm` when the broker's
+``basic.ack`` (possibly ``multiple``) arrives. Many threads, or one thread using
 :meth:`SyncTransport.publish_nowait`, therefore pipeline their confirms.
+
+Publishing is the hot path, so the caller's thread encodes each message's frames
+(:mod:`amqptasks.transport._wire`, the bytes pika would write) and the I/O thread,
+woken once for all the messages queued meanwhile, writes them in one go.
 
 Every publish is ``mandatory``: RabbitMQ sends ``basic.return`` before the
 ``basic.ack`` of a message no queue took, and we turn that pair into
@@ -24,8 +28,6 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any
 
 import pika
@@ -44,6 +46,8 @@ from amqptasks.exceptions import (
 from amqptasks.logging import get_logger
 from amqptasks.transport import errors
 from amqptasks.transport._pika import SelectConnection, connection_parameters
+from amqptasks.transport._wire import EncodedPublish, append_frames, encode_publish
+from amqptasks.transport.confirms import ConfirmTracker, PendingConfirm, wait_confirm
 
 if TYPE_CHECKING:
     from amqptasks.config import BrokerURL
@@ -52,22 +56,29 @@ if TYPE_CHECKING:
 
 log = get_logger(__name__)
 
+#: Seconds between the I/O thread's sweeps of messages published with ``flush=False``.
+SWEEP_INTERVAL = 0.002
+
 #: Called on the I/O thread with (properties, body) of each reply message.
 ReplyCallback = Callable[[pika.spec.BasicProperties, bytes], None]
 
 
-def _properties(message: OutgoingMessage) -> pika.BasicProperties:
-    return pika.BasicProperties(
-        content_type=message.content_type,
-        content_encoding=message.content_encoding,
-        headers=message.headers,
-        delivery_mode=message.delivery_mode,
-        priority=message.priority,
-        correlation_id=message.correlation_id,
-        reply_to=message.reply_to,
-        message_id=message.message_id,
-        expiration=message.expiration,
-    )
+#: A message handed to the I/O thread: itself, its encoded frames, its waiter.
+_Outgoing = tuple["OutgoingMessage", EncodedPublish, PendingConfirm]
+
+
+def _encode(message: OutgoingMessage) -> EncodedPublish:
+    """The message's frames; raises :class:`ConfigError` for what AMQP cannot carry."""
+    try:
+        return encode_publish(message)
+    except pika.exceptions.UnsupportedAMQPFieldException as exc:
+        value = exc.args[-1] if exc.args else None
+        raise ConfigError(
+            f"message {message.message_id}: a header value has a type AMQP cannot carry: "
+            f"{value!r} ({type(value).__name__})"
+        ) from None
+    except Exception as exc:  # a name over 255 bytes, an integer beyond 64 bits, ...
+        raise ConfigError(f"message {message.message_id} cannot be encoded: {exc!r}") from exc
 
 
 _fork_generation = 0
@@ -92,14 +103,13 @@ class _Session:
         self._name = connection_name
         self._ready = threading.Event()
         self._open_error: BaseException | None = None
-        self._connection: pika.SelectConnection | None = None
+        self._connection: SelectConnection | None = None
         self._channel: pika.channel.Channel | None = None
-        self._next_tag = 0
-        self._pending: dict[int, tuple[Future[None], OutgoingMessage]] = {}
-        self._returned: dict[str, pika.spec.Basic.Return] = {}
-        self._outbox: collections.deque[tuple[OutgoingMessage, Future[None]]] = collections.deque()
+        self._confirms = ConfirmTracker()
+        self._outbox: collections.deque[_Outgoing] = collections.deque()
         self._outbox_lock = threading.Lock()
-        self._drain_scheduled = False
+        self._drain_scheduled = False  # a wake-up to drain the outbox is on its way
+        self._sweeping = False  # the I/O thread sweeps the outbox (flush=False publishes)
         self._thread = threading.Thread(
             target=self._run, name=f"amqptasks-io-{connection_name}", daemon=True
         )
@@ -127,7 +137,7 @@ class _Session:
             self._open_error = self._open_error or errors.connect_error(exc, self.url)
             self._ready.set()
         finally:
-            self.closed = True
+            self.closed = True  # before failing the outbox: see submit()
             self._fail_all(errors.connection_lost(None, self.url, "publishing"))
             if self._connection is not None:
                 with contextlib.suppress(Exception):  # releases the loop's wake-up sockets
@@ -161,7 +171,7 @@ class _Session:
 
     def _on_confirm_mode(self, channel: pika.channel.Channel) -> None:
         self._channel = channel
-        self._next_tag = 0
+        self._confirms.restart()
         self._ready.set()
         self._drain_outbox()
 
@@ -189,97 +199,128 @@ class _Session:
         _body: bytes,
     ) -> None:
         if properties.message_id:
-            self._returned[properties.message_id] = method
+            self._confirms.returned(properties.message_id, method.reply_text)
 
     def _on_confirm(self, frame: pika.frame.Method) -> None:
         method = frame.method
-        tag: int = method.delivery_tag
-        nacked = isinstance(method, pika.spec.Basic.Nack)
-        if method.multiple:
-            done = [t for t in self._pending if t <= tag]
-        else:
-            done = [tag] if tag in self._pending else []
-        for each in done:
-            future, message = self._pending.pop(each)
-            returned = self._returned.pop(message.message_id, None)
-            if returned is not None:
-                future.set_exception(errors.unroutable(message, returned.reply_text))
-            elif nacked:
-                future.set_exception(errors.nacked(message))
-            else:
-                future.set_result(None)
+        self._confirms.confirmed(
+            method.delivery_tag,
+            multiple=method.multiple,
+            nacked=isinstance(method, pika.spec.Basic.Nack),
+        )
 
-    def _drain_outbox(self) -> None:
+    def _take_outbox(self) -> collections.deque[_Outgoing]:
         with self._outbox_lock:
             self._drain_scheduled = False
-            batch = list(self._outbox)
-            self._outbox.clear()
+            batch, self._outbox = self._outbox, collections.deque()
+        return batch
+
+    def _drain_outbox(self) -> None:
+        self._publish(self._take_outbox())
+
+    def _start_sweep(self) -> None:
+        self._drain_outbox()
+        self._arm_sweep()
+
+    def _arm_sweep(self) -> None:
+        connection = self._connection
+        if connection is not None and connection.is_open:
+            connection.ioloop.call_later(SWEEP_INTERVAL, self._sweep)
+        else:
+            self._sweeping = False
+
+    def _sweep(self) -> None:
+        """Publish what lazy submits queued; again after a while, until none come."""
+        with self._outbox_lock:
+            batch, self._outbox = self._outbox, collections.deque()
+            self._sweeping = bool(batch)
+        if batch:
+            self._publish(batch)
+            self._arm_sweep()
+
+    def _publish(self, batch: collections.deque[_Outgoing]) -> None:
+        if not batch:
+            return
         channel = self._channel
-        for message, future in batch:
-            if channel is None or not channel.is_open:
-                if self._connection is not None and self._connection.is_open:
-                    with self._outbox_lock:  # wait for the replacement channel
-                        self._outbox.append((message, future))
-                    continue
-                future.set_exception(errors.connection_lost(None, self.url, "publishing"))
-                continue
-            self._next_tag += 1
-            self._pending[self._next_tag] = (future, message)
-            try:
-                channel.basic_publish(
-                    message.exchange,
-                    message.routing_key,
-                    message.body,
-                    _properties(message),
-                    mandatory=True,
-                )
-            except pika.exceptions.UnsupportedAMQPFieldException as exc:
-                # Raised while encoding, before anything was sent: the broker will not
-                # confirm this tag, so take it back or every later confirm is off by one.
-                self._pending.pop(self._next_tag, None)
-                self._next_tag -= 1
-                future.set_exception(
-                    ConfigError(
-                        f"message {message.message_id}: a header value has a type AMQP cannot "
-                        f"carry: {exc}"
-                    )
-                )
-            except Exception as exc:
-                self._pending.pop(self._next_tag, None)
-                future.set_exception(errors.connection_lost(exc, self.url, "publishing"))
+        connection = self._connection
+        if channel is None or not channel.is_open or connection is None:
+            if connection is not None and connection.is_open:
+                with self._outbox_lock:  # the replacement channel sends them
+                    self._outbox.extendleft(reversed(batch))
+                return
+            lost = errors.connection_lost(None, self.url, "publishing")
+            for _message, _encoded, confirm in batch:
+                confirm.resolve(lost)
+            return
+        confirms = self._confirms
+        first_tag = confirms.last_tag + 1
+        number = channel.channel_number
+        body_max = connection.body_max_length
+        out: list[bytes] = []
+        frame_count = 0
+        for message, encoded, confirm in batch:
+            frame_count += append_frames(out.append, number, encoded, body_max)
+            confirms.track(confirm, message)
+        try:
+            connection.write_frames(b"".join(out), frame_count)
+        except Exception as exc:  # the transport is gone: the broker saw none of them
+            confirms.fail_since(first_tag, errors.connection_lost(exc, self.url, "publishing"))
 
     def _fail_all(self, error: BrokerError) -> None:
-        pending = list(self._pending.values())
-        self._pending.clear()
-        for future, _message in pending:
-            if not future.done():
-                future.set_exception(error)
-        with self._outbox_lock:
-            queued = list(self._outbox)
-            self._outbox.clear()
-        for _message, future in queued:
-            if not future.done():
-                future.set_exception(error)
+        self._confirms.fail_all(error)
+        self._fail_outbox(error)
+
+    def _fail_outbox(self, error: BrokerError) -> None:
+        for _message, _encoded, confirm in self._take_outbox():
+            confirm.resolve(error)
 
     # -- caller threads ---------------------------------------------------------------------
 
-    def submit(self, message: OutgoingMessage) -> Future[None]:
-        future: Future[None] = Future()
+    def submit(
+        self, message: OutgoingMessage, encoded: EncodedPublish, *, flush: bool = True
+    ) -> PendingConfirm:
+        """Queue ``message`` for the I/O thread and wake it, unless a wake-up is on its way.
+
+        ``flush=False``: the first such message wakes the I/O thread, which then
+        sweeps the queue every :data:`SWEEP_INTERVAL` seconds while more come.
+        """
+        confirm = PendingConfirm()
         connection = self._connection
         if self.closed or connection is None:
-            future.set_exception(errors.connection_lost(None, self.url, "publishing"))
-            return future
+            confirm.resolve(errors.connection_lost(None, self.url, "publishing"))
+            return confirm
+        callback: Callable[[], None] | None = None
         with self._outbox_lock:
-            self._outbox.append((message, future))
-            schedule = not self._drain_scheduled
-            self._drain_scheduled = True
-        if schedule:
+            self._outbox.append((message, encoded, confirm))
+            if flush:
+                if not self._drain_scheduled:
+                    self._drain_scheduled = True
+                    callback = self._drain_outbox
+            elif not self._sweeping:
+                self._sweeping = True
+                callback = self._start_sweep
+        if callback is not None:
             try:
-                connection.ioloop.add_callback_threadsafe(self._drain_outbox)
+                connection.ioloop.add_callback_threadsafe(callback)
             except Exception as exc:  # the loop is gone
                 self.closed = True
-                self._fail_all(errors.connection_lost(exc, self.url, "publishing"))
-        return future
+                self._fail_outbox(errors.connection_lost(exc, self.url, "publishing"))
+        if self.closed:  # the I/O thread ended meanwhile and may have failed the outbox first
+            self._fail_outbox(errors.connection_lost(None, self.url, "publishing"))
+        return confirm
+
+    def flush(self) -> None:
+        """Publish what ``flush=False`` submits left queued, without waiting for a sweep."""
+        connection = self._connection
+        if not self._outbox:  # the caller's own submits are in it, or already taken
+            return
+        with self._outbox_lock:
+            schedule = bool(self._outbox) and not self._drain_scheduled
+            if schedule:
+                self._drain_scheduled = True
+        if schedule and connection is not None:
+            with contextlib.suppress(Exception):  # the loop is gone: _run fails the outbox
+                connection.ioloop.add_callback_threadsafe(self._drain_outbox)
 
     def call(
         self,
@@ -288,15 +329,8 @@ class _Session:
         doing: str,
     ) -> None:
         """Run ``operation(done)`` on the I/O thread and wait for it to call ``done``."""
-        future: Future[None] = Future()
-
-        def done(error: BaseException | None) -> None:
-            if future.done():
-                return
-            if error is None:
-                future.set_result(None)
-            else:
-                future.set_exception(error)
+        confirm = PendingConfirm()
+        done = confirm.resolve
 
         def start() -> None:
             try:
@@ -308,12 +342,11 @@ class _Session:
         if self.closed or connection is None:
             raise errors.connection_lost(None, self.url, doing)
         connection.ioloop.add_callback_threadsafe(start)
-        try:
-            future.result(timeout)
-        except FutureTimeout:
+        if not confirm.wait(timeout):
             raise BrokerError(
                 f"broker at {self.url.redacted()} did not answer within {timeout:g}s while {doing}"
-            ) from None
+            )
+        confirm.result()
 
     def open_channel(
         self,
@@ -371,6 +404,9 @@ class SyncTransport:
         self._reply: tuple[QueueDeclaration, ReplyCallback] | None = None
 
     def _current(self) -> _Session:
+        session = self._session
+        if session is not None and not session.closed and session.generation == _fork_generation:
+            return session
         with self._lock:
             session = self._session
             if session is not None and session.generation != _fork_generation:
@@ -382,19 +418,29 @@ class SyncTransport:
                     self._consume_replies(session, *self._reply)
             return session
 
-    def publish_nowait(self, message: OutgoingMessage) -> Future[None]:
-        """Hand ``message`` to the I/O thread; the future resolves on the broker's confirm.
+    def publish_nowait(self, message: OutgoingMessage, *, flush: bool = True) -> PendingConfirm:
+        """Hand ``message`` to the I/O thread; the result is in on the broker's confirm.
 
-        The future's exception is :class:`Unroutable`, :class:`PublishNotConfirmed`
-        or :class:`ConnectionLost`.
+        The error is :class:`Unroutable`, :class:`PublishNotConfirmed`,
+        :class:`ConnectionLost` (or a connection error), or :class:`ConfigError`
+        for a header AMQP cannot carry.
+
+        ``flush=False`` (for many messages in a row) saves waking the I/O thread
+        for each: it takes them in groups every :data:`SWEEP_INTERVAL` seconds, and
+        :meth:`flush` sends what is left at once.
         """
         try:
+            encoded = _encode(message)
             session = self._current()
         except AmqptasksError as exc:
-            future: Future[None] = Future()
-            future.set_exception(exc)
-            return future
-        return session.submit(message)
+            return PendingConfirm.failed(exc)
+        return session.submit(message, encoded, flush=flush)
+
+    def flush(self) -> None:
+        """Send what :meth:`publish_nowait` with ``flush=False`` left waiting."""
+        session = self._session
+        if session is not None and session.generation == _fork_generation:
+            session.flush()
 
     def publish(self, message: OutgoingMessage, *, timeout: float | None = None) -> None:
         """Publish ``message`` and wait until the broker confirmed it (on disk).
@@ -453,14 +499,6 @@ class SyncTransport:
             session, self._session = self._session, None
         if session is not None and session.generation == _fork_generation:
             session.close()
-
-
-def wait_confirm(future: Future[None], message: OutgoingMessage, timeout: float) -> None:
-    """Wait for a publish future; a timeout becomes :class:`PublishNotConfirmed`."""
-    try:
-        future.result(timeout)
-    except FutureTimeout:
-        raise errors.not_confirmed(message, timeout) from None
 
 
 def _with_queue_context(error: BaseException, declaration: QueueDeclaration) -> BaseException:

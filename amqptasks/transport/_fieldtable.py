@@ -1,0 +1,159 @@
+"""A fast AMQP 0.9.1 field-table encoder, byte for byte what pika writes.
+
+pika's ``pika.data.encode_table`` costs about 10 µs for the 16 headers of a
+Celery v2 task message: a chain of ``isinstance`` tests, a ``struct.pack``
+with a format string and several appends per value. This encoder dispatches on
+the exact type of the usual header values (str, None, int, bool, list, dict,
+float, bytes), keeps the encoded form of the keys it has seen, and joins each
+table once. Anything else (subclasses, ``Decimal``, ``datetime``, ...) goes to
+pika's own encoder, so the output is what pika produces for every table, except
+that floats are AMQP doubles (``d``), which pika decodes but cannot encode:
+Celery (py-amqp) sends them, e.g. in ``timelimit``.
+
+:func:`install` makes pika use it (``pika.data.encode_table``/``encode_value``);
+pika's functions stay in :data:`PIKA_ENCODE_TABLE` and :data:`PIKA_ENCODE_VALUE`.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import TYPE_CHECKING, Any
+
+import pika.data
+import pika.exceptions
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+#: pika's own encoders, before :func:`install` (as pika wrote them: no floats).
+PIKA_ENCODE_TABLE: Callable[[list[bytes], Any], int] = pika.data.encode_table
+PIKA_ENCODE_VALUE: Callable[[list[bytes], Any], int] = pika.data.encode_value
+
+_length = struct.Struct(">I").pack
+_typed_length = struct.Struct(">cI").pack
+_int = struct.Struct(">ci").pack
+_long = struct.Struct(">cq").pack
+_double = struct.Struct(">cd").pack
+_INT_MIN = -(2**31)
+_INT_MAX = 2**31 - 1
+
+_VOID = b"V"
+
+#: Table keys seen so far (header names: a few dozen): the key encoded, and the key
+#: followed by a void value (half of a Celery message's headers are None).
+_keys: dict[str, tuple[bytes, bytes]] = {}
+_KEYS_KEPT = 4096
+
+
+def pika_encode_value(pieces: list[bytes], value: Any) -> int:
+    """pika's ``encode_value``, plus floats as AMQP doubles (``d``)."""
+    if isinstance(value, float):
+        pieces.append(_double(b"d", value))
+        return 9
+    encoded: int = PIKA_ENCODE_VALUE(pieces, value)
+    return encoded
+
+
+def _key(key: Any) -> tuple[bytes, bytes]:
+    if type(key) is not str:
+        pieces: list[bytes] = []
+        pika.data.encode_short_string(pieces, key)
+        encoded = b"".join(pieces)
+        return encoded, encoded + _VOID
+    data = key.encode()
+    if len(data) > 255:
+        raise pika.exceptions.ShortStringTooLong(data)
+    encoded = bytes((len(data),)) + data
+    entry = (encoded, encoded + _VOID)
+    if len(_keys) < _KEYS_KEPT:
+        _keys[key] = entry
+    return entry
+
+
+def _encode(append: Callable[[bytes], None], value: Any) -> None:
+    kind = type(value)
+    if kind is str:
+        data = value.encode()
+        append(_typed_length(b"S", len(data)))
+        append(data)
+    elif value is None:
+        append(_VOID)
+    elif kind is int:
+        # pika: "I" when it fits 32 bits, else "l" (struct.error beyond 64 bits, as pika)
+        append(_int(b"I", value) if _INT_MIN <= value <= _INT_MAX else _long(b"l", value))
+    elif kind is bool:
+        append(b"t\x01" if value else b"t\x00")
+    elif kind is list:
+        data = array_bytes(value)
+        append(_typed_length(b"A", len(data)))
+        append(data)
+    elif kind is dict:
+        data = table_items(value)
+        append(_typed_length(b"F", len(data)))
+        append(data)
+    elif kind is float:
+        append(_double(b"d", value))
+    elif kind is bytes:
+        append(_typed_length(b"x", len(value)))
+        append(value)
+    else:  # subclasses, Decimal, datetime, unsupported types: pika decides
+        pieces: list[bytes] = []
+        pika_encode_value(pieces, value)
+        append(b"".join(pieces))
+
+
+def table_items(table: Mapping[Any, Any]) -> bytes:
+    """The encoded key/value pairs of ``table``, without the table's length prefix.
+
+    Raises:
+        pika.exceptions.UnsupportedAMQPFieldException: a value AMQP cannot carry.
+        pika.exceptions.ShortStringTooLong: a key longer than 255 bytes.
+    """
+    out: list[bytes] = []
+    append = out.append
+    keys = _keys
+    for key, value in table.items():
+        encoded_key, key_and_void = keys.get(key) or _key(key)
+        if value is None:
+            append(key_and_void)
+        else:
+            append(encoded_key)
+            _encode(append, value)
+    return b"".join(out)
+
+
+def array_bytes(values: list[Any]) -> bytes:
+    """The encoded values of an AMQP array, without its length prefix."""
+    out: list[bytes] = []
+    append = out.append
+    for value in values:
+        _encode(append, value)
+    return b"".join(out)
+
+
+def table_bytes(table: Mapping[Any, Any] | None) -> bytes:
+    """``table`` encoded as an AMQP field table (with its length prefix)."""
+    data = table_items(table) if table else b""
+    return _length(len(data)) + data
+
+
+def encode_table(pieces: list[bytes], table: Mapping[Any, Any] | None) -> int:
+    """Drop-in for ``pika.data.encode_table``: append the table, return its size."""
+    data = table_bytes(table)
+    pieces.append(data)
+    return len(data)
+
+
+def encode_value(pieces: list[bytes], value: Any) -> int:
+    """Drop-in for ``pika.data.encode_value``: append the value, return its size."""
+    out: list[bytes] = []
+    _encode(out.append, value)
+    data = b"".join(out)
+    pieces.append(data)
+    return len(data)
+
+
+def install() -> None:
+    """Make pika encode field tables (message headers, arguments) with this module."""
+    pika.data.encode_table = encode_table
+    pika.data.encode_value = encode_value
