@@ -10,6 +10,7 @@ later than they are asked for, never earlier, and in the order asked.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import functools
 from collections import deque
 from typing import TYPE_CHECKING, Literal
@@ -60,11 +61,11 @@ def settlement_frames(
     def flush_acks() -> None:
         if not acks:
             return
+        acked = set(acks)
+        # Every unsettled tag below the oldest one not acked here is acked here.
+        not_acked = min((tag for tag in unsettled if tag not in acked), default=None)
         acks.sort()
-        oldest = sorted(unsettled)
-        covered = 0
-        while covered < len(acks) and acks[covered] == oldest[covered]:
-            covered += 1
+        covered = len(acks) if not_acked is None else bisect.bisect_left(acks, not_acked)
         if covered > 1:
             frames.append(commands.Basic.Ack(delivery_tag=acks[covered - 1], multiple=True))
         else:
