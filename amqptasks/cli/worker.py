@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -165,22 +164,10 @@ async def _run_supervised(runner: Worker, launch: ChildLaunch) -> int:
     the service too (systemd's default ``KillMode=control-group``): a SIGTERM from both
     is one request for a warm shutdown, not two.
     """
-    loop = asyncio.get_running_loop()
     supervisor = os.getppid()
     ready = asyncio.Event()
-    warm_asked = False
-
-    def warm() -> None:
-        nonlocal warm_asked
-        if not warm_asked:
-            warm_asked = True
-            runner.stop()
 
     def on_ready(sender: object, **_kwargs: object) -> None:
-        # Where Worker.run(handle_signals=True) would install its own handlers.
-        loop.add_signal_handler(signal.SIGTERM, warm)
-        loop.add_signal_handler(signal.SIGINT, warm)
-        loop.add_signal_handler(signal.SIGQUIT, lambda: runner.stop(cold=True))
         notify_ready(launch.ready_fd)
         ready.set()
 
@@ -189,12 +176,12 @@ async def _run_supervised(runner: Worker, launch: ChildLaunch) -> int:
         while os.getppid() == supervisor:
             await asyncio.sleep(ORPHAN_CHECK_INTERVAL)
         log.warning("the supervisor is gone; stopping", supervisor_pid=supervisor)
-        warm()
+        runner.stop_warm()
 
     signals.worker_ready.connect(on_ready, sender=runner)
     watchdog = asyncio.ensure_future(stop_when_orphaned())
     try:
-        return await runner.run()
+        return await runner.run(handle_signals=True, escalate=False)
     finally:
         watchdog.cancel()
         signals.worker_ready.disconnect(on_ready, sender=runner)

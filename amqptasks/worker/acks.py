@@ -96,7 +96,7 @@ class AckBatcher:
     """Sends the worker's settlements, batched per channel (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._channels: dict[int, _ChannelState] = {}
+        self._channels: dict[aiormq.abc.AbstractChannel, _ChannelState] = {}
         self._waiting: deque[_ChannelState] = deque()
         self._sender: asyncio.Task[None] | None = None
 
@@ -106,10 +106,10 @@ class AckBatcher:
             channel = message.channel
         except Exception:  # its channel is closed already: the broker requeued it
             return Settlement(message, None, 0, self)
-        state = self._channels.get(id(channel))
-        if state is None or state.channel is not channel:
-            self._prune()
-            state = self._channels[id(channel)] = _ChannelState(channel)
+        state = self._channels.get(channel)
+        if state is None:
+            self._prune()  # a new channel: the broker requeued what older ones held
+            state = self._channels[channel] = _ChannelState(channel)
         tag = message.delivery_tag or 0
         state.unsettled.add(tag)
         return Settlement(message, state, tag, self)
@@ -137,7 +137,6 @@ class AckBatcher:
             waiters, state.waiters = state.waiters, []
             channel = state.channel
             if channel.is_closed:
-                self._forget(state)
                 _resolve(waiters)
                 log.debug("settling failed; the broker will redeliver", count=len(ops))
                 continue
@@ -161,20 +160,15 @@ class AckBatcher:
                     _resolve(waiters)
                     log.debug("settling failed; the broker will redeliver", error=str(exc))
 
-    def _forget(self, state: _ChannelState) -> None:
-        if self._channels.get(id(state.channel)) is state:
-            del self._channels[id(state.channel)]
-
     def _prune(self) -> None:
         """Forget channels that closed (their deliveries went back to the broker)."""
-        self._channels = {id(s.channel): s for s in self._open()}
+        self._channels = {s.channel: s for s in self._open()}
 
     async def drain(self) -> None:
         """Wait until every settlement asked for so far is written (before closing)."""
         while self._sender is not None and not self._sender.done():
             await asyncio.shield(self._sender)
-        connections = {id(s.channel.connection): s.channel.connection for s in self._open()}
-        for connection in connections.values():
+        for connection in {s.channel.connection for s in self._open()}:
             # The write queue is FIFO: once a heartbeat queued now (harmless to send at
             # any time) is written, every settlement before it is written too.
             written = asyncio.get_running_loop().create_future()
@@ -233,10 +227,11 @@ class Settlement:
         self._settle("reject")
 
     def _settle(self, action: Action, *, written: bool = False) -> asyncio.Future[None] | None:
-        if self.settled or self._state is None:
-            self.settled = True
+        if self.settled:
             return None
         self.settled = True
+        if self._state is None:  # its channel had closed when it was delivered
+            return None
         return self._batcher.settle(self._state, action, self._tag, written=written)
 
 

@@ -265,22 +265,33 @@ class Worker:
             )
         self._stopping.set()
 
-    def install_signal_handlers(self) -> None:
-        """SIGTERM/SIGINT: warm stop, a second one cold; SIGQUIT: cold."""
+    def stop_warm(self) -> None:
+        """Ask for a warm shutdown; asking again while it runs changes nothing."""
+        if self._stopping is None or not self._stopping.is_set():
+            self.stop()
+
+    def install_signal_handlers(self, *, escalate: bool = True) -> None:
+        """SIGTERM/SIGINT: warm stop, a second one cold (with ``escalate``; without, any
+        number of them is one warm stop); SIGQUIT: cold."""
         loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self.stop)
-        loop.add_signal_handler(signal.SIGINT, self.stop)
+        warm = self.stop if escalate else self.stop_warm
+        loop.add_signal_handler(signal.SIGTERM, warm)
+        loop.add_signal_handler(signal.SIGINT, warm)
         loop.add_signal_handler(signal.SIGQUIT, lambda: self.stop(cold=True))
 
-    async def run(self, *, handle_signals: bool = False) -> int:
-        """Start, consume until stopped, shut down; return the exit code."""
+    async def run(self, *, handle_signals: bool = False, escalate: bool = True) -> int:
+        """Start, consume until stopped, shut down; return the exit code.
+
+        With ``handle_signals``, once consuming, signals stop the worker as
+        :meth:`install_signal_handlers` says (``escalate`` is passed on).
+        """
         try:
             await self.start()
         except BaseException:
             await self._close()
             raise
         if handle_signals:
-            self.install_signal_handlers()
+            self.install_signal_handlers(escalate=escalate)
         assert self._stopping is not None and self._cold is not None
         await self._stopping.wait()
         code = await self._shutdown()

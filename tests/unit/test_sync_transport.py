@@ -21,7 +21,7 @@ import pytest
 from amqptasks.config import BrokerURL
 from amqptasks.exceptions import ConfigError, ConnectionLost, PublishNotConfirmed, Unroutable
 from amqptasks.protocol.envelope import OutgoingMessage, build_task_message
-from amqptasks.transport import sync
+from amqptasks.transport import _session, sync
 from amqptasks.transport.confirms import ConfirmTracker, PendingConfirm, wait_confirm
 
 if TYPE_CHECKING:
@@ -170,7 +170,7 @@ class FakeConnection:
 
 @pytest.fixture
 def transport(monkeypatch: pytest.MonkeyPatch) -> Iterator[sync.SyncTransport]:
-    monkeypatch.setattr(sync, "SelectConnection", FakeConnection)
+    monkeypatch.setattr(_session, "SelectConnection", FakeConnection)
     monkeypatch.setattr(FakeConnection, "instances", [])
     monkeypatch.setattr(FakeConnection, "fail_writes", False)
     url = BrokerURL.parse("amqp://guest:guest@127.0.0.1:1//")
@@ -234,7 +234,7 @@ def test_lazy_publishes_go_out_without_a_flush(transport: sync.SyncTransport) ->
 def test_flush_sends_lazy_publishes_at_once(
     transport: sync.SyncTransport, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sync, "SWEEP_INTERVAL", 60.0)
+    monkeypatch.setattr(_session, "SWEEP_INTERVAL", 60.0)
     transport.publish(_message())
     confirms = [transport.publish_nowait(_message(), flush=False) for _ in range(3)]
     started = time.monotonic()
