@@ -1,25 +1,29 @@
 """pika specifics: connection parameters, and adjustments amqptasks relies on.
 
-At import, pika's field-table encoder is replaced by
+At import, pika's field-table encoder and decoder are replaced by
 :mod:`amqptasks.transport._fieldtable` (the same bytes, several times faster, and
-floats as AMQP doubles, which Celery sends and pika could not encode).
+floats as AMQP doubles, which Celery sends and pika could not encode) and
+:mod:`amqptasks.transport._fielddecode` (faster, and floats decoded as floats:
+pika truncates them to integers).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pika
 import pika.heartbeat
+from pika.adapters.asyncio_connection import AsyncioConnection as _PikaAsyncioConnection
 from pika.adapters.utils.io_services_utils import _AsyncPlaintextTransport
 
-from amqptasks.transport import _fieldtable
+from amqptasks.transport import _fielddecode, _fieldtable
 from amqptasks.transport.reconnect import dead_peer_timeout
 
 if TYPE_CHECKING:
     from amqptasks.config import BrokerURL
 
 _fieldtable.install()
+_fielddecode.install()
 
 
 class _HeartbeatChecker(pika.heartbeat.HeartbeatChecker):  # type: ignore[misc]
@@ -39,8 +43,17 @@ class _HeartbeatChecker(pika.heartbeat.HeartbeatChecker):  # type: ignore[misc]
         super()._start_check_timer()
 
 
-class SelectConnection(pika.SelectConnection):  # type: ignore[misc]
-    """pika's ``SelectConnection`` with our heartbeat checker, writing ready-made frames."""
+class _Tuned:
+    """What our pika connections add: the heartbeat checker, writing ready-made frames."""
+
+    _body_max_length: int
+    _transport: Any
+    params: pika.ConnectionParameters
+    bytes_sent: int
+    frames_sent: int
+    if TYPE_CHECKING:  # pika's, found after this class in the MRO
+
+        def _adapter_emit_data(self, data: bytes) -> None: ...
 
     @property
     def body_max_length(self) -> int:
@@ -82,6 +95,19 @@ class SelectConnection(pika.SelectConnection):  # type: ignore[misc]
         if heartbeat is not None and heartbeat > 0:
             return _HeartbeatChecker(self, heartbeat)
         return None
+
+    def write_buffer_size(self) -> int:
+        """Bytes written but not yet handed to the kernel (0 without a transport)."""
+        size = getattr(self._transport, "get_write_buffer_size", None)
+        return int(size()) if size is not None else 0
+
+
+class SelectConnection(_Tuned, pika.SelectConnection):  # type: ignore[misc]
+    """pika's ``SelectConnection`` (its own I/O loop in a thread), tuned."""
+
+
+class AsyncioConnection(_Tuned, _PikaAsyncioConnection):  # type: ignore[misc]
+    """pika's connection on the running asyncio loop, tuned (the worker's consumer)."""
 
 
 def connection_parameters(url: BrokerURL, connection_name: str) -> pika.ConnectionParameters:

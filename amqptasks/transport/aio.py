@@ -30,7 +30,7 @@ from amqptasks.topology.model import (
     QueueDeclaration,
 )
 from amqptasks.transport import errors
-from amqptasks.transport.robust import RobustConnection
+from amqptasks.transport.robust import QuietRobustConnection, RobustConnection
 
 if TYPE_CHECKING:
     from amqptasks.config import BrokerURL
@@ -44,8 +44,13 @@ log = get_logger(__name__)
 ReplyHandler = Callable[[aio_pika.abc.AbstractIncomingMessage], Awaitable[None]]
 
 
-async def connect(url: BrokerURL, connection_name: str) -> aio_pika.abc.AbstractRobustConnection:
+async def connect(
+    url: BrokerURL, connection_name: str, *, log_outages: bool = True
+) -> aio_pika.abc.AbstractRobustConnection:
     """Open a robust connection, failing fast (and readably) when it cannot.
+
+    Without ``log_outages`` its outages are logged at debug level only (a worker's
+    publishing connection: its consumer's connection reports them).
 
     Raises:
         BrokerUnreachable: refused, unresolvable or timed out.
@@ -69,7 +74,7 @@ async def connect(url: BrokerURL, connection_name: str) -> aio_pika.abc.Abstract
                     "connection_name": url.connection_name(connection_name),
                     "product": "amqptasks",
                 },
-                connection_class=RobustConnection,
+                connection_class=RobustConnection if log_outages else QuietRobustConnection,
                 **kwargs,
             ),
             timeout=url.connect_timeout + 2.0,
@@ -193,27 +198,7 @@ class AioPublisher:
             ) from exc
 
     async def _wait_connected(self) -> None:
-        connection = self._connection
-        if connection.connected.is_set():
-            return
-        timeout = self._url.connect_timeout
-        if isinstance(connection, RobustConnection):
-            if await connection.wait_attempt(timeout):
-                return
-            # As a sync producer's failed connect would: fail now, and let the retry
-            # policy pace the next tries while the connection keeps reconnecting.
-            raise errors.connection_lost(
-                None,
-                self._url,
-                f"publishing: reconnecting ({connection.failed_attempts} attempt(s) failed: "
-                f"{connection.last_error or 'no answer'})",
-            )
-        try:
-            await asyncio.wait_for(connection.connected.wait(), timeout)
-        except (asyncio.TimeoutError, TimeoutError):
-            raise errors.connection_lost(
-                None, self._url, f"publishing: still reconnecting after {timeout:g}s"
-            ) from None
+        await wait_connected(self._connection, self._url, "publishing")
 
     async def close(self) -> None:
         """Close the publishing channel."""
@@ -221,6 +206,33 @@ class AioPublisher:
             with contextlib.suppress(Exception):
                 await self._channel.close()
         self._channel = None
+
+
+async def wait_connected(
+    connection: aio_pika.abc.AbstractRobustConnection, url: BrokerURL, doing: str
+) -> None:
+    """Return once ``connection`` is up; :class:`ConnectionLost` (saying what was being
+    done) if it is reconnecting and an attempt failed, or none succeeded in time."""
+    if connection.connected.is_set():
+        return
+    timeout = url.connect_timeout
+    if isinstance(connection, RobustConnection):
+        if await connection.wait_attempt(timeout):
+            return
+        # As a sync producer's failed connect would: fail now, and let the retry
+        # policy pace the next tries while the connection keeps reconnecting.
+        raise errors.connection_lost(
+            None,
+            url,
+            f"{doing}: reconnecting ({connection.failed_attempts} attempt(s) failed: "
+            f"{connection.last_error or 'no answer'})",
+        )
+    try:
+        await asyncio.wait_for(connection.connected.wait(), timeout)
+    except (asyncio.TimeoutError, TimeoutError):
+        raise errors.connection_lost(
+            None, url, f"{doing}: still reconnecting after {timeout:g}s"
+        ) from None
 
 
 def translate_channel_error(exc: BaseException, context: str) -> BrokerError:

@@ -66,6 +66,8 @@ class RobustConnection(aio_pika.RobustConnection):
     """
 
     backoff = Backoff()
+    #: Whether outages are logged as warnings (else at debug level).
+    log_outages = True
 
     def __init__(self, url: URL, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any):
         super().__init__(url, loop, **kwargs)
@@ -140,7 +142,8 @@ class RobustConnection(aio_pika.RobustConnection):
         if self._down_since is None:
             self._down_since = self.loop.time()
             self.outages += 1
-            log.warning(
+            report = log.warning if self.log_outages else log.debug
+            report(
                 "broker connection lost; reconnecting in the background",
                 broker=self._where,
                 error=reason,
@@ -152,7 +155,8 @@ class RobustConnection(aio_pika.RobustConnection):
         # which closes the connection and counts as a failed attempt.
         await super()._on_connected()
         if self._down_since is not None:
-            log.info(
+            report = log.info if self.log_outages else log.debug
+            report(
                 "broker connection restored",
                 broker=self._where,
                 down_for=round(self.loop.time() - self._down_since, 2),
@@ -171,6 +175,12 @@ class RobustConnection(aio_pika.RobustConnection):
         connection = transport.connection
         if hasattr(connection, _GRACE_ATTRIBUTE):
             setattr(connection, _GRACE_ATTRIBUTE, limit)
+
+
+class QuietRobustConnection(RobustConnection):
+    """A :class:`RobustConnection` that logs its outages at debug level only."""
+
+    log_outages = False
 
 
 def _reason(closing: asyncio.Future[Any]) -> str:

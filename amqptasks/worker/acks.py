@@ -11,26 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import functools
 from collections import deque
 from typing import TYPE_CHECKING, Literal
 
-from aiormq.abc import ChannelFrame
-from pamqp import commands
-from pamqp.heartbeat import Heartbeat
+from pika.spec import Basic
 
 from amqptasks.logging import get_logger
 
 if TYPE_CHECKING:
-    import aio_pika.abc
-    import aiormq.abc
+    from amqptasks.transport.consumer import ConsumerChannel, Delivery, SettlementMethod
 
 log = get_logger(__name__)
 
 Action = Literal["ack", "requeue", "reject"]
-#: Seconds a batch of settlements may wait for room in a full write buffer: longer
-#: means the connection is dead (a new one has its own buffer; the broker redelivers).
+#: Seconds written settlements may stay in the connection's buffer: longer means the
+#: connection is dead (a new one has its own buffer; the broker redelivers).
 WRITE_TIMEOUT = 10.0
+#: Seconds between two looks at a write buffer that is not empty yet.
+FLUSH_POLL = 0.001
 
 
 class _ChannelState:
@@ -38,7 +36,7 @@ class _ChannelState:
 
     __slots__ = ("channel", "ops", "unsettled", "waiters")
 
-    def __init__(self, channel: aiormq.abc.AbstractChannel) -> None:
+    def __init__(self, channel: ConsumerChannel) -> None:
         self.channel = channel
         self.unsettled: set[int] = set()
         self.ops: list[tuple[Action, int]] = []
@@ -46,16 +44,14 @@ class _ChannelState:
         self.waiters: list[asyncio.Future[None]] = []
 
 
-def settlement_frames(
-    unsettled: set[int], ops: list[tuple[Action, int]]
-) -> list[commands.Basic.Ack | commands.Basic.Nack | commands.Basic.Reject]:
+def settlement_frames(unsettled: set[int], ops: list[tuple[Action, int]]) -> list[SettlementMethod]:
     """The frames for ``ops`` in order; removes their tags from ``unsettled``.
 
     Consecutive acks are merged: the longest run of them that are exactly the
     oldest unsettled tags becomes one ``multiple=True`` ack; a multiple ack
     never covers a delivery that is still running or is nacked later.
     """
-    frames: list[commands.Basic.Ack | commands.Basic.Nack | commands.Basic.Reject] = []
+    frames: list[SettlementMethod] = []
     acks: list[int] = []
 
     def flush_acks() -> None:
@@ -67,10 +63,10 @@ def settlement_frames(
         acks.sort()
         covered = len(acks) if not_acked is None else bisect.bisect_left(acks, not_acked)
         if covered > 1:
-            frames.append(commands.Basic.Ack(delivery_tag=acks[covered - 1], multiple=True))
+            frames.append(Basic.Ack(delivery_tag=acks[covered - 1], multiple=True))
         else:
             covered = 0
-        frames.extend(commands.Basic.Ack(delivery_tag=tag) for tag in acks[covered:])
+        frames.extend(Basic.Ack(delivery_tag=tag) for tag in acks[covered:])
         unsettled.difference_update(acks)
         acks.clear()
 
@@ -85,9 +81,9 @@ def settlement_frames(
         flush_acks()
         unsettled.discard(tag)
         if action == "requeue":
-            frames.append(commands.Basic.Nack(delivery_tag=tag, requeue=True))
+            frames.append(Basic.Nack(delivery_tag=tag, requeue=True))
         else:
-            frames.append(commands.Basic.Reject(delivery_tag=tag, requeue=False))
+            frames.append(Basic.Reject(delivery_tag=tag, requeue=False))
     flush_acks()
     return frames
 
@@ -96,21 +92,22 @@ class AckBatcher:
     """Sends the worker's settlements, batched per channel (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._channels: dict[aiormq.abc.AbstractChannel, _ChannelState] = {}
+        self._channels: dict[ConsumerChannel, _ChannelState] = {}
         self._waiting: deque[_ChannelState] = deque()
         self._sender: asyncio.Task[None] | None = None
+        #: Waits for settlements an acks-early task needs written, in a full buffer.
+        self._watchers: set[asyncio.Future[None]] = set()
 
-    def delivered(self, message: aio_pika.abc.AbstractIncomingMessage) -> Settlement:
+    def delivered(self, message: Delivery) -> Settlement:
         """Register a delivery; the returned :class:`Settlement` settles it once."""
-        try:
-            channel = message.channel
-        except Exception:  # its channel is closed already: the broker requeued it
+        channel = message.channel
+        if channel.is_closed:  # the broker requeued it already
             return Settlement(message, None, 0, self)
         state = self._channels.get(channel)
         if state is None:
             self._prune()  # a new channel: the broker requeued what older ones held
             state = self._channels[channel] = _ChannelState(channel)
-        tag = message.delivery_tag or 0
+        tag = message.delivery_tag
         state.unsettled.add(tag)
         return Settlement(message, state, tag, self)
 
@@ -141,24 +138,20 @@ class AckBatcher:
                 log.debug("settling failed; the broker will redeliver", count=len(ops))
                 continue
             frames = settlement_frames(state.unsettled, ops)
-            if not frames:
+            try:
+                if frames:
+                    channel.write(frames)
+            except Exception as exc:  # the connection went away: redelivered later
+                log.debug("settling failed; the broker will redeliver", error=str(exc))
                 _resolve(waiters)
                 continue
-            written = None
             if waiters:
-                written = asyncio.get_running_loop().create_future()
-                written.add_done_callback(functools.partial(_resolve, waiters))
-            batch = ChannelFrame.marshall(
-                channel_number=channel.number or 0, frames=frames, drain_future=written
-            )
-            try:
-                channel.connection.write_queue.put_nowait(batch)
-            except asyncio.QueueFull:
-                try:
-                    await asyncio.wait_for(channel.connection.write_queue.put(batch), WRITE_TIMEOUT)
-                except Exception as exc:  # the connection went away: redelivered later
+                if channel.unsent:
+                    watcher = asyncio.ensure_future(_resolve_when_flushed(channel, waiters))
+                    self._watchers.add(watcher)
+                    watcher.add_done_callback(self._watchers.discard)
+                else:
                     _resolve(waiters)
-                    log.debug("settling failed; the broker will redeliver", error=str(exc))
 
     def _prune(self) -> None:
         """Forget channels that closed (their deliveries went back to the broker)."""
@@ -168,15 +161,8 @@ class AckBatcher:
         """Wait until every settlement asked for so far is written (before closing)."""
         while self._sender is not None and not self._sender.done():
             await asyncio.shield(self._sender)
-        for connection in {s.channel.connection for s in self._open()}:
-            # The write queue is FIFO: once a heartbeat queued now (harmless to send at
-            # any time) is written, every settlement before it is written too.
-            written = asyncio.get_running_loop().create_future()
-            marker = ChannelFrame.marshall(
-                channel_number=0, frames=[Heartbeat()], drain_future=written
-            )
-            await connection.write_queue.put(marker)
-            await written
+        for state in self._open():
+            await _flushed(state.channel)
 
     def _open(self) -> list[_ChannelState]:
         return [s for s in self._channels.values() if not s.channel.is_closed]
@@ -193,7 +179,7 @@ class Settlement:
 
     def __init__(
         self,
-        message: aio_pika.abc.AbstractIncomingMessage,
+        message: Delivery,
         state: _ChannelState | None,
         tag: int,
         batcher: AckBatcher,
@@ -235,7 +221,24 @@ class Settlement:
         return self._batcher.settle(self._state, action, self._tag, written=written)
 
 
-def _resolve(waiters: list[asyncio.Future[None]], _written: object = None) -> None:
+def _resolve(waiters: list[asyncio.Future[None]]) -> None:
     for waiter in waiters:
         if not waiter.done():
             waiter.set_result(None)
+
+
+async def _flushed(channel: ConsumerChannel) -> None:
+    """Wait until the channel's connection handed its buffer to the kernel, or closed."""
+    while channel.unsent:
+        await asyncio.sleep(FLUSH_POLL)
+
+
+async def _resolve_when_flushed(
+    channel: ConsumerChannel, waiters: list[asyncio.Future[None]]
+) -> None:
+    try:
+        await asyncio.wait_for(_flushed(channel), WRITE_TIMEOUT)
+    except asyncio.TimeoutError:
+        log.debug("settlements not written; the broker will redeliver")
+    finally:
+        _resolve(waiters)

@@ -3,6 +3,9 @@
 All broker I/O (heartbeats, deliveries, acks, replies) happens on the event
 loop; sync task bodies run in a pool of threads or child processes
 (:mod:`amqptasks.worker.pools`), so a long task never stalls a heartbeat.
+Deliveries and acks go through pika on that loop
+(:class:`~amqptasks.transport.consumer.ConsumerLink`, the hot path); results,
+dead letters and declarations through an aio-pika connection beside it.
 Each delivery is acked only after its task finished and its result was
 confirmed by the broker (at-least-once); ``acks_early`` tasks are acked
 before they run (at-most-once).
@@ -22,6 +25,7 @@ from amqptasks.exceptions import ChannelError, ConfigError, NotFound, TopologyMi
 from amqptasks.logging import get_logger
 from amqptasks.protocol import serializers
 from amqptasks.transport import aio
+from amqptasks.transport.consumer import ConsumerLink
 from amqptasks.worker.checks import warn_about_long_time_limits
 from amqptasks.worker.handler import DeliveryHandler
 from amqptasks.worker.pools import make_pool
@@ -34,6 +38,7 @@ if TYPE_CHECKING:
     import aio_pika.abc
 
     from amqptasks.app import App
+    from amqptasks.transport.consumer import Delivery
 
 log = get_logger(__name__)
 
@@ -41,7 +46,7 @@ log = get_logger(__name__)
 EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_COLD = 3
-#: Seconds a consumer's basic.cancel may take at shutdown (it waits for a connection).
+#: Seconds the last acks may take to leave at shutdown.
 CANCEL_TIMEOUT = 2.0
 
 
@@ -147,7 +152,7 @@ class Worker:
         self._stopping: asyncio.Event | None = None
         self._cold: asyncio.Event | None = None
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
-        self._consumers: list[tuple[aio_pika.abc.AbstractQueue, str]] = []
+        self._link: ConsumerLink | None = None
         #: The queues actually consumed (a queue whose topology differs is skipped).
         self.consuming: list[str] = []
 
@@ -162,7 +167,9 @@ class Worker:
         """
         self._cold = asyncio.Event()
         url = self.app.settings.broker
-        self._connection = await aio.connect(url, f"amqptasks worker {self.hostname}")
+        name = f"amqptasks worker {self.hostname}"
+        # Results and dead letters; the consumer's connection below reports outages.
+        self._connection = await aio.connect(url, f"{name} (publisher)", log_outages=False)
         self.consuming = await self._declare_queues()
         await warn_about_long_time_limits(self.app, self.consuming, self.time_limits[1])
         await self.execution_pool.start()  # before the first delivery can arrive
@@ -179,25 +186,13 @@ class Worker:
             time_limits=self.time_limits,
         )
         self._stopping = self._handler.stopping
-        for name, prefetch in zip(
+        self._link = ConsumerLink(url, name, self._on_message, prepare=self._redeclare)
+        await self._link.open()
+        for queue, prefetch in zip(
             self.consuming, split_prefetch(self.prefetch_count, len(self.consuming)), strict=True
         ):
-            # A channel per consumer, each with its share of the prefetch budget as
-            # per-consumer QoS (global=False: quorum queues do not support global QoS);
-            # the robust channel sets it again after a reconnect.
-            channel = await self._connection.channel(publisher_confirms=False)
-            await channel.set_qos(prefetch_count=prefetch)
-            # Checked or declared above, as its mode says; declared again through the
-            # robust channel, which repeats it after a reconnect (aio.consumable_queue).
-            spec = self.app.router.queue(name)
-            queue = await aio.consumable_queue(
-                channel,
-                name,
-                spec.declarations(self.app.settings.default_queue_type),
-                self.app.router.declare_mode(spec, self.app.settings.topology_mode),
-            )
-            tag = await queue.consume(self._on_message, no_ack=False)
-            self._consumers.append((queue, tag))
+            # Checked or declared above; after an outage, _redeclare runs first.
+            await self._link.consume(queue, prefetch)
         log.info(
             "worker ready",
             hostname=self.hostname,
@@ -250,6 +245,23 @@ class Worker:
             )
         return usable
 
+    async def _redeclare(self, name: str) -> None:
+        """Before consuming ``name`` again: in ``declare`` mode, declare its topology again
+        (it may have been deleted meanwhile); the other modes leave it to the operator."""
+        assert self._connection is not None
+        settings = self.app.settings
+        queue = self.app.router.queue(name)
+        mode = self.app.router.declare_mode(queue, settings.topology_mode)
+        if mode != "declare":
+            return
+        await aio.wait_connected(self._connection, settings.broker, f"declaring queue {name!r}")
+        await aio.apply_declarations(
+            self._connection,
+            queue.declarations(settings.default_queue_type),
+            mode,
+            management=None,
+        )
+
     def stop(self, *, cold: bool = False) -> None:
         """Ask the worker to stop: warm (finish running tasks) or cold (now)."""
         if self._stopping is None or self._cold is None:
@@ -299,15 +311,8 @@ class Worker:
 
     async def _shutdown(self) -> int:
         assert self._cold is not None
-        for queue, tag in self._consumers:
-            try:
-                # A robust queue forgets the consumer first (no restore after a
-                # reconnect), then waits for the connection to send basic.cancel: while
-                # disconnected, the broker already dropped it, so do not wait long.
-                await asyncio.wait_for(queue.cancel(tag), CANCEL_TIMEOUT)
-            except Exception as exc:
-                log.debug("cancel failed", queue=queue.name, error=str(exc))
-        self._consumers.clear()
+        if self._link is not None:
+            await self._link.cancel()
         code = EXIT_OK
         if self._inflight and not self._cold.is_set():
             cold = asyncio.ensure_future(self._cold.wait())
@@ -336,6 +341,9 @@ class Worker:
             except asyncio.TimeoutError:
                 log.debug("last acks not written; the broker will redeliver those messages")
         await self.app.aclose()  # the republishing client of this loop
+        link, self._link = self._link, None
+        if link is not None:
+            await link.close()
         connection, self._connection = self._connection, None
         if connection is not None and not connection.is_closed:
             try:
@@ -347,20 +355,12 @@ class Worker:
 
     # -- deliveries ----------------------------------------------------------------------------
 
-    def _on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        # A task of our own rather than aio-pika's: aiormq cancels the tasks it runs
-        # when the connection drops, and a running task must finish and report.
+    def _on_message(self, message: Delivery) -> None:
+        # A task per delivery: it runs the task, replies and settles.
         task = asyncio.ensure_future(self._handle(message))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
-    async def _handle(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+    async def _handle(self, message: Delivery) -> None:
         assert self._handler is not None
-        await self._handler.handle(message, self._queue_of(message))
-
-    def _queue_of(self, message: aio_pika.abc.AbstractIncomingMessage) -> str:
-        tag = message.consumer_tag
-        for queue, consumer_tag in self._consumers:
-            if consumer_tag == tag:
-                return queue.name
-        return message.routing_key or ""
+        await self._handler.handle(message, message.queue)

@@ -33,13 +33,12 @@ from amqptasks.worker.ratelimit import RateLimiter
 from amqptasks.worker.timelimits import resolve_time_limits
 
 if TYPE_CHECKING:
-    import aio_pika.abc
-
     from amqptasks._client import AioClient
     from amqptasks.app import App
     from amqptasks.protocol.serializers import SerializerInfo
     from amqptasks.task import Task
     from amqptasks.transport.aio import AioPublisher
+    from amqptasks.transport.consumer import Delivery
     from amqptasks.worker.pools.base import ExecutionPool
 
 log = get_logger(__name__)
@@ -82,7 +81,7 @@ class DeliveryHandler:
         self.stopping = asyncio.Event()
         self.running = 0
 
-    async def handle(self, message: aio_pika.abc.AbstractIncomingMessage, queue: str) -> None:
+    async def handle(self, message: Delivery, queue: str) -> None:
         """Process one delivery from ``queue``; settles it exactly once."""
         delivery = self.acks.delivered(message)
         try:
@@ -323,7 +322,7 @@ class DeliveryHandler:
 
     async def _republish(
         self,
-        message: aio_pika.abc.AbstractIncomingMessage,
+        message: Delivery,
         queue: str,
         countdown: float,
         retries: int,

@@ -355,3 +355,33 @@ def test_producer_publishes_through_a_slow_link(
     assert 0.55 < time.monotonic() - started < 5
     fault_proxy.restore()
     assert _depth(broker_url, queue_name) == 2
+
+
+# -- the broker ends a consumer while the connection stays up -----------------------------------
+
+
+def test_worker_declares_its_queue_again_when_it_is_deleted_while_consumed(
+    core: Any,
+    start_worker: Callable[..., WorkerProcess],
+    queue_name: str,
+    rabbit: Any,
+    amqp: Any,
+) -> None:
+    worker = start_worker("-Q", queue_name, "-c", "1")
+    assert core.add.apply_async((1, 2), queue=queue_name).get(timeout=20) == 3
+    amqp.queue_delete(queue_name)  # the broker cancels the worker's consumer
+    amqp.queue_delete(f"{queue_name}.dlq")
+    wait_log(worker, "the broker cancelled a consumer")
+    wait_log(worker, "consuming again")
+    one_consumer_with_prefetch(rabbit, queue_name, 4)
+    declared = amqp.queue_declare(
+        queue_name,
+        durable=True,
+        arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{queue_name}.dlq"},
+    )
+    assert declared.method.consumer_count == 1
+    amqp.queue_declare(f"{queue_name}.dlq", passive=True)
+    assert core.add.apply_async((3, 4), queue=queue_name).get(timeout=20) == 7
+    log = worker.log()
+    assert LOST not in log  # the connection itself stayed up
+    assert worker.proc.poll() is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 import pytest
-from pamqp import commands
+from pika.spec import Basic
 
 from amqptasks.worker.acks import Action, settlement_frames
 
@@ -13,12 +13,12 @@ from amqptasks.worker.acks import Action, settlement_frames
 def _describe(frames: list[object]) -> list[tuple[str, int, bool]]:
     described = []
     for frame in frames:
-        if isinstance(frame, commands.Basic.Ack):
+        if isinstance(frame, Basic.Ack):
             described.append(("ack", frame.delivery_tag, frame.multiple))
-        elif isinstance(frame, commands.Basic.Nack):
+        elif isinstance(frame, Basic.Nack):
             described.append(("requeue", frame.delivery_tag, frame.multiple))
         else:
-            assert isinstance(frame, commands.Basic.Reject)
+            assert isinstance(frame, Basic.Reject)
             described.append(("reject", frame.delivery_tag, False))
     return described
 
