@@ -62,6 +62,20 @@ def wait_log(worker: WorkerProcess, text: str, count: int = 1, timeout: float = 
     return time.monotonic()
 
 
+def declared_again_and_served(core: Any, rabbit: Any, amqp: Any, queue: str) -> None:
+    """A worker (-c 1) consumes ``queue`` again, declared anew with its arguments and
+    its dead-letter queue, and runs a task from it."""
+    one_consumer_with_prefetch(rabbit, queue, 4)
+    declared = amqp.queue_declare(
+        queue,
+        durable=True,
+        arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{queue}.dlq"},
+    )
+    assert declared.method.consumer_count == 1
+    amqp.queue_declare(f"{queue}.dlq", passive=True)
+    assert core.add.apply_async((3, 4), queue=queue).get(timeout=20) == 7
+
+
 def test_worker_resumes_after_a_connection_reset_without_acking_on_the_new_channel(
     core: Any,
     start_worker: Callable[..., WorkerProcess],
@@ -150,16 +164,7 @@ def test_worker_declares_a_queue_deleted_while_it_was_disconnected(
     amqp.queue_delete(f"{queue_name}.dlq")
     fault_proxy.restore()
     wait_log(worker, RESTORED)
-    one_consumer_with_prefetch(rabbit, queue_name, 4)
-    # Declared again with its arguments, and its dead-letter queue too.
-    declared = amqp.queue_declare(
-        queue_name,
-        durable=True,
-        arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{queue_name}.dlq"},
-    )
-    assert declared.method.consumer_count == 1
-    amqp.queue_declare(f"{queue_name}.dlq", passive=True)
-    assert core.add.apply_async((3, 4), queue=queue_name).get(timeout=20) == 7
+    declared_again_and_served(core, rabbit, amqp, queue_name)
 
 
 def test_worker_recovers_from_a_broker_restart_and_recovery_is_measured(
@@ -373,15 +378,7 @@ def test_worker_declares_its_queue_again_when_it_is_deleted_while_consumed(
     amqp.queue_delete(f"{queue_name}.dlq")
     wait_log(worker, "the broker cancelled a consumer")
     wait_log(worker, "consuming again")
-    one_consumer_with_prefetch(rabbit, queue_name, 4)
-    declared = amqp.queue_declare(
-        queue_name,
-        durable=True,
-        arguments={"x-dead-letter-exchange": "", "x-dead-letter-routing-key": f"{queue_name}.dlq"},
-    )
-    assert declared.method.consumer_count == 1
-    amqp.queue_declare(f"{queue_name}.dlq", passive=True)
-    assert core.add.apply_async((3, 4), queue=queue_name).get(timeout=20) == 7
+    declared_again_and_served(core, rabbit, amqp, queue_name)
     log = worker.log()
     assert LOST not in log  # the connection itself stayed up
     assert worker.proc.poll() is None
