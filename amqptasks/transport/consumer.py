@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import pika.channel
@@ -34,7 +35,7 @@ import pika.spec
 from amqptasks.exceptions import AmqptasksError, BrokerError, ConnectionLost
 from amqptasks.logging import get_logger
 from amqptasks.transport import _pika, errors
-from amqptasks.transport.reconnect import Backoff, dead_peer_timeout
+from amqptasks.transport.reconnect import Backoff, Outages, missed_heartbeats
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Sequence
@@ -127,10 +128,12 @@ class Delivery:
 class _Calls:
     """Awaitable calls on one pika channel: a channel that closes fails what waits on it."""
 
-    def __init__(self, link: ConsumerLink, channel: pika.channel.Channel, queue: str) -> None:
+    def __init__(
+        self, channel: pika.channel.Channel, queue: str, on_close: Callable[[BrokerError], None]
+    ) -> None:
         self.channel = channel
-        self._link = link
         self._queue = queue
+        self._on_closed = on_close
         self._pending: set[asyncio.Future[Any]] = set()
         channel.add_on_close_callback(self._on_close)
 
@@ -154,12 +157,18 @@ class _Calls:
             self._pending.discard(future)
 
     def _on_close(self, _channel: pika.channel.Channel, reason: BaseException) -> None:
-        failure = self._link._channel_error(reason, self._queue)
+        failure = _channel_error(reason, self._queue)
         for future in self._pending:
             if not future.done():
                 future.set_exception(failure)
         self._pending.clear()
-        self._link._channel_closed(self, failure)
+        self._on_closed(failure)
+
+
+def _channel_error(reason: BaseException, queue: str) -> BrokerError:
+    if isinstance(reason, pika.exceptions.ChannelClosedByBroker):
+        return errors.channel_error(reason.reply_code, reason.reply_text, f"queue {queue!r}")
+    return ConnectionLost(f"channel of queue {queue!r} closed: {reason}")
 
 
 class _Consumer:
@@ -186,8 +195,6 @@ class ConsumerLink:
         prepare: Awaited before a queue is consumed again after an outage, a
             cancel or a closed channel (not before the first :meth:`consume`).
 
-    Attributes:
-        outages: Connections lost since :meth:`open`.
     """
 
     backoff = Backoff()
@@ -209,11 +216,7 @@ class ConsumerLink:
         self._closing = False
         self._closed: asyncio.Future[None] | None = None
         self._reconnecting: asyncio.Task[None] | None = None
-        self._down_since: float | None = None
-        self.outages = 0
-        #: Why the connection was lost, or why the last attempt to restore it failed.
-        self.last_error = ""
-        self._where = f"{url.host}:{url.port}/{url.vhost}"
+        self._outages = Outages(f"{url.host}:{url.port}/{url.vhost}")
 
     # -- connection ----------------------------------------------------------------------------
 
@@ -268,22 +271,13 @@ class ConsumerLink:
                 self._closed.set_result(None)
             return
         self._connection = None
-        self.last_error = self._describe(reason)
-        if self._down_since is None:
-            self._down_since = asyncio.get_running_loop().time()
-            self.outages += 1
-            log.warning(
-                "broker connection lost; reconnecting in the background",
-                broker=self._where,
-                error=self.last_error,
-            )
+        self._outages.lost(self._describe(reason))
         if self._reconnecting is None or self._reconnecting.done():
             self._reconnecting = asyncio.ensure_future(self._reconnect())
 
     def _describe(self, reason: BaseException) -> str:
         if isinstance(reason, pika.exceptions.AMQPHeartbeatTimeout):
-            limit = dead_peer_timeout(float(self.url.heartbeat or 0))
-            return f"no frame from the broker for {limit:g}s (missed heartbeats)"
+            return missed_heartbeats(float(self.url.heartbeat or 0))
         text = str(reason)
         return f"{type(reason).__name__}: {text}" if text else type(reason).__name__
 
@@ -297,21 +291,13 @@ class ConsumerLink:
                 self._connection = await self._connect()
                 for consumer in self._consumers.values():
                     consumer.calls, consumer.tag = None, None
-                    await self._prepared(consumer)
+                    await self._prepare_and_start(consumer)
             except (AmqptasksError, pika.exceptions.AMQPError, OSError) as exc:
                 failures += 1
-                self.last_error = str(exc)
-                log.debug("reconnect attempt failed", attempts=failures, error=self.last_error)
+                log.debug("reconnect attempt failed", attempts=failures, error=str(exc))
                 self._drop_connection()
                 continue
-            if self._down_since is not None:
-                log.info(
-                    "broker connection restored",
-                    broker=self._where,
-                    down_for=round(asyncio.get_running_loop().time() - self._down_since, 2),
-                    attempts=failures + 1,
-                )
-            self._down_since = None
+            self._outages.restored(failures + 1)
             return
 
     def _drop_connection(self) -> None:
@@ -331,17 +317,18 @@ class ConsumerLink:
         """
         consumer = self._consumers[queue] = _Consumer(queue, prefetch)
         try:
-            await self._restore_once(consumer)
+            await self._start(consumer)
         except BaseException:
             del self._consumers[queue]
             raise
 
-    async def _prepared(self, consumer: _Consumer) -> None:
+    async def _prepare_and_start(self, consumer: _Consumer) -> None:
         if self._prepare is not None:
             await self._prepare(consumer.queue)
-        await self._restore_once(consumer)
+        await self._start(consumer)
 
-    async def _restore_once(self, consumer: _Consumer) -> None:
+    async def _start(self, consumer: _Consumer) -> None:
+        """Consume on the consumer's channel, opened first (with its QoS) if need be."""
         connection = self._connection
         if connection is None or not connection.is_open:
             raise ConnectionLost(f"connection to {self.url.redacted()} lost")
@@ -357,7 +344,9 @@ class ConsumerLink:
 
             connection.channel(on_open_callback=on_open)
             channel = await asyncio.wait_for(opened, self.url.connect_timeout)
-            calls = _Calls(self, channel, consumer.queue)
+            calls = _Calls(
+                channel, consumer.queue, functools.partial(self._channel_closed, consumer)
+            )
             await calls.call(
                 lambda done: channel.basic_qos(prefetch_count=consumer.prefetch, callback=done)
             )
@@ -381,15 +370,7 @@ class ConsumerLink:
         )
         consumer.tag = frame.method.consumer_tag
 
-    def _channel_error(self, reason: BaseException, queue: str) -> BrokerError:
-        if isinstance(reason, pika.exceptions.ChannelClosedByBroker):
-            return errors.channel_error(reason.reply_code, reason.reply_text, f"queue {queue!r}")
-        return ConnectionLost(f"channel of queue {queue!r} closed: {reason}")
-
-    def _channel_closed(self, calls: _Calls, failure: BrokerError) -> None:
-        consumer = next((c for c in self._consumers.values() if c.calls is calls), None)
-        if consumer is None:
-            return  # an old channel
+    def _channel_closed(self, consumer: _Consumer, failure: BrokerError) -> None:
         consumer.calls = None
         if consumer.tag is None or self._closing or not self.connected:
             return  # not consuming yet (the caller sees why), closing, or reconnecting
@@ -422,7 +403,7 @@ class ConsumerLink:
             if self._closing or not self.connected or consumer.tag is not None:
                 return
             try:
-                await self._prepared(consumer)
+                await self._prepare_and_start(consumer)
             except (AmqptasksError, pika.exceptions.AMQPError, OSError) as exc:
                 failures += 1
                 report = log.warning if failures == 1 else log.debug
@@ -449,13 +430,6 @@ class ConsumerLink:
                 await asyncio.wait_for(calls.call(cancel), CANCEL_TIMEOUT)
             except Exception as exc:
                 log.debug("cancel failed", queue=consumer.queue, error=str(exc))
-
-    async def flushed(self) -> None:
-        """Wait until everything written so far was handed to the kernel (or is lost)."""
-        while self._connection is not None and self._connection.write_buffer_size():
-            if not self._connection.is_open:
-                return
-            await asyncio.sleep(0.001)
 
     async def close(self) -> None:
         """Stop reconnecting and close the connection."""

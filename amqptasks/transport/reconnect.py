@@ -1,18 +1,26 @@
-"""How long to wait before connecting again, and when a silent peer counts as dead (pure).
+"""How long to wait before connecting again, when a silent peer counts as dead, and how
+an outage is reported.
 
 Both transports use these numbers: the async one through
-:class:`amqptasks.transport.robust.RobustConnection`, the sync one through its
-heartbeat checker.
+:class:`amqptasks.transport.robust.RobustConnection` and the worker's
+:class:`amqptasks.transport.consumer.ConsumerLink`, the sync one through its
+heartbeat checker. The two reconnecting connections report outages through
+:class:`Outages`.
 """
 
 from __future__ import annotations
 
 import random
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from amqptasks.logging import get_logger
+
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+log = get_logger(__name__)
 
 #: Seconds before the second reconnect attempt (the first one is immediate).
 RECONNECT_INITIAL_DELAY: Final = 0.5
@@ -60,3 +68,51 @@ def dead_peer_timeout(heartbeat: float) -> float:
     many minutes).
     """
     return DEAD_PEER_HEARTBEATS * heartbeat if heartbeat > 0 else 0.0
+
+
+def missed_heartbeats(heartbeat: float) -> str:
+    """Why a connection with ``heartbeat`` was given up on after silence."""
+    return f"no frame from the broker for {dead_peer_timeout(heartbeat):g}s (missed heartbeats)"
+
+
+class Outages:
+    """One warning when a connection is lost, one line when it is back (not per attempt).
+
+    Args:
+        where: ``host:port/vhost`` (never the credentials).
+        loud: Warning and info level; else both at debug (a connection whose
+            outages another connection of the same process reports).
+
+    Attributes:
+        count: Outages since it was created (each may take many attempts).
+    """
+
+    def __init__(self, where: str, *, loud: bool = True) -> None:
+        self.where = where
+        self.count = 0
+        self._loud = loud
+        self._since: float | None = None
+
+    def lost(self, error: str) -> None:
+        """The connection was lost, or an attempt to restore it failed."""
+        if self._since is not None:
+            return
+        self._since = time.monotonic()
+        self.count += 1
+        report = log.warning if self._loud else log.debug
+        report(
+            "broker connection lost; reconnecting in the background", broker=self.where, error=error
+        )
+
+    def restored(self, attempts: int) -> None:
+        """The connection is back after ``attempts`` attempts."""
+        if self._since is None:
+            return
+        report = log.info if self._loud else log.debug
+        report(
+            "broker connection restored",
+            broker=self.where,
+            down_for=round(time.monotonic() - self._since, 2),
+            attempts=attempts,
+        )
+        self._since = None

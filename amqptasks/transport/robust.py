@@ -26,13 +26,10 @@ from typing import TYPE_CHECKING, Any
 
 import aio_pika
 
-from amqptasks.logging import get_logger
-from amqptasks.transport.reconnect import Backoff, dead_peer_timeout
+from amqptasks.transport.reconnect import Backoff, Outages, dead_peer_timeout, missed_heartbeats
 
 if TYPE_CHECKING:
     from yarl import URL
-
-log = get_logger(__name__)
 
 
 class _RestoreRaceFilter(logging.Filter):
@@ -61,7 +58,6 @@ class RobustConnection(aio_pika.RobustConnection):
     """A robust connection that backs off with jitter and logs once per outage.
 
     Attributes:
-        outages: Connections lost since it was opened (each may take many attempts).
         backoff: The reconnect policy.
     """
 
@@ -71,15 +67,19 @@ class RobustConnection(aio_pika.RobustConnection):
 
     def __init__(self, url: URL, loop: asyncio.AbstractEventLoop | None = None, **kwargs: Any):
         super().__init__(url, loop, **kwargs)
-        self.outages = 0
         self._failures = 0
-        self._down_since: float | None = None
         self._was_connected = False
         self._last_error = ""
         self._failure_waiters: set[asyncio.Future[None]] = set()
         self.reconnect_interval = self.backoff.initial
         # host:port/vhost only: never the credentials.
-        self._where = f"{self.url.host}:{self.url.port}{self.url.path}"
+        where = f"{self.url.host}:{self.url.port}{self.url.path}"
+        self._outages = Outages(where, loud=self.log_outages)
+
+    @property
+    def outages(self) -> int:
+        """Connections lost since it was opened (each may take many attempts)."""
+        return self._outages.count
 
     @property
     def failed_attempts(self) -> int:
@@ -132,37 +132,20 @@ class RobustConnection(aio_pika.RobustConnection):
         reason = _reason(closing)
         if reason == "CancelledError" and self.heartbeat:
             # aiormq cancels its reader when the peer went silent.
-            limit = dead_peer_timeout(self.heartbeat)
-            reason = f"no frame from the broker for {limit:g}s (missed heartbeats)"
+            reason = missed_heartbeats(self.heartbeat)
         self._last_error = reason
         for waiter in self._failure_waiters:
             if not waiter.done():
                 waiter.set_result(None)
         self._failure_waiters.clear()
-        if self._down_since is None:
-            self._down_since = self.loop.time()
-            self.outages += 1
-            report = log.warning if self.log_outages else log.debug
-            report(
-                "broker connection lost; reconnecting in the background",
-                broker=self._where,
-                error=reason,
-            )
+        self._outages.lost(reason)
 
     async def _on_connected(self) -> None:
         self._detect_dead_peer()
         # Restores every channel (QoS, declarations, consumers); raises if that fails,
         # which closes the connection and counts as a failed attempt.
         await super()._on_connected()
-        if self._down_since is not None:
-            report = log.info if self.log_outages else log.debug
-            report(
-                "broker connection restored",
-                broker=self._where,
-                down_for=round(self.loop.time() - self._down_since, 2),
-                attempts=self._failures,
-            )
-        self._down_since = None
+        self._outages.restored(self._failures)
         self._failures = 0
         self._was_connected = True
         self.reconnect_interval = self.backoff.initial

@@ -47,7 +47,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_COLD = 3
 #: Seconds the last acks may take to leave at shutdown.
-CANCEL_TIMEOUT = 2.0
+LAST_ACKS_TIMEOUT = 2.0
 
 
 def expand_hostname(template: str | None) -> str:
@@ -337,7 +337,7 @@ class Worker:
     async def _close(self) -> None:
         if self._handler is not None:
             try:  # the last acks, before the connection closes
-                await asyncio.wait_for(self._handler.acks.drain(), CANCEL_TIMEOUT)
+                await asyncio.wait_for(self._handler.acks.drain(), LAST_ACKS_TIMEOUT)
             except asyncio.TimeoutError:
                 log.debug("last acks not written; the broker will redeliver those messages")
         await self.app.aclose()  # the republishing client of this loop
