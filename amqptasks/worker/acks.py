@@ -5,6 +5,15 @@ one task, which turns every run of acks that covers the channel's oldest
 unsettled deliveries into a single ``basic.ack`` with ``multiple=True`` and
 writes the rest in the same frame batch. Acks are therefore sent a loop turn
 later than they are asked for, never earlier, and in the order asked.
+
+While the worker has deliveries waiting for a free slot, its prefetch window is
+not what keeps it busy, so acks are held a little longer to join a bigger
+batch: until half the prefetch budget is waiting to be sent, the waiting work
+is all started, or :data:`HOLD_TIMEOUT` passed. Each ack frame makes the broker
+send a batch of deliveries, and small batches cost both sides CPU: with
+no-op tasks under the threads pool this cuts the worker's and the broker's CPU
+per task by about a tenth (``tests/bench``). A settlement that must be written
+(acks-early) is never held.
 """
 
 from __future__ import annotations
@@ -19,6 +28,8 @@ from pika.spec import Basic
 from amqptasks.logging import get_logger
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from amqptasks.transport.consumer import ConsumerChannel, Delivery, SettlementMethod
 
 log = get_logger(__name__)
@@ -29,6 +40,8 @@ Action = Literal["ack", "requeue", "reject"]
 WRITE_TIMEOUT = 10.0
 #: Seconds between two looks at a write buffer that is not empty yet.
 FLUSH_POLL = 0.001
+#: Longest a settlement is held back to join a bigger batch (see the module docstring).
+HOLD_TIMEOUT = 0.001
 
 
 class _ChannelState:
@@ -89,9 +102,24 @@ def settlement_frames(unsettled: set[int], ops: list[tuple[Action, int]]) -> lis
 
 
 class AckBatcher:
-    """Sends the worker's settlements, batched per channel (see the module docstring)."""
+    """Sends the worker's settlements, batched per channel (see the module docstring).
 
-    def __init__(self) -> None:
+    Args:
+        hold_while: True while the worker has work waiting to start: settlements
+            may then be held back (at most :data:`HOLD_TIMEOUT` seconds); the worker
+            calls :meth:`stop_holding` when that work is all started.
+        hold_limit: Settlements that are sent at once, however busy the worker
+            (half its prefetch budget; below 2, nothing is held).
+    """
+
+    def __init__(
+        self, *, hold_while: Callable[[], bool] | None = None, hold_limit: int = 0
+    ) -> None:
+        self._hold_while = hold_while
+        self._hold_limit = hold_limit
+        #: Settlements asked for since the last batch was sent.
+        self._queued = 0
+        self._release: asyncio.Future[None] | None = None
         self._channels: dict[ConsumerChannel, _ChannelState] = {}
         self._waiting: deque[_ChannelState] = deque()
         self._sender: asyncio.Task[None] | None = None
@@ -118,16 +146,46 @@ class AckBatcher:
         if not state.ops:
             self._waiting.append(state)
         state.ops.append((action, tag))
+        self._queued += 1
         waiter = None
         if written:
             waiter = asyncio.get_running_loop().create_future()
             state.waiters.append(waiter)
+        if written or self._queued >= self._hold_limit:
+            self.stop_holding()
         if self._sender is None or self._sender.done():
             self._sender = asyncio.ensure_future(self._send())
         return waiter
 
+    def stop_holding(self) -> None:
+        """Send the settlements held back now (the worker has no work waiting any more)."""
+        release = self._release
+        if release is not None and not release.done():
+            release.set_result(None)
+
+    def _may_hold(self) -> bool:
+        return (
+            self._hold_while is not None
+            and self._queued < self._hold_limit
+            and not any(state.waiters for state in self._waiting)
+            and self._hold_while()
+        )
+
+    async def _hold(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._release = release = loop.create_future()
+        timer = loop.call_later(HOLD_TIMEOUT, _resolve, [release])
+        try:
+            await release
+        finally:
+            timer.cancel()
+            self._release = None
+
     async def _send(self) -> None:
         await asyncio.sleep(0)  # let the calls finishing in this loop turn join the batch
+        if self._may_hold():
+            await self._hold()
+        self._queued = 0
         while self._waiting:
             state = self._waiting.popleft()
             ops, state.ops = state.ops, []

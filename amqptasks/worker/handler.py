@@ -33,6 +33,8 @@ from amqptasks.worker.ratelimit import RateLimiter
 from amqptasks.worker.timelimits import resolve_time_limits
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from amqptasks._client import AioClient
     from amqptasks.app import App
     from amqptasks.protocol.serializers import SerializerInfo
@@ -75,9 +77,14 @@ class DeliveryHandler:
         #: The worker's default ``(soft, hard)`` time limits.
         self.time_limits = time_limits
         self.rate_limiter = RateLimiter()
-        #: Every settlement goes through here (acks batched per channel).
-        self.acks = AckBatcher()
-        self.slots = asyncio.Semaphore(concurrency)
+        self.slots = Slots(concurrency)
+        #: Every settlement goes through here: acks batched per channel, and held
+        #: back a little while deliveries wait for a slot.
+        self.acks = AckBatcher(
+            hold_while=self.slots.contended,
+            hold_limit=concurrency * app.settings.worker_prefetch_multiplier // 2,
+        )
+        self.slots.on_uncontended = self.acks.stop_holding
         self.stopping = asyncio.Event()
         self.running = 0
 
@@ -468,6 +475,35 @@ class DeliveryHandler:
             await delivery.reject()
             return
         await delivery.ack()
+
+
+class Slots:
+    """``concurrency`` slots for running tasks (``async with``), counting who waits for one."""
+
+    __slots__ = ("_free", "on_uncontended", "waiting")
+
+    def __init__(self, concurrency: int) -> None:
+        self._free = asyncio.Semaphore(concurrency)
+        #: Deliveries ready to run, waiting for a slot.
+        self.waiting = 0
+        #: Called when the last delivery waiting for a slot got one.
+        self.on_uncontended: Callable[[], None] | None = None
+
+    def contended(self) -> bool:
+        """True while some delivery waits for a slot."""
+        return self.waiting > 0
+
+    async def __aenter__(self) -> None:
+        self.waiting += 1
+        try:
+            await self._free.acquire()
+        finally:
+            self.waiting -= 1
+            if not self.waiting and self.on_uncontended is not None:
+                self.on_uncontended()
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self._free.release()
 
 
 def _seconds_until(eta: str | None) -> float:

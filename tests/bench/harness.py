@@ -279,16 +279,18 @@ def wait_count(
     proc: Proc,
     others: Sequence[Proc] = (),
     interval: float = 0.001,
+    broker_pid: int | None = None,
 ) -> dict[str, float]:
     """Poll the completion counter until it reaches ``target``.
 
     Returns ``t_first``/``c_first`` (first time the count was seen above zero, and
     the count then), ``t_last`` (first time it reached ``target``), and the
-    worker tree's CPU seconds between the two.
+    worker tree's CPU seconds between the two (``cpu_s``); with ``broker_pid``, the
+    broker VM's CPU seconds over the same span as well (``broker_cpu_s``).
     """
     deadline = time.monotonic() + timeout
     t_first = c_first = None
-    cpu_first = 0.0
+    cpu_first = broker_first = 0.0
     spins = 0
     while True:
         now = time.monotonic()
@@ -296,6 +298,7 @@ def wait_count(
         if t_first is None and count > 0:
             t_first, c_first = now, count
             cpu_first = proc.cpu_seconds()
+            broker_first = process_cpu_seconds(broker_pid)
         if count >= target:
             assert t_first is not None and c_first is not None
             return {
@@ -304,6 +307,7 @@ def wait_count(
                 "t_last": now,
                 "count": float(count),
                 "cpu_s": proc.cpu_seconds() - cpu_first,
+                "broker_cpu_s": process_cpu_seconds(broker_pid) - broker_first,
             }
         spins += 1
         if spins % 100 == 0:
@@ -317,6 +321,17 @@ def wait_count(
                     f"{proc.name} log:\n{proc.log_tail()}"
                 )
         time.sleep(interval)
+
+
+def process_cpu_seconds(pid: int | None) -> float:
+    """User + system CPU seconds of one process (0.0 for None or a process gone)."""
+    if pid is None:
+        return 0.0
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return float(times.user + times.system)
 
 
 def read_lateness(path: Path, run: str) -> list[float]:

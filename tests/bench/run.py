@@ -402,7 +402,9 @@ class Bench:
             if count != n:
                 raise BenchError(f"{queue} holds {count} messages, expected {n}")
             proc, _ready = self.start_worker(v, queue, run_dir, env, n=n)
-            m = harness.wait_count(run_dir / "counter", n, self.timeout(n), proc)
+            m = harness.wait_count(
+                run_dir / "counter", n, self.timeout(n), proc, broker_pid=self.node.pid()
+            )
             rss_after = proc.rss_mb()
             proc.stop()
             proc = None
@@ -414,6 +416,7 @@ class Bench:
             return {
                 "rate": tasks / (m["t_last"] - m["t_first"]),
                 "cpu_us": m["cpu_s"] / tasks * 1e6,
+                "broker_cpu_us": m["broker_cpu_s"] / tasks * 1e6,
                 "rss_after_mb": rss_after,
                 "duplicates": done - n,
                 "requeued": left,
@@ -539,6 +542,7 @@ class Bench:
 METRICS: dict[str, tuple[str, str]] = {
     "rate": ("tasks/s", HIGHER),
     "cpu_us": ("CPU µs/task", LOWER),
+    "broker_cpu_us": ("broker CPU µs/task", LOWER),
     "publish_rate": ("publish/s", HIGHER),
     "rss_idle_mb": ("RSS idle MiB", LOWER),
     "rss_after_mb": ("RSS after MiB", LOWER),
@@ -554,7 +558,7 @@ METRICS: dict[str, tuple[str, str]] = {
 
 DETAIL_METRICS = {
     "enqueue": ("rate", "cpu_us"),
-    "drain": ("rate", "cpu_us", "rss_after_mb", "duplicates", "requeued"),
+    "drain": ("rate", "cpu_us", "broker_cpu_us", "rss_after_mb", "duplicates", "requeued"),
     "e2e": ("rate", "publish_rate", "rss_idle_mb", "rss_after_mb", "requeued"),
     "rpc": ("p50_ms", "p99_ms", "mean_ms", "async_rate"),
     "delayed": ("p50_ms", "p99_ms", "max_ms"),
@@ -566,7 +570,7 @@ def fmt(value: float | None, metric: str) -> str:
         return "-"
     if metric in ("rate", "publish_rate", "async_rate"):
         return f"{value:,.0f}"
-    if metric.endswith("_mb") or metric == "cpu_us":
+    if metric.endswith("_mb") or metric in ("cpu_us", "broker_cpu_us"):
         return f"{value:,.1f}"
     if metric in ("duplicates", "requeued"):
         return f"{value:.0f}"
@@ -656,6 +660,16 @@ SUMMARY = [
             "celery": ["drain.celery.threads"],
             "dramatiq": ["drain.dramatiq.1x4"],
             "raw": ["drain.raw.aio"],
+        },
+    ),
+    Row(
+        "drain, broker CPU per task (µs)",
+        "broker_cpu_us",
+        "drain.amqptasks.threads",
+        {
+            "celery": ["drain.celery.threads"],
+            "dramatiq": ["drain.dramatiq.1x4"],
+            "raw": ["drain.raw.pika"],
         },
     ),
     Row(
@@ -824,6 +838,32 @@ class Report:
                 )
             if errors:
                 lines.append(f"| {v.workload} | {v.label} | errors | - | {'; '.join(errors)} |")
+        return lines
+
+    def cpu_budget(self) -> list[str]:
+        """Per drain variant: CPU per task of the worker and the broker, and cores used."""
+        lines = [
+            "| drain variant | tasks/s | worker CPU µs/task | broker CPU µs/task "
+            "| together | cores used |",
+            "|---|--:|--:|--:|--:|--:|",
+        ]
+        for key, v in self.variants.items():
+            if v.workload != "drain" or key not in self.results:
+                continue
+            cores = [
+                run["rate"] * (run["cpu_us"] + run["broker_cpu_us"]) / 1e6
+                for run in self.results[key]
+                if all(m in run for m in ("rate", "cpu_us", "broker_cpu_us"))
+            ]
+            rate = self.median(key, "rate")
+            worker = self.median(key, "cpu_us")
+            broker = self.median(key, "broker_cpu_us")
+            if not cores or rate is None or worker is None or broker is None:
+                continue
+            lines.append(
+                f"| {v.label} | {fmt(rate, 'rate')} | {worker:,.0f} | {broker:,.0f} "
+                f"| {worker + broker:,.0f} | {harness.median(cores):.2f} |"
+            )
         return lines
 
     def targets(self) -> list[str]:
@@ -1028,7 +1068,9 @@ SETTINGS = """\
   Checked after the worker stopped: tasks run twice and deliveries left unacked (back
   in the queue) are listed under "Every run" when not zero (Celery's solo pool leaves
   its last ack unsent). CPU/task
-  is the worker process tree's user+system CPU over the same interval.
+  is the worker process tree's user+system CPU over the same interval; broker
+  CPU/task is the node's VM (`beam.smp`) over that interval, including what its
+  schedulers spend busy-waiting (Erlang's default) and its own housekeeping.
 - Concurrency 4 everywhere: amqptasks `-c 4` (prefetch 16), Celery `-c 4` (prefetch
   multiplier 4 = 16; solo runs one task at a time), raw consumers prefetch 16. Dramatiq
   runs `processes x threads`: 1x4 and 2x2 are concurrency 4, 2x4 (8 threads on two
@@ -1070,6 +1112,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--peers", default=",".join(PEERS), help=f"comma-separated peers from {', '.join(PEERS)}"
     )
+    parser.add_argument(
+        "--variants",
+        default="",
+        help="comma-separated variant keys (drain.amqptasks.threads, ...): only these",
+    )
     parser.add_argument("--rpc-n", type=int, default=1000, help="RPC calls per run")
     parser.add_argument("--delayed-n", type=int, default=1000, help="delayed tasks per run")
     parser.add_argument("--countdown", type=float, default=2.0, help="delay in seconds")
@@ -1094,6 +1141,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--repeat must be >= 1 and --n >= 10")
     args.only_set = only
     args.peer_set = peers
+    args.variant_set = {k.strip() for k in args.variants.split(",") if k.strip()}
+    known = {v.key for v in _variants()}
+    if args.variant_set - known:
+        parser.error(f"unknown variant: {sorted(args.variant_set - known)}; known: {sorted(known)}")
     return args
 
 
@@ -1109,7 +1160,13 @@ def _short(result: dict[str, Any], workload: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    variants = [v for v in _variants() if v.workload in args.only_set and v.peer in args.peer_set]
+    variants = [
+        v
+        for v in _variants()
+        if v.workload in args.only_set
+        and v.peer in args.peer_set
+        and (not args.variant_set or v.key in args.variant_set)
+    ]
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     started = time.monotonic()
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
@@ -1191,6 +1248,15 @@ def main(argv: list[str] | None = None) -> int:
         "## Targets of issue 6",
         "",
         *report.targets(),
+        "",
+        "## CPU budget of the drain",
+        "",
+        f"The machine has {os.cpu_count()} cores for the broker, the worker and the runner. "
+        "Cores used = tasks/s x (worker + broker CPU per task), median of the runs: a "
+        "variant near the machine's cores is bound by CPU, one well below it by latency "
+        "(one process: the GIL and its hand-offs; one consumer: round trips).",
+        "",
+        *report.cpu_budget(),
         "",
         "## Every run",
         "",

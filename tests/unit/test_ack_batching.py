@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+from typing import Any
 
 import pytest
 from pika.spec import Basic
 
-from amqptasks.worker.acks import Action, settlement_frames
+from amqptasks.worker import acks
+from amqptasks.worker.acks import AckBatcher, Action, settlement_frames
 
 
 def _describe(frames: list[object]) -> list[tuple[str, int, bool]]:
@@ -92,3 +95,91 @@ def test_random_settlement_orders_settle_each_delivery_exactly_once(seed: int) -
             assert outcome[tag] == kind, f"tag {tag} asked {kind}, broker did {outcome[tag]}"
     assert broker_unacked == set()
     assert unsettled == set()
+
+
+class _Channel:
+    """Stands in for a consumer channel: records what the batcher writes, and when."""
+
+    is_closed = False
+    unsent = 0
+
+    def __init__(self) -> None:
+        self.number = 1
+        self.writes: list[list[tuple[str, int, bool]]] = []
+
+    def write(self, methods: list[object]) -> None:
+        self.writes.append(_describe(methods))
+
+
+class _Delivery:
+    def __init__(self, channel: _Channel, tag: int) -> None:
+        self.channel = channel
+        self.delivery_tag = tag
+
+
+@pytest.fixture
+def long_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Holds last a minute unless a test shortens them: only the other reasons end them."""
+    monkeypatch.setattr(acks, "HOLD_TIMEOUT", 60.0)
+
+
+def _batcher(contended: list[bool], limit: int = 4) -> tuple[AckBatcher, _Channel, list[Any]]:
+    channel = _Channel()
+    batcher = AckBatcher(hold_while=lambda: contended[0], hold_limit=limit)
+    settlements = [batcher.delivered(_Delivery(channel, tag)) for tag in range(1, 11)]  # type: ignore[arg-type]
+    return batcher, channel, settlements
+
+
+async def _turns(n: int = 3) -> None:
+    for _ in range(n):
+        await asyncio.sleep(0)
+
+
+async def test_acks_are_sent_the_next_loop_turn_when_no_work_waits() -> None:
+    _, channel, settlements = _batcher([False])
+    await settlements[0].ack()
+    await _turns()
+    assert channel.writes == [[("ack", 1, False)]]
+
+
+async def test_while_work_waits_acks_are_held_up_to_the_limit_and_sent_as_one_frame(
+    long_hold: None,
+) -> None:
+    _, channel, settlements = _batcher([True], limit=4)
+    for settlement in settlements[:3]:
+        await settlement.ack()
+        await _turns()
+    assert channel.writes == []  # held: three of four
+    await settlements[3].ack()
+    await _turns()
+    assert channel.writes == [[("ack", 4, True)]]
+
+
+async def test_held_acks_leave_when_the_waiting_work_has_started(long_hold: None) -> None:
+    batcher, channel, settlements = _batcher([True], limit=8)
+    await settlements[0].ack()
+    await settlements[1].ack()
+    await _turns()
+    assert channel.writes == []
+    batcher.stop_holding()
+    await _turns()
+    assert channel.writes == [[("ack", 2, True)]]
+
+
+async def test_held_acks_leave_after_the_hold_timeout_however_busy_the_worker(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(acks, "HOLD_TIMEOUT", 0.05)
+    _, channel, settlements = _batcher([True], limit=8)
+    await settlements[0].ack()
+    await asyncio.sleep(0.02)
+    assert channel.writes == []
+    await asyncio.sleep(0.1)
+    assert channel.writes == [[("ack", 1, False)]]
+
+
+async def test_an_ack_that_must_be_written_is_never_held(long_hold: None) -> None:
+    _, channel, settlements = _batcher([True], limit=8)
+    await settlements[0].ack()  # held
+    await asyncio.wait_for(settlements[1].ack(written=True), 5)  # the hold lasts 60 s
+    assert channel.writes == [[("ack", 2, True)]]
