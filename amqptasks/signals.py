@@ -132,6 +132,10 @@ class Signal:
             self._receivers = kept
         return removed
 
+    def has_receivers(self, sender: object) -> bool:
+        """True if :meth:`send` from ``sender`` would call any receiver."""
+        return any(wanted is None or _matches(wanted, sender) for _, wanted in self._receivers)
+
     def send(self, sender: object, /, **kwargs: Any) -> None:
         """Call every receiver with ``sender`` and ``kwargs``; a failing one is logged."""
         for receiver, wanted in self._receivers:

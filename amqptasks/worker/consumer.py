@@ -266,16 +266,20 @@ class Worker:
         """Ask the worker to stop: warm (finish running tasks) or cold (now)."""
         if self._stopping is None or self._cold is None:
             return
-        if cold or self._stopping.is_set():
-            log.warning("cold shutdown: running tasks are abandoned and redelivered later")
-            self._cold.set()
-        else:
+        warm = not cold and not self._stopping.is_set()
+        self._stopping.set()
+        # Calls the pool queued but has not started go back to their queues now.
+        not_started = self.execution_pool.withdraw_queued()
+        if warm:
             log.info(
                 "warm shutdown: finishing running tasks",
-                running=self._handler.running if self._handler else 0,
+                running=(self._handler.running if self._handler else 0) - not_started,
+                not_started=not_started,
                 timeout=self.shutdown_timeout,
             )
-        self._stopping.set()
+        else:
+            log.warning("cold shutdown: running tasks are abandoned and redelivered later")
+            self._cold.set()
 
     def stop_warm(self) -> None:
         """Ask for a warm shutdown; asking again while it runs changes nothing."""

@@ -12,6 +12,8 @@ from amqptasks.worker.outcome import Outcome
 from amqptasks.worker.pools.aio import run_coroutine
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from amqptasks.protocol.envelope import TaskMessage
     from amqptasks.task import Task
     from amqptasks.worker.pools.base import ExecutionPool
@@ -65,11 +67,16 @@ def is_expired(message: TaskMessage, now: dt.datetime | None = None) -> bool:
 
 
 async def execute(
-    task: Task[Any, Any], request: Request, pool: ExecutionPool, limits: TimeLimits
+    task: Task[Any, Any],
+    request: Request,
+    pool: ExecutionPool,
+    limits: TimeLimits,
+    on_start: Callable[[], None] | None = None,
 ) -> Outcome:
     """Run ``task`` for ``request``: coroutines on the loop, functions in ``pool``.
 
     Never raises for the task's own errors: they come back in the :class:`Outcome`.
+    ``on_start`` is called on the loop as the call starts, before the task body.
     Call it in the delivery's own asyncio task: the log context it binds (task id,
     name, queue) lasts as long as that task's context.
     """
@@ -77,5 +84,7 @@ async def execute(
         task_id=request.id, task=request.task, queue=request.queue
     )
     if task.is_async:
+        if on_start is not None:
+            on_start()
         return await run_coroutine(task, request, limits)
-    return await pool.run(task, request, limits)
+    return await pool.run(task, request, limits, on_start)

@@ -16,7 +16,7 @@ import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any
 
-from amqptasks import constants
+from amqptasks import constants, signals
 from amqptasks._publish import DEAD_LETTER_HEADERS, PreparedCall
 from amqptasks.exceptions import AmqptasksError, BrokerError, DecodeError, TaskError, WorkerLost
 from amqptasks.logging import get_logger
@@ -29,6 +29,7 @@ from amqptasks.worker import hooks
 from amqptasks.worker.acks import AckBatcher, Settlement
 from amqptasks.worker.deadletter import dead_letter_message
 from amqptasks.worker.execution import Outcome, execute, is_expired, make_request, parse_time
+from amqptasks.worker.pools.base import NotStarted
 from amqptasks.worker.ratelimit import RateLimiter
 from amqptasks.worker.timelimits import resolve_time_limits
 
@@ -42,6 +43,7 @@ if TYPE_CHECKING:
     from amqptasks.transport.aio import AioPublisher
     from amqptasks.transport.consumer import Delivery
     from amqptasks.worker.pools.base import ExecutionPool
+    from amqptasks.worker.timelimits import TimeLimits
 
 log = get_logger(__name__)
 
@@ -78,15 +80,26 @@ class DeliveryHandler:
         self.time_limits = time_limits
         self.rate_limiter = RateLimiter()
         self.slots = Slots(concurrency)
+        #: Plain-function calls go straight to the pool, which queues those its
+        #: threads cannot start yet (bounded by the prefetch), rather than wait
+        #: for a slot here. Not when the app has ``async def`` tasks: their slots
+        #: are what keeps all tasks together within the concurrency.
+        self.queue_ahead = pool.queues_ahead and not any(
+            app.tasks.get(name).is_async for name in app.tasks
+        )
         #: Every settlement goes through here: acks batched per channel, and held
         #: back a little while deliveries wait for a slot.
         self.acks = AckBatcher(
-            hold_while=self.slots.contended,
+            hold_while=self._work_waiting,
             hold_limit=concurrency * app.settings.worker_prefetch_multiplier // 2,
         )
         self.slots.on_uncontended = self.acks.stop_holding
         self.stopping = asyncio.Event()
         self.running = 0
+
+    def _work_waiting(self) -> bool:
+        """Deliveries wait for a slot, or calls in the pool's queue for a thread."""
+        return self.slots.contended() or self.pool.queued > 0
 
     async def handle(self, message: Delivery, queue: str) -> None:
         """Process one delivery from ``queue``; settles it exactly once."""
@@ -167,27 +180,17 @@ class DeliveryHandler:
         limits = resolve_time_limits(
             parsed.timelimit, (task.soft_time_limit, task.time_limit), self.time_limits
         )
-        async with self.slots:
-            if self.stopping.is_set():
-                await delivery.requeue()
-                return
-            if acks_early:  # at-most-once: acked as it starts, never redelivered
-                await delivery.ack(written=True)
-            self.running += 1
-            try:
-                request = make_request(
-                    parsed,
-                    hostname=self.hostname,
-                    queue=queue,
-                    redelivered=bool(delivery.message.redelivered),
-                )
-                if self.app.settings.task_track_started:
-                    await self.reply(parsed, task, Outcome(states.STARTED))
-                hooks.prerun(task, request)
-                outcome = await execute(task, request, self.pool, limits)
-                hooks.postrun(task, request, outcome)
-            finally:
-                self.running -= 1
+        if self.queue_ahead and not task.is_async:
+            # No slot to wait for: the pool queues what its threads cannot start yet.
+            outcome = await self._run(delivery, parsed, task, queue, limits, acks_early)
+        else:
+            async with self.slots:
+                outcome = await self._run(delivery, parsed, task, queue, limits, acks_early)
+        if outcome is None:
+            return
+        if isinstance(outcome.exception, NotStarted):
+            await delivery.requeue()  # taken back from the pool's queue at shutdown
+            return
         if isinstance(outcome.exception, WorkerLost) and not acks_early:
             # Not run to the end: back to the queue, where it counts as a delivery
             # (see _delivered_too_often), so a task that kills its process ends in the DLQ.
@@ -206,6 +209,49 @@ class DeliveryHandler:
             await delivery.ack()
             return
         await self._failed(delivery, parsed, task, queue, outcome)
+
+    async def _run(
+        self,
+        delivery: Settlement,
+        parsed: TaskMessage,
+        task: Task[Any, Any],
+        queue: str,
+        limits: TimeLimits,
+        acks_early: bool,
+    ) -> Outcome | None:
+        """Run the call (its slot held, if it needs one); None if it was requeued unstarted."""
+        if self.stopping.is_set():
+            await delivery.requeue()
+            return None
+        if acks_early:  # at-most-once: acked before it starts, never redelivered
+            await delivery.ack(written=True)
+        self.running += 1
+        try:
+            request = make_request(
+                parsed,
+                hostname=self.hostname,
+                queue=queue,
+                redelivered=bool(delivery.message.redelivered),
+            )
+            started: list[asyncio.Future[None]] = []
+            track_started = self.app.settings.task_track_started
+            on_start = None
+            if track_started or signals.task_prerun.has_receivers(task):
+
+                def on_start() -> None:  # on the loop, as the call starts
+                    if track_started:
+                        state = Outcome(states.STARTED)
+                        started.append(asyncio.ensure_future(self.reply(parsed, task, state)))
+                    hooks.prerun(task, request)
+
+            outcome = await execute(task, request, self.pool, limits, on_start)
+            for reply in started:  # the STARTED state leaves before the outcome's
+                await reply
+            if not isinstance(outcome.exception, NotStarted):
+                hooks.postrun(task, request, outcome)
+            return outcome
+        finally:
+            self.running -= 1
 
     async def _failed(
         self,

@@ -33,6 +33,11 @@ REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
 
 
+def app_path(pool: str) -> str:
+    """``-A`` of an amqptasks worker with ``pool`` (see ``peer_amqptasks.async_app``)."""
+    return f"tests.bench.peer_amqptasks:{'async_app' if pool == 'asyncio' else 'app'}"
+
+
 class BenchError(RuntimeError):
     """A measurement could not be made (timeout, crash, wrong count...)."""
 

@@ -147,7 +147,7 @@ def profile_drain(node: RabbitNode, pool: str, n: int, rate: int, out: Path, bas
         "amqptasks",
         "worker",
         "-A",
-        "tests.bench.peer_amqptasks:app",
+        harness.app_path(pool),
         "-Q",
         queue,
         "-P",

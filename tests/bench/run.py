@@ -270,7 +270,7 @@ class Bench:
                 "amqptasks",
                 "worker",
                 "-A",
-                "tests.bench.peer_amqptasks:app",
+                harness.app_path(p["pool"]),
                 "-Q",
                 queue,
                 "-P",

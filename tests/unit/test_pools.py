@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from amqptasks import ConfigError, SoftTimeLimitExceeded, TimeLimitExceeded, Wor
 from amqptasks._context import Request
 from amqptasks.worker.pools import make_pool
 from amqptasks.worker.pools.aio import run_coroutine
+from amqptasks.worker.pools.base import NotStarted
 from amqptasks.worker.pools.processes import ProcessPool
 from amqptasks.worker.pools.threads import ThreadPool
 from amqptasks.worker.timelimits import HARD_LIMIT_GRACE, TimeLimits
@@ -252,6 +254,67 @@ async def test_a_child_that_cannot_import_the_app_fails_the_start() -> None:
     await pool.close()
 
 
+async def test_thread_pool_queues_calls_beyond_its_threads_and_runs_them_in_order() -> None:
+    pool = ThreadPool(1, queues_ahead=True)
+    await pool.start()
+    try:
+        calls = [
+            asyncio.ensure_future(pool.run(pool_app.naps, _request(pool_app.naps, 0.05), NONE))
+            for _ in range(3)
+        ]
+        await asyncio.sleep(0.02)
+        assert pool.queued == 2  # one runs, two wait for the one thread
+        outcomes = await asyncio.gather(*calls)
+        assert [o.status for o in outcomes] == [states.SUCCESS] * 3
+        assert pool.queued == 0
+    finally:
+        await pool.close()
+
+
+async def test_withdrawn_calls_end_not_started_and_the_running_one_finishes() -> None:
+    pool = ThreadPool(1, queues_ahead=True)
+    await pool.start()
+    try:
+        running = asyncio.ensure_future(pool.run(pool_app.naps, _request(pool_app.naps, 0.2), NONE))
+        await asyncio.sleep(0.05)
+        queued = [
+            asyncio.ensure_future(pool.run(pool_app.echo, _request(pool_app.echo, i), NONE))
+            for i in range(2)
+        ]
+        await asyncio.sleep(0.01)
+        assert pool.withdraw_queued() == 2
+        for call in queued:
+            outcome = await call
+            assert isinstance(outcome.exception, NotStarted)
+        assert (await running).status == states.SUCCESS
+        assert pool.withdraw_queued() == 0
+    finally:
+        await pool.close()
+
+
+async def test_on_start_runs_on_the_loop_before_the_body(threads: ThreadPool) -> None:
+    seen: list[tuple[str, bool]] = []
+    loop_thread = threading.get_ident()
+
+    def on_start() -> None:
+        seen.append(("on_start", threading.get_ident() == loop_thread))
+
+    outcome = await threads.run(pool_app.naps, _request(pool_app.naps, 0.01), NONE, on_start)
+    assert outcome.status == states.SUCCESS
+    assert seen == [("on_start", True)]
+    # A call withdrawn before it started never calls it.
+    blocker = asyncio.ensure_future(threads.run(pool_app.naps, _request(pool_app.naps, 0.1), NONE))
+    await asyncio.sleep(0.02)
+    withdrawn = asyncio.ensure_future(
+        threads.run(pool_app.echo, _request(pool_app.echo, 1), NONE, on_start)
+    )
+    await asyncio.sleep(0.01)
+    threads.withdraw_queued()
+    assert isinstance((await withdrawn).exception, NotStarted)
+    await blocker
+    assert seen == [("on_start", True)]
+
+
 # -- choosing a pool --------------------------------------------------------------------------
 
 
@@ -260,6 +323,12 @@ def test_make_pool_sizes() -> None:
     assert make_pool("threads", 5, app=app).describe() == "threads (5 threads)"
     assert make_pool("solo", 1, app=app).describe() == "solo (1 thread)"
     assert make_pool("asyncio", 100, app=app).describe() == "asyncio (8 threads)"
+    # threads and solo queue calls beyond their threads; asyncio's threads do not
+    assert [make_pool(name, 2, app=app).queues_ahead for name in ("threads", "solo")] == [
+        True,
+        True,
+    ]
+    assert not make_pool("asyncio", 2, app=app).queues_ahead
     processes = make_pool("processes", 2, app=app, max_tasks_per_child=10)
     assert isinstance(processes, ProcessPool)
     assert processes.app_path == APP_PATH  # found among the imported modules

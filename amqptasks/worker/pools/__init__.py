@@ -42,9 +42,9 @@ def make_pool(
             other processes cannot import.
     """
     if name == "threads":
-        return ThreadPool(concurrency, name="threads")
+        return ThreadPool(concurrency, name="threads", queues_ahead=True)
     if name == "solo":
-        return ThreadPool(1, name="solo")
+        return ThreadPool(1, name="solo", queues_ahead=True)
     if name == "asyncio":
         return ThreadPool(min(concurrency, ASYNCIO_POOL_THREADS), name="asyncio")
     if name == "processes":

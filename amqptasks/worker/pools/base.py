@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from amqptasks._context import current_request
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from amqptasks._context import Request
     from amqptasks.task import Task
     from amqptasks.worker.outcome import Outcome
@@ -19,19 +21,45 @@ class ExecutionPool(abc.ABC):
     """Runs sync task bodies off the event loop; ``async def`` tasks never come here.
 
     The worker calls :meth:`start` before it consumes, :meth:`run` once per
-    call (never more at once than the worker's concurrency) and :meth:`close`
-    after the last call returned (or, for a cold shutdown, without waiting).
+    call (never more at once than the worker's concurrency, unless the pool
+    :attr:`queues_ahead`) and :meth:`close` after the last call returned (or,
+    for a cold shutdown, without waiting).
     """
 
     #: The pool's name as ``--pool`` spells it.
     name: str = ""
+    #: The pool takes every call it is given at once, runs as many as it has runners
+    #: and starts the others, in order, as runners free up: a runner that finishes
+    #: finds its next call waiting, without a round trip through the event loop. The
+    #: worker's prefetch bounds the queue; :meth:`withdraw_queued` takes back the
+    #: calls not started yet (warm shutdown).
+    queues_ahead: bool = False
 
     async def start(self) -> None:  # noqa: B027 - optional hook, no-op by default
         """Prepare the pool (threads, child processes) before the first call."""
 
     @abc.abstractmethod
-    async def run(self, task: Task[Any, Any], request: Request, limits: TimeLimits) -> Outcome:
-        """Run ``task`` for ``request`` within ``limits``; never raises for the task's errors."""
+    async def run(
+        self,
+        task: Task[Any, Any],
+        request: Request,
+        limits: TimeLimits,
+        on_start: Callable[[], None] | None = None,
+    ) -> Outcome:
+        """Run ``task`` for ``request`` within ``limits``; never raises for the task's errors.
+
+        ``on_start`` is called on the event loop as the call starts, before the task
+        body runs (the STARTED state, ``task_prerun``); it must not raise.
+        """
+
+    @property
+    def queued(self) -> int:
+        """Calls queued in the pool, not started yet (see :attr:`queues_ahead`)."""
+        return 0
+
+    def withdraw_queued(self) -> int:
+        """Resolve the calls queued but not started with :class:`NotStarted`; how many."""
+        return 0
 
     async def close(self, *, cold: bool = False) -> None:  # noqa: B027 - optional hook
         """Release the pool; ``cold`` stops work still running (as far as the pool can)."""
@@ -39,6 +67,10 @@ class ExecutionPool(abc.ABC):
     def describe(self) -> str:
         """One line for the start-up banner."""
         return self.name
+
+
+class NotStarted(Exception):
+    """A queued call taken back before it started (warm shutdown): it goes back to its queue."""
 
 
 def call_task(task: Task[Any, Any], request: Request) -> Any:

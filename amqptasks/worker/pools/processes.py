@@ -45,6 +45,7 @@ from amqptasks.worker.pools import _child
 from amqptasks.worker.pools.base import ExecutionPool
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
@@ -312,12 +313,20 @@ class ProcessPool(ExecutionPool):
                 f"pool processes did not load the app {self.app_path} within {START_TIMEOUT:g}s"
             ) from None
 
-    async def run(self, task: Task[Any, Any], request: Request, limits: TimeLimits) -> Outcome:
+    async def run(
+        self,
+        task: Task[Any, Any],
+        request: Request,
+        limits: TimeLimits,
+        on_start: Callable[[], None] | None = None,
+    ) -> Outcome:
         """Run ``task`` in an idle child; kill the child at the hard time limit."""
         while True:
             child = await self._idle.get()
             if child.usable and child.job is None:
                 break
+        if on_start is not None:
+            on_start()
         loop = asyncio.get_running_loop()
         job: asyncio.Future[Outcome] = loop.create_future()
         try:

@@ -29,10 +29,11 @@ from typing import TYPE_CHECKING, Any
 from amqptasks.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from amqptasks.logging import get_logger
 from amqptasks.worker.outcome import Outcome
-from amqptasks.worker.pools.base import ExecutionPool, call_task, task_context
+from amqptasks.worker.pools.base import ExecutionPool, NotStarted, call_task, task_context
 
 if TYPE_CHECKING:
     import contextvars
+    from collections.abc import Callable
 
     from amqptasks._context import Request
     from amqptasks.task import Task
@@ -55,9 +56,11 @@ class _Job:
     __slots__ = (
         "context",
         "future",
+        "gate",
         "hard_timer",
         "limits",
         "loop",
+        "on_start",
         "request",
         "soft_timer",
         "task",
@@ -71,12 +74,16 @@ class _Job:
         limits: TimeLimits,
         loop: asyncio.AbstractEventLoop,
         context: contextvars.Context,
+        on_start: Callable[[], None] | None,
     ) -> None:
         self.task = task
         self.request = request
         self.limits = limits
         self.loop = loop
         self.context = context
+        self.on_start = on_start
+        #: Set by the loop once ``on_start`` ran: the body waits for it.
+        self.gate: threading.Event | None = None
         self.future: asyncio.Future[Outcome] = loop.create_future()
         self.thread: _TaskThread | None = None
         self.soft_timer: asyncio.TimerHandle | None = None
@@ -117,7 +124,11 @@ class _TaskThread(threading.Thread):
             with self.lock:
                 self.job = job
             job.thread = self
-            if job.limits:  # one loop wake-up less per call without limits
+            if job.on_start is not None:  # it runs on the loop, before the body
+                job.gate = threading.Event()
+                _call_soon(job.loop, self.pool.started, job)
+                job.gate.wait()
+            elif job.limits:  # one loop wake-up less per call without limits
                 _call_soon(job.loop, self.pool.started, job)
             outcome = job.context.run(_call, job.task, job.request)
         except BaseException as exc:  # an interruption that landed between the lines above
@@ -171,11 +182,14 @@ class ThreadPool(ExecutionPool):
     Args:
         size: Threads (tasks running at once in this pool).
         name: The pool's name for the banner (``threads``, ``solo``, ``asyncio``).
+        queues_ahead: Take every call at once and queue those no thread is free for
+            (see :attr:`ExecutionPool.queues_ahead`).
     """
 
-    def __init__(self, size: int, *, name: str = "threads") -> None:
+    def __init__(self, size: int, *, name: str = "threads", queues_ahead: bool = False) -> None:
         self.name = name
         self.size = size
+        self.queues_ahead = queues_ahead
         self.jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._threads: set[_TaskThread] = set()
         self._abandoned: set[_TaskThread] = set()
@@ -196,13 +210,43 @@ class ThreadPool(ExecutionPool):
         while len(self._threads) < self.size:
             self._start_thread()
 
-    async def run(self, task: Task[Any, Any], request: Request, limits: TimeLimits) -> Outcome:
+    async def run(
+        self,
+        task: Task[Any, Any],
+        request: Request,
+        limits: TimeLimits,
+        on_start: Callable[[], None] | None = None,
+    ) -> Outcome:
         """Run ``task`` in a pool thread; wait for it without blocking the loop."""
         if not self._threads:
             await self.start()
-        job = _Job(task, request, limits, asyncio.get_running_loop(), task_context())
+        job = _Job(task, request, limits, asyncio.get_running_loop(), task_context(), on_start)
         self.jobs.put(job)
         return await job.future
+
+    @property
+    def queued(self) -> int:
+        """Calls no thread has picked up yet."""
+        return self.jobs.qsize()
+
+    def withdraw_queued(self) -> int:
+        """Take back the calls no thread has picked up yet (on the loop)."""
+        withdrawn: list[_Job] = []
+        stops = 0
+        while True:
+            try:
+                job = self.jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is None:
+                stops += 1
+            else:
+                withdrawn.append(job)
+        for _ in range(stops):  # a closing pool's threads still end
+            self.jobs.put(None)
+        for job in withdrawn:
+            job.resolve(Outcome.failure(NotStarted(f"{job.request.task} ({job.request.id})")))
+        return len(withdrawn)
 
     def finished(self, job: _Job, outcome: Outcome) -> None:
         """In a pool thread: hand ``outcome`` back to the loop."""
@@ -219,14 +263,20 @@ class ThreadPool(ExecutionPool):
             job.resolve(outcome)
 
     def started(self, job: _Job) -> None:
-        """On the loop, as a thread picks ``job`` up: arm its time limits."""
+        """On the loop, as a thread picks ``job`` up: ``on_start``, then its time limits."""
         loop = job.loop
-        if job.future.done():
-            return
-        if job.limits.soft is not None:
-            job.soft_timer = loop.call_later(job.limits.soft, self._soft_limit, job)
-        if job.limits.hard is not None:
-            job.hard_timer = loop.call_later(job.limits.hard, self._hard_limit, job)
+        try:
+            if job.future.done():
+                return
+            if job.on_start is not None:
+                job.on_start()
+            if job.limits.soft is not None:
+                job.soft_timer = loop.call_later(job.limits.soft, self._soft_limit, job)
+            if job.limits.hard is not None:
+                job.hard_timer = loop.call_later(job.limits.hard, self._hard_limit, job)
+        finally:
+            if job.gate is not None:
+                job.gate.set()
 
     def _soft_limit(self, job: _Job) -> None:
         if job.thread is not None and job.thread.interrupt(job, SoftTimeLimitExceeded):
