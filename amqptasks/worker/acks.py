@@ -6,10 +6,11 @@ unsettled deliveries into a single ``basic.ack`` with ``multiple=True`` and
 writes the rest in the same frame batch. Acks are therefore sent a loop turn
 later than they are asked for, never earlier, and in the order asked.
 
-While the worker has deliveries waiting for a free slot, its prefetch window is
-not what keeps it busy, so acks are held a little longer to join a bigger
-batch: until half the prefetch budget is waiting to be sent, the waiting work
-is all started, or :data:`HOLD_TIMEOUT` passed. Each ack frame makes the broker
+While the worker has work waiting to start (deliveries waiting for a free slot,
+or calls in its pool's queue), its prefetch window is not what keeps it busy, so
+acks are held a little longer to join a bigger batch: until half the prefetch
+budget is waiting to be sent, the deliveries waiting for a slot have all got one,
+or :data:`HOLD_TIMEOUT` passed. Each ack frame makes the broker
 send a batch of deliveries, and small batches cost both sides CPU: with
 no-op tasks under the threads pool this cuts the worker's and the broker's CPU
 per task by about a tenth (``tests/bench``). A settlement that must be written

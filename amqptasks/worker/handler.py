@@ -88,7 +88,7 @@ class DeliveryHandler:
             app.tasks.get(name).is_async for name in app.tasks
         )
         #: Every settlement goes through here: acks batched per channel, and held
-        #: back a little while deliveries wait for a slot.
+        #: back a little while work waits to start.
         self.acks = AckBatcher(
             hold_while=self._work_waiting,
             hold_limit=concurrency * app.settings.worker_prefetch_multiplier // 2,

@@ -1,4 +1,4 @@
-"""An app of plain functions only, as most Celery apps are.
+"""An app of plain functions only, as most Celery apps are: some of the core app's.
 
 Its ``threads``/``solo`` workers hand every call to the pool at once, and the pool
 queues those its threads cannot start yet (``ExecutionPool.queues_ahead``); the core
@@ -9,59 +9,34 @@ instead. With ``AMQPTASKS_TEST_HOOK_LOG`` set, ``task_prerun`` is recorded there
 from __future__ import annotations
 
 import os
-import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from amqptasks import App, SoftTimeLimitExceeded, signals
-from tests.integration.apps.core import _append
+from amqptasks import App, signals
+from tests.integration.apps import core
+
+if TYPE_CHECKING:
+    from amqptasks.task import Task
 
 app = App("itest-plain")
 
 
-@app.task
-def record(ledger: str, token: str) -> str:
-    _append(ledger, token)
-    return token
+def _plain(task: Task[Any, Any], **options: Any) -> Task[Any, Any]:
+    """The core ``task``'s function, on this app under a name of its own."""
+    return app.task(name=f"{__name__}.{task.fn.__name__}", **options)(task.fn)
 
 
-@app.task
-def fail(message: str) -> None:
-    raise ValueError(message)
-
-
-@app.task
-def span(ledger: str, token: str, seconds: float) -> str:
-    """``start``/``end`` lines around a sleep: how many ran at once shows in the ledger."""
-    _append(ledger, f"start {token}")
-    time.sleep(seconds)
-    _append(ledger, f"end {token}")
-    return token
-
-
-@app.task
-def wait_for_flag(flag: str, ledger: str, token: str) -> str:
-    """Block while ``flag`` exists."""
-    _append(ledger, f"start {token}")
-    while os.path.exists(flag):
-        time.sleep(0.02)
-    return token
-
-
-@app.task(soft_time_limit=0.5)
-def soft_limited(ledger: str, token: str) -> str:
-    """Sleep in short steps until the soft limit interrupts it; record after how long."""
-    started = time.monotonic()
-    try:
-        while True:
-            time.sleep(0.01)
-    except SoftTimeLimitExceeded:
-        _append(ledger, f"{token} {time.monotonic() - started:.2f}")
-        return token
-
+record = _plain(core.record)
+fail = _plain(core.fail)
+#: ``start T`` / ``done T`` lines around a sleep.
+slow = _plain(core.slow)
+wait_for_flag = _plain(core.wait_for_flag)
+#: Naps until its 0.5 s soft limit interrupts it: returns "cleaned up" (or, never
+#: interrupted, "not interrupted").
+soft_limited = _plain(core.until_soft_limit, soft_time_limit=0.5, time_limit=30)
 
 _HOOK_LOG = os.environ.get("AMQPTASKS_TEST_HOOK_LOG")
 if _HOOK_LOG:
 
     @signals.task_prerun.connect
     def _prerun(sender: Any, task_id: str, **kwargs: Any) -> None:
-        _append(str(_HOOK_LOG), f"task_prerun {task_id}")
+        core._append(str(_HOOK_LOG), f"task_prerun {task_id}")
