@@ -118,8 +118,6 @@ class AckBatcher:
     ) -> None:
         self._hold_while = hold_while
         self._hold_limit = hold_limit
-        #: Settlements asked for since the last batch was sent.
-        self._queued = 0
         self._release: asyncio.Future[None] | None = None
         self._channels: dict[ConsumerChannel, _ChannelState] = {}
         self._waiting: deque[_ChannelState] = deque()
@@ -147,12 +145,11 @@ class AckBatcher:
         if not state.ops:
             self._waiting.append(state)
         state.ops.append((action, tag))
-        self._queued += 1
         waiter = None
         if written:
             waiter = asyncio.get_running_loop().create_future()
             state.waiters.append(waiter)
-        if written or self._queued >= self._hold_limit:
+        if written or self._unsent() >= self._hold_limit:
             self.stop_holding()
         if self._sender is None or self._sender.done():
             self._sender = asyncio.ensure_future(self._send())
@@ -164,10 +161,14 @@ class AckBatcher:
         if release is not None and not release.done():
             release.set_result(None)
 
+    def _unsent(self) -> int:
+        """Settlements asked for and not written yet."""
+        return sum(len(state.ops) for state in self._waiting)
+
     def _may_hold(self) -> bool:
         return (
             self._hold_while is not None
-            and self._queued < self._hold_limit
+            and self._unsent() < self._hold_limit
             and not any(state.waiters for state in self._waiting)
             and self._hold_while()
         )
@@ -186,7 +187,6 @@ class AckBatcher:
         await asyncio.sleep(0)  # let the calls finishing in this loop turn join the batch
         if self._may_hold():
             await self._hold()
-        self._queued = 0
         while self._waiting:
             state = self._waiting.popleft()
             ops, state.ops = state.ops, []

@@ -17,25 +17,24 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from amqptasks import constants, signals
-from amqptasks._publish import DEAD_LETTER_HEADERS, PreparedCall
+from amqptasks._publish import PreparedCall
 from amqptasks.exceptions import AmqptasksError, BrokerError, DecodeError, TaskError, WorkerLost
 from amqptasks.logging import get_logger
-from amqptasks.protocol.envelope import OutgoingMessage, TaskMessage, parse_task_message
+from amqptasks.protocol.envelope import TaskMessage, parse_task_message
 from amqptasks.results import states
-from amqptasks.results.meta import encode_result
 from amqptasks.routing import Route
 from amqptasks.topology import delays
 from amqptasks.worker import hooks
 from amqptasks.worker.acks import AckBatcher, Settlement
 from amqptasks.worker.deadletter import dead_letter_message
 from amqptasks.worker.execution import Outcome, execute, is_expired, make_request, parse_time
+from amqptasks.worker.outgoing import delayed_copy, result_message
 from amqptasks.worker.pools.base import NotStarted
 from amqptasks.worker.ratelimit import RateLimiter
+from amqptasks.worker.slots import Slots
 from amqptasks.worker.timelimits import resolve_time_limits
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from amqptasks._client import AioClient
     from amqptasks.app import App
     from amqptasks.protocol.serializers import SerializerInfo
@@ -382,38 +381,14 @@ class DeliveryHandler:
         extra: dict[str, Any] | None = None,
     ) -> None:
         """Send the message back to ``queue`` after ``countdown`` s (confirmed)."""
-        # Broker dead-letter headers would make the broker see a cycle and drop the
-        # message; our own headers describe the previous attempt only.
-        headers = {
-            k: v
-            for k, v in (message.headers or {}).items()
-            if k not in DEAD_LETTER_HEADERS and not k.startswith(constants.HEADER_PREFIX)
-        }
-        headers.update(extra or {})
-        wait = delays.delay_seconds(countdown)
-        headers["retries"] = retries
-        if countdown > 0:
-            eta = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=countdown)
-            headers["eta"] = eta.isoformat()
-        outgoing = OutgoingMessage(
-            exchange=constants.DEFAULT_EXCHANGE,
-            routing_key=queue,
-            body=message.body,
-            content_type=message.content_type or "application/json",
-            content_encoding=message.content_encoding or "utf-8",
-            headers=headers,
-            message_id=message.message_id or message.correlation_id or "",
-            correlation_id=message.correlation_id,
-            reply_to=message.reply_to,
-            priority=message.priority,
-        )
+        outgoing = delayed_copy(message, queue, countdown, retries, extra)
         route = Route(constants.DEFAULT_EXCHANGE, queue, self.app.router.queue(queue))
         await self.republisher.publish(
             PreparedCall(
                 outgoing,
                 route,
                 False,
-                delay=wait,
+                delay=delays.delay_seconds(countdown),
                 wait_seconds=countdown,
                 prepared_at=time.monotonic(),
             )
@@ -425,38 +400,7 @@ class DeliveryHandler:
         """Send the task's state to its caller's reply queue (unless results are off)."""
         if not parsed.reply_to or parsed.ignore_result or (task and task.ignore_result):
             return
-        info = self.result_serializer
-        try:
-            body = info.serializer.dumps(
-                encode_result(
-                    parsed.id,
-                    outcome.status,
-                    outcome.value,
-                    traceback=outcome.traceback,
-                    exception=outcome.exception,
-                )
-            )
-        except (TypeError, ValueError) as exc:
-            body = info.serializer.dumps(
-                encode_result(
-                    parsed.id,
-                    states.FAILURE,
-                    exception=TypeError(
-                        f"result of {parsed.task} cannot be serialized with {info.name}: {exc}"
-                    ),
-                )
-            )
-        reply = OutgoingMessage(
-            exchange=constants.DEFAULT_EXCHANGE,
-            routing_key=parsed.reply_to,
-            body=body,
-            content_type=info.content_type,
-            content_encoding=info.content_encoding,
-            headers={},
-            message_id=parsed.id,
-            correlation_id=parsed.correlation_id or parsed.id,
-            delivery_mode=1,
-        )
+        reply = result_message(parsed, outcome, self.result_serializer)
         try:
             await self.publisher.publish(reply)
         except BrokerError as exc:
@@ -521,35 +465,6 @@ class DeliveryHandler:
             await delivery.reject()
             return
         await delivery.ack()
-
-
-class Slots:
-    """``concurrency`` slots for running tasks (``async with``), counting who waits for one."""
-
-    __slots__ = ("_free", "on_uncontended", "waiting")
-
-    def __init__(self, concurrency: int) -> None:
-        self._free = asyncio.Semaphore(concurrency)
-        #: Deliveries ready to run, waiting for a slot.
-        self.waiting = 0
-        #: Called when the last delivery waiting for a slot got one.
-        self.on_uncontended: Callable[[], None] | None = None
-
-    def contended(self) -> bool:
-        """True while some delivery waits for a slot."""
-        return self.waiting > 0
-
-    async def __aenter__(self) -> None:
-        self.waiting += 1
-        try:
-            await self._free.acquire()
-        finally:
-            self.waiting -= 1
-            if not self.waiting and self.on_uncontended is not None:
-                self.on_uncontended()
-
-    async def __aexit__(self, *_exc: object) -> None:
-        self._free.release()
 
 
 def _seconds_until(eta: str | None) -> float:

@@ -164,12 +164,7 @@ class Proc:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time used so far by the process tree."""
-        total = 0.0
-        for process in self.tree():
-            with contextlib.suppress(psutil.Error):
-                times = process.cpu_times()
-                total += times.user + times.system
-        return total
+        return sum(_cpu_seconds(process) for process in self.tree())
 
     def stop(self, timeout: float | None = None) -> None:
         """SIGTERM (warm shutdown), then SIGKILL to the whole group after ``timeout``
@@ -333,7 +328,15 @@ def process_cpu_seconds(pid: int | None) -> float:
     if pid is None:
         return 0.0
     try:
-        times = psutil.Process(pid).cpu_times()
+        return _cpu_seconds(psutil.Process(pid))
+    except psutil.Error:
+        return 0.0
+
+
+def _cpu_seconds(process: psutil.Process) -> float:
+    """User + system CPU seconds of ``process`` (0.0 once it is gone)."""
+    try:
+        times = process.cpu_times()
     except psutil.Error:
         return 0.0
     return float(times.user + times.system)
