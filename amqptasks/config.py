@@ -238,6 +238,9 @@ class Settings:
     #: The broker's ``consumer_timeout`` in seconds, when the management API cannot
     #: tell (0: the broker has none). Only used to warn about longer time limits.
     broker_consumer_timeout: float = constants.DEFAULT_BROKER_CONSUMER_TIMEOUT
+    #: Worker extensions every worker of this app loads: ``module:attribute`` paths
+    #: (environment: comma-separated), or in code the extensions or their classes.
+    worker_extensions: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         BrokerURL.parse(self.broker_url)
@@ -364,7 +367,7 @@ class Settings:
                 values[key] = _ENV_PARSERS.get(key, str)(raw)
             except ValueError as exc:
                 raise ConfigError(f"{ENV_PREFIX}{key.upper()}: {exc}") from None
-        for key in ("accept_content", "queues"):
+        for key in ("accept_content", "queues", "worker_extensions"):
             if isinstance(values.get(key), list):
                 values[key] = tuple(values[key])
         from_env = [key for key in values if ENV_PREFIX + key.upper() in env]
@@ -416,6 +419,7 @@ _ENV_PARSERS: dict[str, Callable[[str], Any]] = {
     "task_time_limit": _optional_float,
     "task_soft_time_limit": _optional_float,
     "broker_consumer_timeout": float,
+    "worker_extensions": _parse_str_tuple,
 }
 
 

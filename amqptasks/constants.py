@@ -43,6 +43,10 @@ REASON_FAILED: Final = "failed"
 REASON_DELIVERY_LIMIT: Final = "delivery-limit"
 REASON_UNSUPPORTED: Final = "unsupported-workflow"
 REASON_TIME_LIMIT: Final = "time-limit"
+#: An ETA or countdown further ahead than the delay levels reach.
+REASON_BAD_ETA: Final = "bad-eta"
+#: The worker could not handle the message (a worker extension failed, say).
+REASON_WORKER_ERROR: Final = "worker-error"
 
 DEFAULT_BROKER_URL: Final = "amqp://guest:guest@localhost:5672//"
 DEFAULT_QUEUE: Final = "default"

@@ -24,7 +24,6 @@ from amqptasks.worker.supervisor import (
     notify_ready,
     wait_for_go,
 )
-from amqptasks.worker.timelimits import TimeLimits
 
 if TYPE_CHECKING:
     from amqptasks.app import App
@@ -61,9 +60,9 @@ def _banner(worker: Worker) -> str:
         f"  app:         {app.main}\n"
         f"  broker:      {app.settings.broker.redacted()}\n"
         f"  queues:      {', '.join(worker.queues)}\n"
-        f"  pool:        {worker.execution_pool.describe()}, concurrency {worker.concurrency}, "
+        f"  pool:        {worker.pool.describe()}, concurrency {worker.concurrency}, "
         f"prefetch {worker.prefetch_count} (all queues together)\n"
-        f"  time limits: {TimeLimits(*worker.time_limits).describe()}\n"
+        f"  time limits: {worker.options.time_limits.describe()}\n"
         f"[tasks]\n{tasks}\n"
     )
 
@@ -286,6 +285,14 @@ async def _run_supervised(runner: Worker, launch: ChildLaunch) -> int:
     "supervisor; %i in --hostname is the process number "
     "(env AMQPTASKS_WORKER_PROCESSES, default 1).",
 )
+@click.option(
+    "--extension",
+    "extensions",
+    multiple=True,
+    metavar="MODULE:ATTR",
+    help="A worker extension to load (an Extension subclass or instance), after those of "
+    "the worker_extensions setting; repeat for several (env AMQPTASKS_WORKER_EXTENSIONS).",
+)
 @click.option("--supervised", default=None, hidden=True)
 def worker(
     app: App,
@@ -303,6 +310,7 @@ def worker(
     logfile: Path | None,
     pidfile: Path | None,
     workers: int | None,
+    extensions: tuple[str, ...],
     supervised: str | None,
 ) -> None:
     """Consume QUEUES and run their tasks until SIGTERM (warm) or a second signal (cold).
@@ -341,6 +349,7 @@ def worker(
         max_memory_per_child=max_memory_per_child,
         time_limit=time_limit,
         soft_time_limit=soft_time_limit,
+        extensions=extensions,
     )
     if launch is None and count > 1:
         sys.exit(_supervise(ctx, count, hostname, logfile, pidfile))

@@ -1,7 +1,35 @@
-"""The worker: consume, execute, reply, ack."""
+"""The worker: consume, execute, reply, ack; extended through :class:`Extension`."""
 
 from __future__ import annotations
 
-from amqptasks.worker.consumer import EXIT_COLD, EXIT_ERROR, EXIT_OK, Worker
+from amqptasks.worker.decisions import (
+    DeadLetter,
+    Decision,
+    Defer,
+    Finish,
+    Requeue,
+    RetryLater,
+    Skip,
+)
+from amqptasks.worker.extension import Extension, WorkerContext
+from amqptasks.worker.options import WorkerOptions
+from amqptasks.worker.state import MessageState
+from amqptasks.worker.worker import EXIT_COLD, EXIT_ERROR, EXIT_OK, Worker
 
-__all__ = ["EXIT_COLD", "EXIT_ERROR", "EXIT_OK", "Worker"]
+__all__ = [
+    "EXIT_COLD",
+    "EXIT_ERROR",
+    "EXIT_OK",
+    "DeadLetter",
+    "Decision",
+    "Defer",
+    "Extension",
+    "Finish",
+    "MessageState",
+    "Requeue",
+    "RetryLater",
+    "Skip",
+    "Worker",
+    "WorkerContext",
+    "WorkerOptions",
+]

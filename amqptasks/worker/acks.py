@@ -125,6 +125,11 @@ class AckBatcher:
         #: Waits for settlements an acks-early task needs written, in a full buffer.
         self._watchers: set[asyncio.Future[None]] = set()
 
+    @property
+    def hold_limit(self) -> int:
+        """Unsent settlements that are sent at once, however busy the worker."""
+        return self._hold_limit
+
     def delivered(self, message: Delivery) -> Settlement:
         """Register a delivery; the returned :class:`Settlement` settles it once."""
         channel = message.channel

@@ -1,84 +1,86 @@
-"""What the worker does with one delivery, from decoding to the final ack.
+"""What the worker does with one delivery: the pipeline that runs the extensions.
 
-Order of checks: decodable and known (else DLQ) -> expired (REVOKED) -> too
-early (back to the delay levels) -> delivered too often (DLQ) -> wait for the
-task's rate limit (holding the unacked delivery) -> run within its time limits
--> success (reply, ack) or failure (retry through the delay levels, or DLQ), in
-each case publishing (with confirm) before acking, so a crash in between
-duplicates a message rather than losing it. A call whose pool process died
-(WorkerLost) is requeued, unacked, and counted as a delivery.
+decode -> find the task -> run within its limits -> settle, with the worker's
+extensions (:mod:`amqptasks.worker.extension`) consulted at each point: the
+worker's own rules (:mod:`amqptasks.worker.rules`: delivery cap, expiry and ETA,
+rate limits, retries, signals, result replies) first, then the user's. Whatever
+goes wrong, every delivery ends settled exactly once: run, retried or
+dead-lettered with a reason (never left unacked, never requeued in a loop),
+publishing (with confirm) before acking, so a crash in between duplicates a
+message rather than losing it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import time
 from typing import TYPE_CHECKING, Any
 
-from amqptasks import constants, signals
-from amqptasks._publish import PreparedCall
-from amqptasks.exceptions import AmqptasksError, BrokerError, DecodeError, TaskError, WorkerLost
+from amqptasks import constants
+from amqptasks.exceptions import BrokerError, ConfigError, DecodeError, WorkerLost
 from amqptasks.logging import get_logger
 from amqptasks.protocol.envelope import TaskMessage, parse_task_message
 from amqptasks.results import states
-from amqptasks.routing import Route
-from amqptasks.topology import delays
-from amqptasks.worker import hooks
-from amqptasks.worker.acks import AckBatcher, Settlement
-from amqptasks.worker.deadletter import dead_letter_message
-from amqptasks.worker.execution import Outcome, execute, is_expired, make_request, parse_time
-from amqptasks.worker.outgoing import delayed_copy, result_message
+from amqptasks.worker.acks import AckBatcher
+from amqptasks.worker.decisions import (
+    DeadLetter,
+    Decision,
+    Defer,
+    Finish,
+    Requeue,
+    RetryLater,
+    Skip,
+)
+from amqptasks.worker.execution import execute, make_request
+from amqptasks.worker.extension import HOOKS, overrides
+from amqptasks.worker.outcome import Outcome
 from amqptasks.worker.pools.base import NotStarted
-from amqptasks.worker.ratelimit import RateLimiter
 from amqptasks.worker.slots import Slots
+from amqptasks.worker.state import MessageState
 from amqptasks.worker.timelimits import resolve_time_limits
 
 if TYPE_CHECKING:
-    from amqptasks._client import AioClient
+    from collections.abc import Callable, Sequence
+
     from amqptasks.app import App
-    from amqptasks.protocol.serializers import SerializerInfo
-    from amqptasks.task import Task
-    from amqptasks.transport.aio import AioPublisher
     from amqptasks.transport.consumer import Delivery
+    from amqptasks.worker.extension import Extension
+    from amqptasks.worker.options import WorkerOptions
     from amqptasks.worker.pools.base import ExecutionPool
-    from amqptasks.worker.timelimits import TimeLimits
+    from amqptasks.worker.sender import Sender
 
 log = get_logger(__name__)
 
-#: A message whose ETA is less than this far ahead runs now (clock skew, rounding).
-EARLY_TOLERANCE = 0.5
-#: Seconds a counted copy of a redelivered message waits before it is delivered again.
-COPY_DELAY = 1.0
-#: How much of a traceback goes into a dead-letter header.
-TRACEBACK_LIMIT = 8000
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
 
 
 class DeliveryHandler:
-    """Processes deliveries for one worker (see the module docstring)."""
+    """Runs each delivery through the extensions and settles it (see the module docstring).
+
+    Args:
+        app: The app whose tasks run.
+        options: The worker's resolved options.
+        sender: Publishes replies, copies and dead letters.
+        pool: Where plain-function tasks run.
+        extensions: The worker's rules then the user's, in order.
+    """
 
     def __init__(
         self,
         app: App,
+        options: WorkerOptions,
         *,
-        hostname: str,
-        publisher: AioPublisher,
-        republisher: AioClient,
+        sender: Sender,
         pool: ExecutionPool,
-        concurrency: int,
-        result_serializer: SerializerInfo,
-        time_limits: tuple[float | None, float | None] = (None, None),
+        extensions: Sequence[Extension],
     ) -> None:
         self.app = app
-        self.hostname = hostname
-        self.publisher = publisher
-        self.republisher = republisher
+        self.options = options
+        self.sender = sender
         self.pool = pool
-        self.result_serializer = result_serializer
-        #: The worker's default ``(soft, hard)`` time limits.
-        self.time_limits = time_limits
-        self.rate_limiter = RateLimiter()
-        self.slots = Slots(concurrency)
+        self.extensions = list(extensions)
+        self.slots = Slots(options.concurrency)
         #: Plain-function calls go straight to the pool, which queues those its
         #: threads cannot start yet (bounded by the prefetch), rather than wait
         #: for a slot here. Not when the app has ``async def`` tasks: their slots
@@ -88,387 +90,266 @@ class DeliveryHandler:
         )
         #: Every settlement goes through here: acks batched per channel, and held
         #: back a little while work waits to start.
-        self.acks = AckBatcher(
-            hold_while=self._work_waiting,
-            hold_limit=concurrency * app.settings.worker_prefetch_multiplier // 2,
-        )
+        self.acks = AckBatcher(hold_while=self._work_waiting, hold_limit=options.ack_hold_limit)
         self.slots.on_uncontended = self.acks.stop_holding
         self.stopping = asyncio.Event()
         self.running = 0
+        # Only the hooks an extension overrides are called (see Extension).
+        hooks = {name: [ext for ext in self.extensions if overrides(ext, name)] for name in HOOKS}
+        self._received = [ext.on_received for ext in hooks["on_received"]]
+        self._decoded = [ext.on_decoded for ext in hooks["on_decoded"]]
+        self._before_run = [ext.before_run for ext in hooks["before_run"]]
+        self._starters = hooks["on_start"]
+        self._after_run = [ext.after_run for ext in reversed(hooks["after_run"])]
+        self._on_failure = [ext.on_failure for ext in hooks["on_failure"]]
+        self._on_retry = [ext.on_retry for ext in hooks["on_retry"]]
+        self._on_dead_letter = [ext.on_dead_letter for ext in hooks["on_dead_letter"]]
+        self._before_settle = [ext.before_settle for ext in hooks["before_settle"]]
 
     def _work_waiting(self) -> bool:
         """Deliveries wait for a slot, or calls in the pool's queue for a thread."""
         return self.slots.contended() or self.pool.queued > 0
 
-    async def handle(self, message: Delivery, queue: str) -> None:
+    async def handle(self, delivery: Delivery, queue: str) -> None:
         """Process one delivery from ``queue``; settles it exactly once."""
-        delivery = self.acks.delivered(message)
+        state = MessageState(delivery, queue, self.acks.delivered(delivery))
         try:
-            parsed = parse_task_message(
-                message.body,
-                headers=message.headers,
-                content_type=message.content_type,
-                accept_content=self.app.settings.accept_content,
-                reply_to=message.reply_to,
-                correlation_id=message.correlation_id,
-            )
-        except DecodeError as exc:
-            await self.dead_letter(delivery, queue, constants.REASON_DECODE_ERROR, exc)
-            return
-        except Exception as exc:  # a header of an unexpected type, say
-            await self.dead_letter(delivery, queue, constants.REASON_BAD_MESSAGE, exc)
-            return
-        task = self.app.tasks.find(parsed.task)
-        if task is None:
-            unknown = self.app.tasks.unknown(parsed.task)
-            await self.dead_letter(delivery, queue, constants.REASON_UNKNOWN_TASK, unknown)
-            # A caller waiting on the result (Celery replies NotRegistered) learns why.
-            await self.reply(parsed, None, Outcome(states.FAILURE, exception=unknown))
-            return
-        workflow = sorted(k for k, v in dict(parsed.embed).items() if v)
-        if workflow:
-            # Chains, callbacks and chords are not run yet: keep the message whole in
-            # the DLQ rather than run one step and silently drop the rest.
-            refused = TaskError(
-                f"task {parsed.task} ({parsed.id}) carries {', '.join(workflow)}, "
-                f"which amqptasks does not run yet"
-            )
-            await self.dead_letter(delivery, queue, constants.REASON_UNSUPPORTED, refused)
-            await self.reply(parsed, task, Outcome(states.FAILURE, exception=refused))
-            return
-        try:
-            await self._process(delivery, parsed, task, queue)
-        except AmqptasksError as exc:
-            # Could not publish a retry/reply/dead letter: leave the message to the broker.
+            decision = await self._decide(state)
+        except Exception as exc:  # an extension's bug, say: keep the message, say why
             log.error(
-                "could not settle a task; it will be delivered again",
-                task_id=parsed.id,
-                error=str(exc),
+                "could not handle a delivery; dead-lettering it",
+                task_id=state.task_id,
+                queue=queue,
+                error=_describe(exc),
             )
-            await delivery.requeue()
+            decision = DeadLetter(constants.REASON_WORKER_ERROR, exc)
+        await self._settle(state, decision)
 
-    async def _process(
-        self, delivery: Settlement, parsed: TaskMessage, task: Task[Any, Any], queue: str
-    ) -> None:
-        if is_expired(parsed):
-            log.warning(
-                "task expired before it ran; not running it",
-                task_id=parsed.id,
-                task=parsed.task,
-                expires=parsed.expires,
-            )
-            expired = TaskError(f"task {parsed.task} ({parsed.id}) expired at {parsed.expires}")
-            await self.reply(parsed, task, Outcome(states.REVOKED, exception=expired))
-            await delivery.ack()
-            return
-        remaining = _seconds_until(parsed.eta)
-        if remaining > EARLY_TOLERANCE:
-            # Sent by a producer that expects the worker to hold it (Celery does):
-            # hand it to the broker's delay levels instead of holding it here.
-            await self._republish(delivery.message, queue, remaining, parsed.retries)
-            await delivery.ack()
-            return
-        if await self._delivered_too_often(delivery, parsed, queue):
-            return
-        acks_early = (
+    # -- deciding ------------------------------------------------------------------------------
+
+    async def _decide(self, state: MessageState) -> Decision:
+        for hook in self._received:
+            decided = await hook(state)
+            if decided is not None:
+                return decided
+        try:
+            message = self._decode(state.delivery)
+        except DecodeError as exc:
+            return DeadLetter(getattr(exc, "reason", constants.REASON_DECODE_ERROR), exc)
+        except Exception as exc:  # a header of an unexpected type, say
+            return DeadLetter(constants.REASON_BAD_MESSAGE, exc)
+        state.message = message
+        task = self.app.tasks.find(message.task)
+        if task is None:
+            # A caller waiting on the result (Celery replies NotRegistered) learns why.
+            return DeadLetter(constants.REASON_UNKNOWN_TASK, self.app.tasks.unknown(message.task))
+        state.task = task
+        for hook in self._decoded:
+            decided = await hook(state)
+            if decided is not None:
+                return decided
+        state.acks_early = (
             task.acks_early if task.acks_early is not None else self.app.settings.task_acks_early
         )
-        if task.rate_limit and not await self._rate_limit(task):
-            await delivery.requeue()  # shutting down while it waited for its turn
-            return
-        limits = resolve_time_limits(
-            parsed.timelimit, (task.soft_time_limit, task.time_limit), self.time_limits
+        limits = self.options.time_limits
+        state.limits = resolve_time_limits(
+            message.timelimit, (task.soft_time_limit, task.time_limit), (limits.soft, limits.hard)
         )
+        for hook in self._before_run:
+            decided = await hook(state)
+            if decided is not None:
+                return decided
         if self.queue_ahead and not task.is_async:
             # No slot to wait for: the pool queues what its threads cannot start yet.
-            outcome = await self._run(delivery, parsed, task, queue, limits, acks_early)
+            outcome = await self._run(state)
         else:
             async with self.slots:
-                outcome = await self._run(delivery, parsed, task, queue, limits, acks_early)
-        if outcome is None:
-            return
-        if isinstance(outcome.exception, NotStarted):
-            await delivery.requeue()  # taken back from the pool's queue at shutdown
-            return
-        if isinstance(outcome.exception, WorkerLost) and not acks_early:
+                outcome = await self._run(state)
+        if outcome is None or isinstance(outcome.exception, NotStarted):
+            return Requeue()  # the worker stops: back to the queue, unstarted
+        state.outcome = outcome
+        decided = await self._after(state)
+        if decided is not None:
+            return decided
+        if isinstance(outcome.exception, WorkerLost) and not state.acks_early:
             # Not run to the end: back to the queue, where it counts as a delivery
-            # (see _delivered_too_often), so a task that kills its process ends in the DLQ.
+            # (rules.deliveries), so a task that kills its process ends in the DLQ.
             log.error(
                 "task's pool process died; the message goes back to the queue",
-                task_id=parsed.id,
-                task=parsed.task,
+                task_id=message.id,
+                task=message.task,
                 error=str(outcome.exception),
             )
-            await delivery.requeue()
-            return
+            return Requeue()
         if outcome.exception is None:
-            log.debug("task succeeded", task_id=parsed.id, task=parsed.task)
-            hooks.success(task, parsed, outcome)
-            await self.reply(parsed, task, outcome)
-            await delivery.ack()
-            return
-        await self._failed(delivery, parsed, task, queue, outcome)
+            log.debug("task succeeded", task_id=message.id, task=message.task)
+            return Finish(report=outcome)
+        for hook in self._on_failure:
+            decided = await hook(state)
+            if decided is not None:
+                return decided
+        return DeadLetter(
+            constants.REASON_FAILED,
+            outcome.exception,
+            outcome.traceback,
+            report=Outcome(
+                states.FAILURE, exception=outcome.exception, traceback=outcome.traceback
+            ),
+        )
 
-    async def _run(
-        self,
-        delivery: Settlement,
-        parsed: TaskMessage,
-        task: Task[Any, Any],
-        queue: str,
-        limits: TimeLimits,
-        acks_early: bool,
-    ) -> Outcome | None:
-        """Run the call (its slot held, if it needs one); None if it was requeued unstarted."""
+    def _decode(self, delivery: Delivery) -> TaskMessage:
+        return parse_task_message(
+            delivery.body,
+            headers=delivery.headers,
+            content_type=delivery.content_type,
+            accept_content=self.app.settings.accept_content,
+            reply_to=delivery.reply_to,
+            correlation_id=delivery.correlation_id,
+        )
+
+    async def _run(self, state: MessageState) -> Outcome | None:
+        """Run the call (its slot held, if it needs one); None if it was not started."""
         if self.stopping.is_set():
-            await delivery.requeue()
             return None
-        if acks_early:  # at-most-once: acked before it starts, never redelivered
-            await delivery.ack(written=True)
+        message, task, limits = state.message, state.task, state.limits
+        assert message is not None and task is not None and limits is not None
+        if state.acks_early:  # at-most-once: acked before it starts, never redelivered
+            await state.settlement.ack(written=True)
         self.running += 1
         try:
-            request = make_request(
-                parsed,
-                hostname=self.hostname,
-                queue=queue,
-                redelivered=bool(delivery.message.redelivered),
+            state.request = make_request(
+                message,
+                hostname=self.options.hostname,
+                queue=state.queue,
+                redelivered=bool(state.delivery.redelivered),
             )
-            started: list[asyncio.Future[None]] = []
-            track_started = self.app.settings.task_track_started
-            on_start = None
-            if track_started or signals.task_prerun.has_receivers(task):
-
-                def on_start() -> None:  # on the loop, as the call starts
-                    if track_started:
-                        state = Outcome(states.STARTED)
-                        started.append(asyncio.ensure_future(self.reply(parsed, task, state)))
-                    hooks.prerun(task, request)
-
-            outcome = await execute(task, request, self.pool, limits, on_start)
-            for reply in started:  # the STARTED state leaves before the outcome's
-                await reply
-            if not isinstance(outcome.exception, NotStarted):
-                hooks.postrun(task, request, outcome)
-            return outcome
+            return await execute(task, state.request, self.pool, limits, self._on_start(state))
         finally:
             self.running -= 1
 
-    async def _failed(
-        self,
-        delivery: Settlement,
-        parsed: TaskMessage,
-        task: Task[Any, Any],
-        queue: str,
-        outcome: Outcome,
-    ) -> None:
-        assert outcome.exception is not None
-        decision = task.retry_policy.decide(outcome.exception, parsed.retries)
-        shown = decision.exception or outcome.exception
-        error = f"{type(shown).__name__}: {shown}"
-        # An acks_early task was acked before it ran; a retry or dead letter is a new
-        # message all the same (the ack below is then a no-op).
-        if decision.action == "retry":
-            log.warning(
-                "task failed; retrying",
-                task_id=parsed.id,
-                task=parsed.task,
-                error=error,
-                retries=parsed.retries + 1,
-                countdown=decision.countdown,
-            )
-            hooks.retry(task, parsed, shown, decision.countdown)
-            await self._republish(delivery.message, queue, decision.countdown, parsed.retries + 1)
-            await self.reply(
-                parsed, task, Outcome(states.RETRY, exception=shown, traceback=outcome.traceback)
-            )
-            await delivery.ack()
-            return
-        log.error(
-            "task failed",
-            task_id=parsed.id,
-            task=parsed.task,
-            error=error,
-            attempts=parsed.retries + 1,
-        )
-        log.debug("task traceback", task_id=parsed.id, traceback=outcome.traceback)
-        hooks.failure(task, parsed, shown, outcome.traceback)
-        await self.reply(
-            parsed, task, Outcome(states.FAILURE, exception=shown, traceback=outcome.traceback)
-        )
-        if decision.action == "dead-letter":
-            await self.dead_letter(
-                delivery,
-                queue,
-                decision.reason,
-                shown,
-                traceback=outcome.traceback,
-                attempts=parsed.retries + 1,
-            )
-        else:
-            await delivery.ack()
+    def _on_start(self, state: MessageState) -> Callable[[], None] | None:
+        """What runs on the loop as the call starts; None when no extension wants it
+        (the common case then costs the pool no round trip to the loop)."""
+        starters = [ext for ext in self._starters if ext.wants_start(state)]
+        if not starters:
+            return None
 
-    async def _rate_limit(self, task: Task[Any, Any]) -> bool:
-        """Wait for the task's rate limit to allow a call; False if the worker stops first.
+        def on_start() -> None:
+            for ext in starters:
+                try:
+                    ext.on_start(state)
+                except Exception as exc:
+                    _hook_failed(ext.on_start, state, exc)
 
-        The delivery stays unacked meanwhile, within the prefetch window: a
-        rate-limited message is never requeued or republished to wait.
-        """
-        delay = self.rate_limiter.reserve(task.name, task.rate_limit)
-        if delay <= 0:
-            return True
+        return on_start
+
+    async def _after(self, state: MessageState) -> Decision | None:
+        for hook in self._after_run:
+            try:
+                decided = await hook(state)
+            except Exception as exc:
+                _hook_failed(hook, state, exc)
+                continue
+            if decided is not None:
+                return decided
+        return None
+
+    # -- settling ------------------------------------------------------------------------------
+
+    async def _settle(self, state: MessageState, decision: Decision) -> None:
+        await self._notify(self._before_settle, state, decision)
         try:
-            await asyncio.wait_for(self.stopping.wait(), delay)
-        except asyncio.TimeoutError:
-            return True
-        self.rate_limiter.cancel(task.name, delay)
-        return False
+            await self._carry_out(state, decision)
+        except Exception as exc:
+            await self._could_not_carry_out(state, decision, exc)
 
-    async def _delivered_too_often(
-        self, delivery: Settlement, parsed: TaskMessage, queue: str
-    ) -> bool:
-        """Cap redeliveries of tasks whose worker died mid-run (poison messages).
-
-        Quorum queues count deliveries themselves (``x-delivery-count``). On
-        classic queues a redelivered message is republished to the tail of its
-        queue with our own count in a header, since a delivered message cannot
-        be changed in place.
-        """
-        message = delivery.message
-        if not message.redelivered:
-            return False
-        limit = self.app.settings.worker_max_deliveries
-        headers: dict[str, Any] = dict(message.headers or {})
-        quorum_count = headers.get(constants.HEADER_QUORUM_DELIVERY_COUNT)
-        if quorum_count is not None:
-            deliveries = int(quorum_count) + 1
-            if deliveries <= limit:
-                return False
+    async def _carry_out(self, state: MessageState, decision: Decision) -> None:
+        settlement = state.settlement
+        if isinstance(decision, Finish | Skip):
+            await settlement.ack()
+        elif isinstance(decision, Requeue):
+            await settlement.requeue()
+        elif isinstance(decision, RetryLater):
+            await self._notify(self._on_retry, state, decision)
+            retries = state.message.retries + 1 if state.message is not None else None
+            await self.sender.republish(state.delivery, state.queue, decision.countdown, retries)
+            await settlement.ack()
+        elif isinstance(decision, Defer):
+            await self.sender.republish(
+                state.delivery, state.queue, decision.countdown, None, decision.headers
+            )
+            await settlement.ack()
+        elif isinstance(decision, DeadLetter):
+            await self._dead_letter(state, decision)
         else:
-            deliveries = int(headers.get(constants.HEADER_DELIVERIES, 1)) + 1
-            if deliveries <= limit:
-                log.warning(
-                    "task delivered again after a worker stopped mid-task",
-                    task_id=parsed.id,
-                    task=parsed.task,
-                    deliveries=deliveries,
-                )
-                # Through the 1 s delay level, not straight back: a copy that came back
-                # at once could kill this worker before the original's ack left it, and
-                # both would then be redelivered - copies would multiply.
-                await self._republish(
-                    message,
-                    queue,
-                    COPY_DELAY,
-                    parsed.retries,
-                    extra={constants.HEADER_DELIVERIES: deliveries},
-                )
-                await delivery.ack()
-                return True
-        await self.dead_letter(
-            delivery,
-            queue,
-            constants.REASON_DELIVERY_LIMIT,
-            TaskError(f"delivered {deliveries} times (limit {limit}): its workers keep dying"),
-            attempts=deliveries,
-        )
-        return True
+            raise TypeError(f"not a worker decision: {decision!r}")
 
-    async def _republish(
-        self,
-        message: Delivery,
-        queue: str,
-        countdown: float,
-        retries: int,
-        extra: dict[str, Any] | None = None,
+    async def _could_not_carry_out(
+        self, state: MessageState, decision: Decision, exc: Exception
     ) -> None:
-        """Send the message back to ``queue`` after ``countdown`` s (confirmed)."""
-        outgoing = delayed_copy(message, queue, countdown, retries, extra)
-        route = Route(constants.DEFAULT_EXCHANGE, queue, self.app.router.queue(queue))
-        await self.republisher.publish(
-            PreparedCall(
-                outgoing,
-                route,
-                False,
-                delay=delays.delay_seconds(countdown),
-                wait_seconds=countdown,
-                prepared_at=time.monotonic(),
+        """A copy could not be published: requeue once if the broker failed, else dead-letter.
+
+        A message that was delivered before is not requeued again (no loop): it
+        goes to its dead-letter queue saying why.
+        """
+        if isinstance(exc, BrokerError) and not state.delivery.redelivered:
+            log.error(
+                "could not settle a task; it will be delivered again",
+                task_id=state.task_id,
+                error=_describe(exc),
             )
-        )
-
-    async def reply(
-        self, parsed: TaskMessage, task: Task[Any, Any] | None, outcome: Outcome
-    ) -> None:
-        """Send the task's state to its caller's reply queue (unless results are off)."""
-        if not parsed.reply_to or parsed.ignore_result or (task and task.ignore_result):
+            await state.settlement.requeue()
             return
-        reply = result_message(parsed, outcome, self.result_serializer)
-        try:
-            await self.publisher.publish(reply)
-        except BrokerError as exc:
-            # The client's reply queue is gone (it expired or was deleted): nobody waits.
-            log.warning(
-                "result not delivered", task_id=parsed.id, reply_to=parsed.reply_to, error=str(exc)
-            )
+        if isinstance(decision, DeadLetter):  # _dead_letter fell back already
+            return
+        # A countdown or ETA the delay levels cannot hold, or a copy that cannot be made.
+        reason = (
+            constants.REASON_BAD_ETA
+            if isinstance(exc, ConfigError)
+            else constants.REASON_WORKER_ERROR
+        )
+        await self._settle(state, DeadLetter(reason, exc))
 
-    async def dead_letter(
-        self,
-        delivery: Settlement,
-        queue: str,
-        reason: str,
-        exc: BaseException,
-        *,
-        traceback: str | None = None,
-        attempts: int | None = None,
-    ) -> None:
-        """Move the delivery to ``<queue>.dlq`` with why, then ack it."""
-        message = delivery.message
-        dlq = self.app.router.queue(queue).dead_letter_queue
+    async def _dead_letter(self, state: MessageState, decision: DeadLetter) -> None:
+        """Copy the delivery to its queue's DLQ with why, then ack; else reject it to the DLX."""
+        delivery, queue = state.delivery, state.queue
+        dlq = self.sender.dead_letter_queue(queue)
         log.error(
             "message dead-lettered",
             queue=queue,
             dead_letter_queue=dlq,
-            reason=reason,
-            error=str(exc),
-            message_id=message.message_id or message.correlation_id,
+            reason=decision.reason,
+            error=str(decision.error),
+            message_id=state.task_id,
         )
+        await self._notify(self._on_dead_letter, state, decision)
         if dlq is None:
-            await delivery.reject()  # the queue has no DLQ: the operator chose to drop
+            await state.settlement.reject()  # the queue has no DLQ: the operator chose to drop
             return
-        extra: dict[str, Any] = {}
-        if traceback:
-            extra[constants.HEADER_TRACEBACK] = traceback[-TRACEBACK_LIMIT:]
-        if attempts is not None:
-            extra[constants.HEADER_ATTEMPTS] = attempts
-        outgoing = dead_letter_message(
-            queue=queue,
-            dead_letter_queue=dlq,
-            body=message.body,
-            headers={**dict(message.headers or {}), **extra},
-            content_type=message.content_type,
-            content_encoding=message.content_encoding,
-            message_id=message.message_id,
-            correlation_id=message.correlation_id,
-            reply_to=message.reply_to,
-            exchange=message.exchange or "",
-            routing_key=message.routing_key or "",
-            reason=reason,
-            error=str(exc),
-            worker=self.hostname,
-            exc_type=type(exc).__name__,
-        )
         try:
-            await self.publisher.publish(outgoing)
-        except BrokerError as publish_error:
+            await self.sender.dead_letter(delivery, queue, decision)
+        except Exception as exc:
             # Fall back on the queue's own dead-letter exchange (no reason headers).
             log.error(
-                "dead-letter publish failed; rejecting to the queue's DLX", error=str(publish_error)
+                "dead-letter publish failed; rejecting to the queue's DLX", error=_describe(exc)
             )
-            await delivery.reject()
+            await state.settlement.reject()
             return
-        await delivery.ack()
+        await state.settlement.ack()
+
+    async def _notify(self, hooks: list[Any], state: MessageState, decision: Decision) -> None:
+        for hook in hooks:
+            try:
+                await hook(state, decision)
+            except Exception as exc:
+                _hook_failed(hook, state, exc)
 
 
-def _seconds_until(eta: str | None) -> float:
-    when = parse_time(eta)
-    if when is None:
-        return 0.0
-    return (when - dt.datetime.now(dt.timezone.utc)).total_seconds()
+def _hook_failed(hook: Any, state: MessageState, exc: Exception) -> None:
+    """A notification hook raised: logged in one line; the delivery goes on."""
+    log.error(
+        "worker extension failed",
+        hook=getattr(hook, "__qualname__", repr(hook)),
+        task_id=state.task_id,
+        error=_describe(exc),
+    )

@@ -6,6 +6,7 @@ The dead-letter message is built in :mod:`.deadletter`.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from amqptasks import constants
@@ -21,17 +22,56 @@ if TYPE_CHECKING:
     from amqptasks.worker.outcome import Outcome
 
 
+@dataclass(frozen=True, slots=True)
+class ReplyTarget:
+    """Where a call's states go: its caller's reply queue, under its task id."""
+
+    task_id: str
+    task_name: str
+    reply_to: str
+    correlation_id: str
+
+    @classmethod
+    def of(cls, message: TaskMessage) -> ReplyTarget | None:
+        """The target of a decoded message; None when it wants no result."""
+        if not message.reply_to or message.ignore_result:
+            return None
+        return cls(message.id, message.task, message.reply_to, message.correlation_id or message.id)
+
+    @classmethod
+    def of_raw(cls, delivery: Delivery) -> ReplyTarget | None:
+        """The target of a message that could not be decoded, from what can be read.
+
+        The task id is the ``id`` header when it is a string, else the
+        correlation id (Celery sets both to the task id).
+        """
+        headers = delivery.headers if isinstance(delivery.headers, dict) else {}
+        task_id = headers.get("id")
+        if not isinstance(task_id, str) or not task_id:
+            task_id = delivery.correlation_id
+        reply_to = delivery.reply_to
+        if not task_id or not reply_to:
+            return None
+        task_name = headers.get("task")
+        return cls(
+            task_id,
+            task_name if isinstance(task_name, str) else "",
+            reply_to,
+            delivery.correlation_id or task_id,
+        )
+
+
 def result_message(
-    parsed: TaskMessage, outcome: Outcome, serializer: SerializerInfo
+    target: ReplyTarget, outcome: Outcome, serializer: SerializerInfo
 ) -> OutgoingMessage:
-    """``outcome`` for the caller's reply queue (``parsed.reply_to``), transient.
+    """``outcome`` for the caller's reply queue (``target.reply_to``), transient.
 
     A value the result serializer cannot encode becomes a FAILURE saying so.
     """
     try:
         body = serializer.serializer.dumps(
             encode_result(
-                parsed.id,
+                target.task_id,
                 outcome.status,
                 outcome.value,
                 traceback=outcome.traceback,
@@ -41,22 +81,23 @@ def result_message(
     except (TypeError, ValueError) as exc:
         body = serializer.serializer.dumps(
             encode_result(
-                parsed.id,
+                target.task_id,
                 states.FAILURE,
                 exception=TypeError(
-                    f"result of {parsed.task} cannot be serialized with {serializer.name}: {exc}"
+                    f"result of {target.task_name} cannot be serialized "
+                    f"with {serializer.name}: {exc}"
                 ),
             )
         )
     return OutgoingMessage(
         exchange=constants.DEFAULT_EXCHANGE,
-        routing_key=parsed.reply_to or "",
+        routing_key=target.reply_to,
         body=body,
         content_type=serializer.content_type,
         content_encoding=serializer.content_encoding,
         headers={},
-        message_id=parsed.id,
-        correlation_id=parsed.correlation_id or parsed.id,
+        message_id=target.task_id,
+        correlation_id=target.correlation_id,
         delivery_mode=1,
     )
 
@@ -65,10 +106,11 @@ def delayed_copy(
     message: Delivery,
     queue: str,
     countdown: float,
-    retries: int,
+    retries: int | None,
     extra: dict[str, Any] | None = None,
 ) -> OutgoingMessage:
-    """The delivered ``message`` again, for ``queue``, with its ``retries`` and ETA."""
+    """The delivered ``message`` again, for ``queue``, with its ETA and ``retries``
+    (None: the ``retries`` header as it was)."""
     # Broker dead-letter headers would make the broker see a cycle and drop the
     # message; our own headers describe the previous attempt only.
     headers = {
@@ -77,7 +119,8 @@ def delayed_copy(
         if k not in DEAD_LETTER_HEADERS and not k.startswith(constants.HEADER_PREFIX)
     }
     headers.update(extra or {})
-    headers["retries"] = retries
+    if retries is not None:
+        headers["retries"] = retries
     if countdown > 0:
         eta = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=countdown)
         headers["eta"] = eta.isoformat()

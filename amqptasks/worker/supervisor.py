@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from amqptasks.logging import get_logger
-from amqptasks.worker.consumer import EXIT_COLD, EXIT_ERROR, EXIT_OK
+from amqptasks.worker.worker import EXIT_COLD, EXIT_ERROR, EXIT_OK
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence

@@ -11,7 +11,7 @@ from amqptasks.app import App
 from amqptasks.config import BrokerURL, Settings
 from amqptasks.results.result import AsyncResult
 from amqptasks.task import Task
-from amqptasks.worker.consumer import Worker
+from amqptasks.worker.worker import Worker
 
 
 def _exception_classes() -> dict[str, type[BaseException]]:

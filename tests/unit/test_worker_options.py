@@ -7,9 +7,10 @@ import os
 import pytest
 
 from amqptasks import App, ConfigError, Worker
-from amqptasks.worker.consumer import default_concurrency
+from amqptasks.worker.options import default_concurrency
 from amqptasks.worker.pools.processes import ProcessPool
 from amqptasks.worker.pools.threads import ThreadPool
+from amqptasks.worker.timelimits import TimeLimits
 from tests.unit import pool_app
 
 
@@ -24,8 +25,8 @@ def test_default_concurrency_per_pool() -> None:
 def test_solo_is_one_task_in_one_thread() -> None:
     worker = Worker(pool_app.app, pool="solo")
     assert worker.concurrency == 1
-    assert isinstance(worker.execution_pool, ThreadPool)
-    assert worker.execution_pool.size == 1
+    assert isinstance(worker.pool, ThreadPool)
+    assert worker.pool.size == 1
 
 
 def test_solo_refuses_more_concurrency_naming_both() -> None:
@@ -36,14 +37,14 @@ def test_solo_refuses_more_concurrency_naming_both() -> None:
 def test_processes_pool_takes_its_options_from_the_worker_or_the_settings() -> None:
     app = App("t", worker_max_tasks_per_child=50, worker_max_memory_per_child=100_000)
     worker = Worker(app, pool="processes", concurrency=3, app_path="tests.unit.pool_app:app")
-    pool = worker.execution_pool
+    pool = worker.pool
     assert isinstance(pool, ProcessPool)
     assert (pool.size, pool.max_tasks_per_child, pool.max_memory_per_child) == (3, 50, 100_000)
     override = Worker(
         app, pool="processes", app_path="tests.unit.pool_app:app", max_tasks_per_child=2
     )
-    assert isinstance(override.execution_pool, ProcessPool)
-    assert override.execution_pool.max_tasks_per_child == 2
+    assert isinstance(override.pool, ProcessPool)
+    assert override.pool.max_tasks_per_child == 2
 
 
 def test_processes_pool_needs_an_importable_app() -> None:
@@ -59,8 +60,10 @@ def test_prefetch_budget_is_concurrency_times_multiplier() -> None:
 
 def test_worker_time_limits_come_from_options_then_settings() -> None:
     app = App("t", task_time_limit=60, task_soft_time_limit=50)
-    assert Worker(app).time_limits == (50, 60)
-    assert Worker(app, time_limit=120, soft_time_limit=100).time_limits == (100, 120)
+    assert Worker(app).options.time_limits == TimeLimits(50, 60)
+    assert Worker(app, time_limit=120, soft_time_limit=100).options.time_limits == TimeLimits(
+        100, 120
+    )
     with pytest.raises(ConfigError, match="worker: soft_time_limit"):
         Worker(app, soft_time_limit=90)  # not below the hard limit of 60
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from amqptasks.protocol.envelope import OutgoingMessage, TaskMessage
-from amqptasks.worker.consumer import expand_hostname
 from amqptasks.worker.deadletter import ERROR_TEXT_LIMIT, dead_letter_message
 from amqptasks.worker.execution import is_expired
+from amqptasks.worker.options import expand_hostname
 
 # -- dead_letter_message ---------------------------------------------------------------------
 

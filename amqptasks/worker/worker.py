@@ -14,23 +14,24 @@ before they run (at-most-once).
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import socket
 from typing import TYPE_CHECKING
 
 from amqptasks import signals
-from amqptasks.config import WORKER_POOLS
-from amqptasks.exceptions import ChannelError, ConfigError, NotFound, TopologyMismatch
+from amqptasks.exceptions import ChannelError, NotFound, TopologyMismatch
 from amqptasks.logging import get_logger
 from amqptasks.protocol import serializers
 from amqptasks.transport import aio
 from amqptasks.transport.consumer import ConsumerLink
 from amqptasks.worker.checks import warn_about_long_time_limits
+from amqptasks.worker.extension import WorkerContext
 from amqptasks.worker.handler import DeliveryHandler
+from amqptasks.worker.loading import load_extensions
+from amqptasks.worker.options import WorkerOptions
 from amqptasks.worker.pools import make_pool
 from amqptasks.worker.prefetch import split_prefetch
-from amqptasks.worker.timelimits import TimeLimits, check_time_limits
+from amqptasks.worker.rules import standard_rules
+from amqptasks.worker.sender import Sender
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
     from amqptasks.app import App
     from amqptasks.transport.consumer import Delivery
+    from amqptasks.worker.extension import Extension
 
 log = get_logger(__name__)
 
@@ -48,25 +50,6 @@ EXIT_ERROR = 1
 EXIT_COLD = 3
 #: Seconds the last acks may take to leave at shutdown.
 LAST_ACKS_TIMEOUT = 2.0
-
-
-def expand_hostname(template: str | None) -> str:
-    """Expand ``%h`` (host), ``%n`` (host name part), ``%d`` (domain), ``%p`` (pid)."""
-    host = socket.gethostname()
-    short, _, domain = host.partition(".")
-    text = template or "worker@%h"
-    return (
-        text.replace("%h", host)
-        .replace("%n", short)
-        .replace("%d", domain)
-        .replace("%p", str(os.getpid()))
-    )
-
-
-def default_concurrency(pool: str) -> int:
-    """Threads: twice the CPUs (I/O-bound); processes: the CPUs; asyncio: 100; solo: 1."""
-    cpus = os.cpu_count() or 1
-    return {"asyncio": 100, "processes": cpus, "solo": 1}.get(pool, max(2, 2 * cpus))
 
 
 class Worker:
@@ -88,6 +71,12 @@ class Worker:
         max_memory_per_child: ``processes``: replace a child above this resident KiB.
         time_limit: Default hard time limit of a task, in seconds.
         soft_time_limit: Default soft time limit of a task, in seconds.
+        extensions: Worker extensions (:class:`~amqptasks.worker.Extension`
+            instances, classes or ``module:attribute`` paths), after those of the
+            ``worker_extensions`` setting.
+
+    Arguments left out (None) take the app's settings; :attr:`options` holds
+    the result.
 
     Example:
         >>> exit_code = asyncio.run(Worker(app, queues=["default"]).run())
@@ -108,46 +97,43 @@ class Worker:
         max_memory_per_child: int | None = None,
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
+        extensions: Sequence[Extension | type[Extension] | str] = (),
     ) -> None:
-        settings = app.settings
         self.app = app
-        self.queues = list(queues or [settings.default_queue])
-        self.pool = pool or settings.worker_pool
-        if self.pool not in WORKER_POOLS:
-            raise ConfigError(f"pool must be one of {', '.join(WORKER_POOLS)}, got {self.pool!r}")
-        asked = concurrency or settings.worker_concurrency
-        if self.pool == "solo" and asked not in (None, 1):
-            raise ConfigError(
-                f"pool 'solo' runs one task at a time, but concurrency {asked} was asked "
-                f"for: drop the concurrency or choose pool 'threads'"
-            )
-        self.concurrency = asked or default_concurrency(self.pool)
-        if self.concurrency < 1:
-            raise ConfigError(f"concurrency must be >= 1, got {self.concurrency}")
-        multiplier = prefetch_multiplier or settings.worker_prefetch_multiplier
-        if multiplier < 1:
-            raise ConfigError(f"prefetch multiplier must be >= 1, got {multiplier}")
-        #: Unacked deliveries this worker may hold, all queues together.
-        self.prefetch_count = self.concurrency * multiplier
-        self.hostname = expand_hostname(hostname)
-        self.shutdown_timeout = (
-            shutdown_timeout if shutdown_timeout is not None else settings.worker_shutdown_timeout
-        )
-        hard = time_limit if time_limit is not None else settings.task_time_limit
-        soft = soft_time_limit if soft_time_limit is not None else settings.task_soft_time_limit
-        check_time_limits(soft, hard, "worker")
-        #: The worker's default ``(soft, hard)`` time limits.
-        self.time_limits = (soft, hard)
-        self._result_serializer = serializers.by_name(settings.result_serializer)
-        self.execution_pool = make_pool(
-            self.pool,
-            self.concurrency,
-            app=app,
+        #: Every option, resolved once (arguments over the app's settings).
+        self.options = WorkerOptions.resolve(
+            app.settings,
+            queues=queues,
+            concurrency=concurrency,
+            pool=pool,
+            prefetch_multiplier=prefetch_multiplier,
+            hostname=hostname,
+            shutdown_timeout=shutdown_timeout,
             app_path=app_path,
-            max_tasks_per_child=max_tasks_per_child or settings.worker_max_tasks_per_child,
-            max_memory_per_child=max_memory_per_child or settings.worker_max_memory_per_child,
+            max_tasks_per_child=max_tasks_per_child,
+            max_memory_per_child=max_memory_per_child,
+            time_limit=time_limit,
+            soft_time_limit=soft_time_limit,
+        )
+        options = self.options
+        #: The worker's rules, then the settings' extensions, then these.
+        self.extensions: list[Extension] = [
+            *standard_rules(),
+            *load_extensions(app.settings.worker_extensions),
+            *load_extensions(extensions),
+        ]
+        self._result_serializer = serializers.by_name(app.settings.result_serializer)
+        #: Where plain-function tasks run (:mod:`amqptasks.worker.pools`).
+        self.pool = make_pool(
+            options.pool_name,
+            options.concurrency,
+            app=app,
+            app_path=options.app_path,
+            max_tasks_per_child=options.max_tasks_per_child,
+            max_memory_per_child=options.max_memory_per_child,
         )
         self._handler: DeliveryHandler | None = None
+        self._context: WorkerContext | None = None
         self._inflight: set[asyncio.Task[None]] = set()
         self._stopping: asyncio.Event | None = None
         self._cold: asyncio.Event | None = None
@@ -155,6 +141,31 @@ class Worker:
         self._link: ConsumerLink | None = None
         #: The queues actually consumed (a queue whose topology differs is skipped).
         self.consuming: list[str] = []
+
+    @property
+    def hostname(self) -> str:
+        """The node name (``worker@host``)."""
+        return self.options.hostname
+
+    @property
+    def queues(self) -> list[str]:
+        """The queues asked for."""
+        return list(self.options.queues)
+
+    @property
+    def concurrency(self) -> int:
+        """Tasks running at once."""
+        return self.options.concurrency
+
+    @property
+    def handler(self) -> DeliveryHandler | None:
+        """What runs each delivery through the extensions (None until started)."""
+        return self._handler
+
+    @property
+    def prefetch_count(self) -> int:
+        """Unacked deliveries this worker may hold, all queues together."""
+        return self.options.prefetch_count
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -171,21 +182,30 @@ class Worker:
         # Results and dead letters; the consumer's connection below reports outages.
         self._connection = await aio.connect(url, f"{name} (publisher)", log_outages=False)
         self.consuming = await self._declare_queues()
-        await warn_about_long_time_limits(self.app, self.consuming, self.time_limits[1])
-        await self.execution_pool.start()  # before the first delivery can arrive
-        self._handler = DeliveryHandler(
-            self.app,
-            hostname=self.hostname,
+        await warn_about_long_time_limits(self.app, self.consuming, self.options.time_limits.hard)
+        await self.pool.start()  # before the first delivery can arrive
+        sender = Sender(
             publisher=aio.AioPublisher(
                 self._connection, url, publish_timeout=self.app.settings.publish_timeout
             ),
-            republisher=self.app._aclient(),
-            pool=self.execution_pool,
-            concurrency=self.concurrency,
+            call_client=self.app._aclient(),
+            router=self.app.router,
+            hostname=self.hostname,
             result_serializer=self._result_serializer,
-            time_limits=self.time_limits,
+        )
+        self._handler = DeliveryHandler(
+            self.app, self.options, sender=sender, pool=self.pool, extensions=self.extensions
         )
         self._stopping = self._handler.stopping
+        self._context = WorkerContext(
+            app=self.app,
+            options=self.options,
+            hostname=self.hostname,
+            sender=sender,
+            stopping=self._stopping,
+        )
+        for extension in self.extensions:
+            await extension.on_worker_start(self._context)
         self._link = ConsumerLink(url, name, self._on_message, prepare=self._redeclare)
         await self._link.open()
         for queue, prefetch in zip(
@@ -197,10 +217,10 @@ class Worker:
             "worker ready",
             hostname=self.hostname,
             queues=self.consuming,
-            pool=self.pool,
+            pool=self.options.pool_name,
             concurrency=self.concurrency,
             prefetch=self.prefetch_count,
-            time_limits=TimeLimits(*self.time_limits).describe(),
+            time_limits=self.options.time_limits.describe(),
         )
         signals.worker_ready.send(self, worker=self)
 
@@ -269,13 +289,13 @@ class Worker:
         warm = not cold and not self._stopping.is_set()
         self._stopping.set()
         # Calls the pool queued but has not started go back to their queues now.
-        not_started = self.execution_pool.withdraw_queued()
+        not_started = self.pool.withdraw_queued()
         if warm:
             log.info(
                 "warm shutdown: finishing running tasks",
                 running=(self._handler.running if self._handler else 0) - not_started,
                 not_started=not_started,
-                timeout=self.shutdown_timeout,
+                timeout=self.options.shutdown_timeout,
             )
         else:
             log.warning("cold shutdown: running tasks are abandoned and redelivered later")
@@ -304,6 +324,7 @@ class Worker:
         try:
             await self.start()
         except BaseException:
+            await self._stop_extensions()
             await self._close()
             raise
         if handle_signals:
@@ -322,7 +343,9 @@ class Worker:
             cold = asyncio.ensure_future(self._cold.wait())
             finished = asyncio.ensure_future(asyncio.wait(set(self._inflight)))
             await asyncio.wait(
-                {cold, finished}, timeout=self.shutdown_timeout, return_when=asyncio.FIRST_COMPLETED
+                {cold, finished},
+                timeout=self.options.shutdown_timeout,
+                return_when=asyncio.FIRST_COMPLETED,
             )
             cold.cancel()
             finished.cancel()
@@ -333,10 +356,25 @@ class Worker:
                 count=len(remaining),
             )
             code = EXIT_COLD
+        await self._stop_extensions()
         await self._close()
         log.info("worker stopped", hostname=self.hostname, exit_code=code)
         signals.worker_shutdown.send(self, worker=self, exit_code=code)
         return code
+
+    async def _stop_extensions(self) -> None:
+        context, self._context = self._context, None
+        if context is None:
+            return
+        for extension in reversed(self.extensions):
+            try:
+                await extension.on_worker_stop(context)
+            except Exception as exc:
+                log.error(
+                    "worker extension failed to stop",
+                    extension=type(extension).__name__,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
 
     async def _close(self) -> None:
         if self._handler is not None:
@@ -355,7 +393,7 @@ class Worker:
             except Exception as exc:
                 log.debug("close failed", error=str(exc))
         # After the connection: what a killed child leaves unacked is back in its queue.
-        await self.execution_pool.close(cold=bool(self._cold and self._cold.is_set()))
+        await self.pool.close(cold=bool(self._cold and self._cold.is_set()))
 
     # -- deliveries ----------------------------------------------------------------------------
 

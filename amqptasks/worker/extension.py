@@ -1,0 +1,133 @@
+"""Worker extensions: the seam where each capability plugs into the delivery lifecycle.
+
+Every delivery goes through the same points, in this order::
+
+    on_received      raw delivery, before decoding          -> Decision | None
+    (decode, find the task: undecodable or unknown -> DeadLetter)
+    on_decoded       message and task known                  -> Decision | None
+    before_run       request and limits known, about to run  -> Decision | None
+    on_start         sync, on the loop as the call starts    (wants_start says who)
+    after_run        outcome known (reverse order)           -> Decision | None
+    on_failure       the call raised                         -> Decision | None
+    on_retry         a RetryLater is about to be published
+    on_dead_letter   a DeadLetter is about to be published
+    before_settle    any decision, before it is carried out
+
+A hook that returns a :mod:`decision <amqptasks.worker.decisions>` ends the
+delivery there (the first one wins); ``None`` lets it go on. With no decision
+after the run, a success is a ``Finish`` and a failure a ``DeadLetter``.
+``on_worker_start`` and ``on_worker_stop`` bracket the worker's life; the
+:class:`WorkerContext` given to ``on_worker_start`` lets an extension publish.
+
+Hooks run on the worker's event loop: they must not block (hand blocking work to
+``loop.run_in_executor``). A hook that raises before the run dead-letters the
+delivery with reason ``worker-error``; a hook that raises after it is logged and
+the delivery is settled as decided. Only hooks that a class overrides are called,
+so an extension costs nothing at the points it does not use.
+
+Example:
+    >>> class Audit(Extension):
+    ...     async def on_decoded(self, state):
+    ...         if state.message.task == "proj.forbidden":
+    ...             return DeadLetter("forbidden", TaskError("not here"))
+    ...         return None
+    >>> Worker(app, extensions=[Audit()])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from amqptasks.app import App
+    from amqptasks.worker.decisions import DeadLetter, Decision, RetryLater
+    from amqptasks.worker.options import WorkerOptions
+    from amqptasks.worker.sender import Sender
+    from amqptasks.worker.state import MessageState
+
+__all__ = ["HOOKS", "Extension", "WorkerContext"]
+
+#: The lifecycle points, in the order a delivery meets them.
+HOOKS = (
+    "on_received",
+    "on_decoded",
+    "before_run",
+    "on_start",
+    "after_run",
+    "on_failure",
+    "on_retry",
+    "on_dead_letter",
+    "before_settle",
+)
+
+
+@dataclass(frozen=True)
+class WorkerContext:
+    """What an extension can use while the worker runs."""
+
+    app: App
+    options: WorkerOptions
+    #: The worker's node name (``worker@host``).
+    hostname: str
+    #: Publishes replies, copies and dead letters (confirmed).
+    sender: Sender
+    #: Set when the worker begins to stop: long waits should end then.
+    stopping: asyncio.Event
+
+
+class Extension:
+    """Base class of worker extensions: every hook does nothing (see the module docstring).
+
+    Override the hooks you need. Decision hooks return a
+    :class:`~amqptasks.worker.decisions.Decision` to end the delivery, or None.
+    """
+
+    async def on_worker_start(self, worker: WorkerContext) -> None:
+        """The worker connected and is about to consume."""
+
+    async def on_worker_stop(self, worker: WorkerContext) -> None:
+        """The worker stopped consuming and finished (or abandoned) its tasks."""
+
+    async def on_received(self, state: MessageState) -> Decision | None:
+        """A delivery arrived; only ``state.delivery`` is known (nothing decoded yet)."""
+        return None
+
+    async def on_decoded(self, state: MessageState) -> Decision | None:
+        """``state.message`` and ``state.task`` are known."""
+        return None
+
+    async def before_run(self, state: MessageState) -> Decision | None:
+        """About to hand the call to the pool; may wait (a rate limit, say)."""
+        return None
+
+    def wants_start(self, state: MessageState) -> bool:
+        """Whether :meth:`on_start` should be called for this call (it costs a loop turn)."""
+        return False
+
+    def on_start(self, state: MessageState) -> None:
+        """The call starts now (sync, on the loop; the task body waits for it)."""
+
+    async def after_run(self, state: MessageState) -> Decision | None:
+        """The call ended; ``state.outcome`` says how."""
+        return None
+
+    async def on_failure(self, state: MessageState) -> Decision | None:
+        """The call raised ``state.outcome.exception``: retry, dead-letter, or None."""
+        return None
+
+    async def on_retry(self, state: MessageState, decision: RetryLater) -> None:
+        """The call is about to be published again as its next attempt."""
+
+    async def on_dead_letter(self, state: MessageState, decision: DeadLetter) -> None:
+        """The message is about to go to its queue's dead-letter queue."""
+
+    async def before_settle(self, state: MessageState, decision: Decision) -> None:
+        """``decision`` is about to be carried out (replies, signals, events)."""
+
+
+def overrides(extension: Extension, hook: str) -> bool:
+    """True when ``extension``'s class defines ``hook`` itself (not the no-op default)."""
+    return getattr(type(extension), hook) is not getattr(Extension, hook)

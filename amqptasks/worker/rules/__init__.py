@@ -1,0 +1,45 @@
+"""The worker's own rules, each a worker extension (see :mod:`amqptasks.worker.extension`).
+
+In the order they are consulted: the delivery cap (before anything is decoded),
+workflows refused until canvas runs them, expiry and ETA, rate limits, retries;
+then task signals and result replies, as each delivery is settled.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from amqptasks.worker.rules.deliveries import DeliveryLimit
+from amqptasks.worker.rules.ratelimits import RateLimits
+from amqptasks.worker.rules.replies import ResultReplies
+from amqptasks.worker.rules.retries import Retries
+from amqptasks.worker.rules.signals import TaskSignals
+from amqptasks.worker.rules.timing import Timing
+from amqptasks.worker.rules.workflows import UnsupportedWorkflows
+
+if TYPE_CHECKING:
+    from amqptasks.worker.extension import Extension
+
+__all__ = [
+    "DeliveryLimit",
+    "RateLimits",
+    "ResultReplies",
+    "Retries",
+    "TaskSignals",
+    "Timing",
+    "UnsupportedWorkflows",
+    "standard_rules",
+]
+
+
+def standard_rules() -> list[Extension]:
+    """A fresh instance of each built-in rule, in order (user extensions come after)."""
+    return [
+        DeliveryLimit(),
+        UnsupportedWorkflows(),
+        Timing(),
+        RateLimits(),
+        Retries(),
+        TaskSignals(),
+        ResultReplies(),
+    ]
