@@ -14,10 +14,10 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from amqptasks._publish import PreparedCall, delayed_message
 from amqptasks.exceptions import BrokerError, DecodeError, TopologyMismatch, Unroutable
 from amqptasks.logging import get_logger
 from amqptasks.protocol import serializers
+from amqptasks.publishing import PreparedCall, delayed_message
 from amqptasks.results.meta import ResultMeta, decode_result
 from amqptasks.topology import delays, model, names
 from amqptasks.topology.model import Declarations

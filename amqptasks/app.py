@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any, Concatenate, Literal, TypeVar, overload
 
 from amqptasks import signals
 from amqptasks._client import AioClient, SyncClient
-from amqptasks._publish import PreparedCall, prepare_call
 from amqptasks._retrypublish import PublishRetryPolicy, is_retryable
 from amqptasks.config import Settings, settings_from_object
 from amqptasks.exceptions import AmqptasksError, BatchPublishError, ConfigError, Unroutable
 from amqptasks.logging import get_logger
+from amqptasks.publishing import PreparedCall, prepare_call
 from amqptasks.registry import TaskRegistry
 from amqptasks.results.buffer import ResultBuffer
 from amqptasks.results.result import AsyncResult

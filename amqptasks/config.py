@@ -22,6 +22,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from amqptasks import constants
 from amqptasks.exceptions import ConfigError
 from amqptasks.logging import redact
+from amqptasks.protocol import compression, serializers
+from amqptasks.topology.model import DECLARE_MODES, QUEUE_TYPES, check_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -245,8 +247,6 @@ class Settings:
             raise ConfigError(
                 f"worker_pool must be one of {', '.join(WORKER_POOLS)}, got {self.worker_pool!r}"
             )
-        from amqptasks.topology.model import DECLARE_MODES, QUEUE_TYPES, check_name
-
         if self.default_queue_type not in QUEUE_TYPES:
             raise ConfigError(
                 f"default_queue_type must be one of {', '.join(QUEUE_TYPES)}, "
@@ -327,8 +327,6 @@ class Settings:
             raise ConfigError(
                 f"accept_content must be a list of serializer names, got {self.accept_content!r}"
             )
-        from amqptasks.protocol import compression, serializers
-
         for name in (self.task_serializer, self.result_serializer, *self.accept_content):
             serializers.by_name(name)
         serializers.check_accepted(self.result_serializer, self.accept_content)

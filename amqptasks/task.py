@@ -7,16 +7,19 @@ from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
 
 from typing_extensions import Unpack
 
-from amqptasks._context import Request, current_request
-from amqptasks._publish import PUBLISH_OPTION_NAMES, PublishOptions
 from amqptasks.exceptions import ConfigError, Retry
-from amqptasks.worker.retries import RetryPolicy
+from amqptasks.policies.limits import check_priority, check_time_limits, parse_rate_limit
+from amqptasks.policies.retry import RetryPolicy
+from amqptasks.protocol.compression import codec
+from amqptasks.protocol.serializers import check_accepted
+from amqptasks.publishing import PUBLISH_OPTION_NAMES, PublishOptions
+from amqptasks.request import Request, current_request
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
-    from amqptasks.app import App
     from amqptasks.results.result import AsyncResult
+    from amqptasks.typing import TaskSender
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,7 +40,7 @@ class Task(Generic[P, R]):
 
     def __init__(
         self,
-        app: App,
+        app: TaskSender,
         fn: Callable[..., R],
         *,
         name: str,
@@ -220,22 +223,11 @@ def check_task_options(options: Mapping[str, Any], accept_content: tuple[str, ..
         )
     serializer = options.get("serializer")
     if serializer:
-        from amqptasks.protocol.serializers import check_accepted
-
         check_accepted(serializer, accept_content)
-    priority = options.get("priority")
-    if priority is not None and (
-        isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 255
-    ):
-        raise ConfigError(f"priority must be an integer from 0 to 255, got {priority!r}")
+    check_priority(options.get("priority"))
     compression = options.get("compression")
     if compression:
-        from amqptasks.protocol.compression import codec
-
         codec(compression)
-    from amqptasks.worker.ratelimit import parse_rate_limit
-    from amqptasks.worker.timelimits import check_time_limits
-
     check_time_limits(options.get("soft_time_limit"), options.get("time_limit"), "@app.task")
     parse_rate_limit(options.get("rate_limit"))
 

@@ -15,6 +15,7 @@ from amqptasks.cli._options import shared_options
 from amqptasks.config import WORKER_POOLS
 from amqptasks.exceptions import ConfigError
 from amqptasks.logging import configure_logging, configured, get_logger
+from amqptasks.policies.limits import TimeLimits
 from amqptasks.worker import EXIT_COLD, Worker
 from amqptasks.worker.queues import select_queues, split_names
 from amqptasks.worker.supervisor import (
@@ -24,7 +25,6 @@ from amqptasks.worker.supervisor import (
     notify_ready,
     wait_for_go,
 )
-from amqptasks.worker.timelimits import TimeLimits
 
 if TYPE_CHECKING:
     from amqptasks.app import App

@@ -23,6 +23,7 @@ from amqptasks import signals
 from amqptasks.config import WORKER_POOLS
 from amqptasks.exceptions import ChannelError, ConfigError, NotFound, TopologyMismatch
 from amqptasks.logging import get_logger
+from amqptasks.policies.limits import TimeLimits, check_time_limits
 from amqptasks.protocol import serializers
 from amqptasks.transport import aio
 from amqptasks.transport.consumer import ConsumerLink
@@ -30,7 +31,6 @@ from amqptasks.worker.checks import warn_about_long_time_limits
 from amqptasks.worker.handler import DeliveryHandler
 from amqptasks.worker.pools import make_pool
 from amqptasks.worker.prefetch import split_prefetch
-from amqptasks.worker.timelimits import TimeLimits, check_time_limits
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -17,10 +17,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from amqptasks import constants, signals
-from amqptasks._publish import PreparedCall
 from amqptasks.exceptions import AmqptasksError, BrokerError, DecodeError, TaskError, WorkerLost
 from amqptasks.logging import get_logger
+from amqptasks.policies.limits import resolve_time_limits
 from amqptasks.protocol.envelope import TaskMessage, parse_task_message
+from amqptasks.publishing import PreparedCall
 from amqptasks.results import states
 from amqptasks.routing import Route
 from amqptasks.topology import delays
@@ -32,17 +33,16 @@ from amqptasks.worker.outgoing import delayed_copy, result_message
 from amqptasks.worker.pools.base import NotStarted
 from amqptasks.worker.ratelimit import RateLimiter
 from amqptasks.worker.slots import Slots
-from amqptasks.worker.timelimits import resolve_time_limits
 
 if TYPE_CHECKING:
     from amqptasks._client import AioClient
     from amqptasks.app import App
+    from amqptasks.policies.limits import TimeLimits
     from amqptasks.protocol.serializers import SerializerInfo
     from amqptasks.task import Task
     from amqptasks.transport.aio import AioPublisher
     from amqptasks.transport.consumer import Delivery
     from amqptasks.worker.pools.base import ExecutionPool
-    from amqptasks.worker.timelimits import TimeLimits
 
 log = get_logger(__name__)
 

@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 from amqptasks import signals
 
 if TYPE_CHECKING:
-    from amqptasks._context import Request
     from amqptasks.protocol.envelope import TaskMessage
+    from amqptasks.request import Request
     from amqptasks.task import Task
     from amqptasks.worker.outcome import Outcome
 

@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from amqptasks import ConfigError, SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLost, states
-from amqptasks._context import Request
+from amqptasks.policies.limits import TimeLimits
+from amqptasks.request import Request
 from amqptasks.worker.pools import make_pool
 from amqptasks.worker.pools.aio import run_coroutine
 from amqptasks.worker.pools.base import NotStarted
 from amqptasks.worker.pools.processes import ProcessPool
 from amqptasks.worker.pools.threads import ThreadPool
-from amqptasks.worker.timelimits import HARD_LIMIT_GRACE, TimeLimits
+from amqptasks.worker.timelimits import HARD_LIMIT_GRACE
 from tests.unit import pool_app
 
 if TYPE_CHECKING:

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from amqptasks._context import Request, current_request
-from amqptasks._publish import PreparedCall, prepare_call, to_utc_iso
 from amqptasks.config import Settings
 from amqptasks.exceptions import ConfigError
+from amqptasks.publishing import PreparedCall, prepare_call, to_utc_iso
+from amqptasks.request import Request, current_request
 from amqptasks.routing import Route, Router
 from amqptasks.topology.model import Exchange, Queue
 

@@ -8,8 +8,8 @@ import pytest
 
 from amqptasks import App
 from amqptasks.exceptions import ConfigError, Reject, Retry
+from amqptasks.policies.retry import Decision, RetryPolicy
 from amqptasks.task import RETRY_OPTIONS, TASK_OPTIONS, check_task_options, split_retry_options
-from amqptasks.worker.retries import Decision, RetryPolicy
 
 URL = "amqp://guest:guest@127.0.0.1:1//"
 

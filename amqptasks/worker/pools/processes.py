@@ -49,9 +49,9 @@ if TYPE_CHECKING:
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
-    from amqptasks._context import Request
+    from amqptasks.policies.limits import TimeLimits
+    from amqptasks.request import Request
     from amqptasks.task import Task
-    from amqptasks.worker.timelimits import TimeLimits
 
 log = get_logger(__name__)
 
