@@ -116,6 +116,17 @@ def wire_message(call: PreparedCall, settings: Settings) -> OutgoingMessage:
     return delayed_message(call.message, wait, settings.delay_prefix)
 
 
+def redeclare_when_returned(call: PreparedCall) -> bool:
+    """Whether a returned (unroutable) ``call`` is worth declaring again and sending once more.
+
+    A call routed to a queue we declared (or through the delay levels, which
+    we declared) came back because someone deleted that queue since: declaring
+    it again helps. A call to an exchange with no queue of ours behind it came
+    back because nothing is bound there: the caller must hear of it.
+    """
+    return call.route.queue is not None or bool(call.delay)
+
+
 def producer_mismatch(exc: TopologyMismatch, where: str) -> None:
     """Producers publish into what exists; the worker owns the strict check."""
     log.warning(
@@ -251,10 +262,10 @@ class SyncClient(_Client):
             try:
                 wait_confirm(confirm, call.message, timeout)
             except Unroutable as exc:
-                if call.route.queue is None and not call.delay:
-                    failures.append(exc)
-                else:
+                if redeclare_when_returned(call):
                     again.append((confirm, call))
+                else:
+                    failures.append(exc)
             except BrokerError as exc:
                 failures.append(exc)
         for _confirm, call in again:
@@ -346,9 +357,8 @@ class AioClient(_Client):
         try:
             await publisher.publish(message)
         except Unroutable:
-            if call.route.queue is None and not call.delay:
+            if not redeclare_when_returned(call):
                 raise
-            # Someone deleted the queue since we declared it: declare it again, retry once.
             self.forget(call)
             await self.ensure(call)
             await publisher.publish(message)

@@ -11,10 +11,9 @@ from typing import TYPE_CHECKING, Any, Concatenate, Literal, TypeVar, overload
 
 from amqptasks import signals
 from amqptasks._client import AioClient, SyncClient
-from amqptasks._retrypublish import PublishRetryPolicy, is_retryable
+from amqptasks._retrypublish import PublishRetryPolicy
 from amqptasks.config import Settings, settings_from_object
 from amqptasks.exceptions import AmqptasksError, BatchPublishError, ConfigError, Unroutable
-from amqptasks.logging import get_logger
 from amqptasks.publishing import PreparedCall, prepare_call
 from amqptasks.registry import TaskRegistry
 from amqptasks.results.buffer import ResultBuffer
@@ -31,8 +30,6 @@ if TYPE_CHECKING:
     from amqptasks.transport.confirms import PendingConfirm
 
 T = TypeVar("T")
-
-log = get_logger(__name__)
 
 
 class App:
@@ -240,15 +237,13 @@ class App:
         if batch is not None:
             batch.append((client.publish_nowait(call, flush=False), call))
             return self._result(call)
-        for wait in policy.intervals():
+        attempts = policy.attempts(call.message.message_id)
+        while True:
             try:
                 client.publish(call)
                 break
             except AmqptasksError as exc:
-                _note_retry(exc, call, wait)
-                time.sleep(wait)
-        else:
-            client.publish(call)  # the last try: its error is the caller's
+                time.sleep(attempts.wait_or_raise(exc))
         _after_publish(call)
         return self._result(call)
 
@@ -259,15 +254,13 @@ class App:
         client = self._aclient()
         call = self._prepare(options, client.reply_queue)
         _before_publish(call)
-        for wait in policy.intervals():
+        attempts = policy.attempts(call.message.message_id)
+        while True:
             try:
                 await client.publish(call)
                 break
             except AmqptasksError as exc:
-                _note_retry(exc, call, wait)
-                await asyncio.sleep(wait)
-        else:
-            await client.publish(call)  # the last try: its error is the caller's
+                await asyncio.sleep(attempts.wait_or_raise(exc))
         _after_publish(call)
         return self._result(call)
 
@@ -375,18 +368,6 @@ def _after_publish(call: PreparedCall) -> None:
         task_id=message.message_id,
         exchange=message.exchange,
         routing_key=message.routing_key,
-    )
-
-
-def _note_retry(exc: AmqptasksError, call: PreparedCall, wait: float) -> None:
-    """Re-raise ``exc`` unless publishing again can help; log the retry."""
-    if not is_retryable(exc):
-        raise exc
-    log.warning(
-        "publish failed; retrying with the same task id",
-        task_id=call.message.message_id,
-        error=str(exc),
-        retry_in=wait,
     )
 
 
