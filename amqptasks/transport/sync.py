@@ -16,6 +16,8 @@ Every publish is ``mandatory``: RabbitMQ sends ``basic.return`` before the
 ``basic.ack`` of a message no queue took, and we turn that pair into
 :class:`~amqptasks.exceptions.Unroutable`.
 https://www.rabbitmq.com/docs/confirms#when-publishes-are-confirmed
+The exception is :meth:`SyncTransport.publish_unconfirmed`, for messages that
+nobody may be listening to (events): not mandatory, and nobody waits.
 
 The connection opens lazily and is opened again after it was lost; a fork
 (gunicorn, celery-style prefork) gets a fresh connection in the child.
@@ -53,10 +55,10 @@ if TYPE_CHECKING:
 ReplyCallback = Callable[[pika.spec.BasicProperties, bytes], None]
 
 
-def _encode(message: OutgoingMessage) -> EncodedPublish:
+def _encode(message: OutgoingMessage, *, mandatory: bool = True) -> EncodedPublish:
     """The message's frames; raises :class:`ConfigError` for what AMQP cannot carry."""
     try:
-        return encode_publish(message)
+        return encode_publish(message, mandatory=mandatory)
     except pika.exceptions.UnsupportedAMQPFieldException as exc:
         value = exc.args[-1] if exc.args else None
         raise ConfigError(
@@ -119,6 +121,22 @@ class SyncTransport:
         except AmqptasksError as exc:
             return PendingConfirm.failed(exc)
         return session.submit(message, encoded, flush=flush)
+
+    def publish_unconfirmed(self, message: OutgoingMessage) -> None:
+        """Hand ``message`` to the I/O thread without ``mandatory`` and without waiting.
+
+        For messages nobody may be listening to (events to an exchange no queue
+        is bound to): the broker drops an unroutable one instead of returning it,
+        so no :class:`Unroutable` is raised. The message still goes out on the
+        confirm-mode channel, in order with the others, but its confirm is not
+        waited for: a connection lost meanwhile loses it silently.
+
+        Raises:
+            ConfigError: a header AMQP cannot carry.
+            BrokerUnreachable, AuthenticationFailed: no connection could be opened.
+        """
+        encoded = _encode(message, mandatory=False)
+        self._current().submit(message, encoded)
 
     def flush(self) -> None:
         """Send what :meth:`publish_nowait` with ``flush=False`` left waiting."""

@@ -1,0 +1,116 @@
+"""Transport seams the next capabilities build on, used as those capabilities will use them.
+
+- events: a publish without ``mandatory`` and without waiting for a confirm, to an
+  exchange nobody may be bound to (sync and async transports);
+- remote control: a consumer callback per queue on one :class:`ConsumerLink` (a
+  pidbox queue beside a task queue), and a second reply queue on a producer client
+  (control replies beside results).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from amqptasks.config import BrokerURL
+from amqptasks.exceptions import Unroutable
+from amqptasks.protocol.envelope import OutgoingMessage
+from amqptasks.transport import aio
+from amqptasks.transport.sync import SyncTransport
+from tests.integration.conftest import wait_for
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from pika.adapters.blocking_connection import BlockingChannel
+
+
+def _event(exchange: str, kind: str) -> OutgoingMessage:
+    """An event message, shaped as Celery's (a JSON body on a topic exchange)."""
+    return OutgoingMessage(
+        exchange=exchange,
+        routing_key=kind.replace("-", "."),
+        body=json.dumps({"type": kind, "hostname": "w1@host"}).encode(),
+        content_type="application/json",
+        content_encoding="utf-8",
+        headers={"hostname": "w1@host"},
+        message_id=uuid.uuid4().hex,
+        delivery_mode=1,
+    )
+
+
+@pytest.fixture
+def events_exchange(amqp: BlockingChannel, unique_name: Callable[[str], str]) -> Iterator[str]:
+    """A topic exchange with nothing bound to it (as Celery's ``celeryev`` when no monitor runs)."""
+    name = unique_name("ev")
+    amqp.exchange_declare(name, "topic", auto_delete=False, durable=False)
+    yield name
+    if amqp.is_open:
+        amqp.exchange_delete(name)
+
+
+def _listen(amqp: BlockingChannel, exchange: str) -> str:
+    """An exclusive queue bound to every event of ``exchange`` (a monitor starting up)."""
+    queue = amqp.queue_declare("", exclusive=True).method.queue
+    amqp.queue_bind(queue, exchange, "#")
+    return str(queue)
+
+
+def _received(amqp: BlockingChannel, queue: str) -> list[dict[str, Any]]:
+    found = []
+    while True:
+        method, _properties, body = amqp.basic_get(queue, auto_ack=True)
+        if method is None:
+            return found
+        found.append(json.loads(body))
+
+
+def test_sync_events_to_an_unbound_exchange_are_dropped_not_raised(
+    broker_url: str, amqp: BlockingChannel, events_exchange: str
+) -> None:
+    transport = SyncTransport(BrokerURL.parse(broker_url), connection_name="events test")
+    try:
+        transport.publish_unconfirmed(_event(events_exchange, "worker-heartbeat"))
+        queue = _listen(amqp, events_exchange)
+        transport.publish_unconfirmed(_event(events_exchange, "task-succeeded"))
+        got = wait_for(lambda: _received(amqp, queue), what="the event after the bind")
+        assert [event["type"] for event in got] == ["task-succeeded"]
+        # the connection is still fine for confirmed, mandatory publishes
+        transport.publish(_event(events_exchange, "task-started"))
+    finally:
+        transport.close()
+
+
+async def test_async_events_to_an_unbound_exchange_are_dropped_not_raised(
+    broker_url: str, amqp: BlockingChannel, events_exchange: str
+) -> None:
+    url = BrokerURL.parse(broker_url)
+    connection = await aio.connect(url, "events test")
+    publisher = aio.AioPublisher(connection, url, publish_timeout=5.0)
+    try:
+        await publisher.publish_unconfirmed(_event(events_exchange, "worker-heartbeat"))
+        queue = await asyncio.to_thread(_listen, amqp, events_exchange)
+        await publisher.publish_unconfirmed(_event(events_exchange, "task-succeeded"))
+        got = await asyncio.to_thread(
+            wait_for, lambda: _received(amqp, queue), 20.0, "the event after the bind"
+        )
+        assert [event["type"] for event in got] == ["task-succeeded"]
+        await publisher.publish(_event(events_exchange, "task-started"))
+    finally:
+        await publisher.close()
+        await connection.close()
+
+
+def test_a_mandatory_publish_to_the_unbound_exchange_still_raises(
+    broker_url: str, events_exchange: str
+) -> None:
+    transport = SyncTransport(BrokerURL.parse(broker_url), connection_name="events test")
+    try:
+        with pytest.raises(Unroutable):
+            transport.publish(_event(events_exchange, "task-failed"))
+    finally:
+        transport.close()
