@@ -14,12 +14,14 @@ import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import pika.spec
 import pytest
 
 from amqptasks.config import BrokerURL
 from amqptasks.exceptions import Unroutable
 from amqptasks.protocol.envelope import OutgoingMessage
 from amqptasks.transport import aio
+from amqptasks.transport.consumer import ConsumerLink, Delivery
 from amqptasks.transport.sync import SyncTransport
 from tests.integration.conftest import wait_for
 
@@ -114,3 +116,41 @@ def test_a_mandatory_publish_to_the_unbound_exchange_still_raises(
             transport.publish(_event(events_exchange, "task-failed"))
     finally:
         transport.close()
+
+
+@pytest.fixture
+def two_queues(amqp: BlockingChannel, unique_name: Callable[[str], str]) -> Iterator[list[str]]:
+    """A task queue and a control (pidbox-like) queue, deleted afterwards."""
+    names = [unique_name("tasks"), unique_name("pidbox")]
+    for name in names:
+        amqp.queue_declare(name, durable=False)
+    yield names
+    if amqp.is_open:
+        for name in names:
+            amqp.queue_delete(name)
+
+
+async def test_a_consumer_link_gives_each_queue_its_own_callback(
+    broker_url: str, amqp: BlockingChannel, two_queues: list[str]
+) -> None:
+    tasks_queue, control_queue = two_queues
+    task_deliveries: list[Delivery] = []
+    control_deliveries: list[Delivery] = []
+    link = ConsumerLink(BrokerURL.parse(broker_url), "seams test", task_deliveries.append)
+    await link.open()
+    try:
+        await link.consume(tasks_queue, 4)  # the link's callback
+        await link.consume(control_queue, 1, callback=control_deliveries.append)
+        for queue, body in ((tasks_queue, b"a task"), (control_queue, b"ping")):
+            amqp.basic_publish("", queue, body)
+        for _ in range(200):
+            if task_deliveries and control_deliveries:
+                break
+            await asyncio.sleep(0.05)
+        assert [(d.queue, d.body) for d in task_deliveries] == [(tasks_queue, b"a task")]
+        assert [(d.queue, d.body) for d in control_deliveries] == [(control_queue, b"ping")]
+        for delivery in (*task_deliveries, *control_deliveries):
+            delivery.channel.write([pika.spec.Basic.Ack(delivery.delivery_tag)])
+    finally:
+        await link.cancel()
+        await link.close()
