@@ -86,7 +86,8 @@ class SyncTransport:
         self.publish_timeout = publish_timeout
         self._lock = threading.Lock()
         self._session: Session | None = None
-        self._reply: tuple[QueueDeclaration, ReplyCallback] | None = None
+        #: Reply queue name -> (its declaration, its callback), subscribed on each connection.
+        self._replies: dict[str, tuple[QueueDeclaration, ReplyCallback]] = {}
 
     def _current(self) -> Session:
         session = self._session
@@ -99,8 +100,8 @@ class SyncTransport:
             if session is None or session.closed:
                 session = Session(self.url, self.connection_name)
                 self._session = session
-                if self._reply is not None:
-                    self._consume_replies(session, *self._reply)
+                for declaration, callback in self._replies.values():
+                    self._consume_replies(session, declaration, callback)
             return session
 
     def publish_nowait(self, message: OutgoingMessage, *, flush: bool = True) -> PendingConfirm:
@@ -155,12 +156,14 @@ class SyncTransport:
         wait_confirm(self.publish_nowait(message), message, timeout or self.publish_timeout)
 
     def consume_replies(self, declaration: QueueDeclaration, callback: ReplyCallback) -> None:
-        """Declare the reply queue and deliver its messages to ``callback`` (I/O thread).
+        """Declare a reply queue and deliver its messages to ``callback`` (I/O thread).
 
-        The subscription is made again on every new connection.
+        A transport may consume several reply queues (results, control replies),
+        each with its callback. The subscriptions are made again on every new
+        connection.
         """
         with self._lock:
-            self._reply = (declaration, callback)
+            self._replies[declaration.name] = (declaration, callback)
             session = self._session
         self._consume_replies(session or self._current(), declaration, callback)
 

@@ -14,9 +14,11 @@ import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import pika
 import pika.spec
 import pytest
 
+from amqptasks import App
 from amqptasks.config import BrokerURL
 from amqptasks.exceptions import Unroutable
 from amqptasks.protocol.envelope import OutgoingMessage
@@ -29,6 +31,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from pika.adapters.blocking_connection import BlockingChannel
+
+    from amqptasks._client import Reply
 
 
 def _event(exchange: str, kind: str) -> OutgoingMessage:
@@ -154,3 +158,63 @@ async def test_a_consumer_link_gives_each_queue_its_own_callback(
     finally:
         await link.cancel()
         await link.close()
+
+
+def _answer(amqp: BlockingChannel, reply_to: str, correlation_id: str, payload: Any) -> None:
+    """Reply as a worker does: JSON to ``reply_to`` through the default exchange."""
+    amqp.basic_publish(
+        "",
+        reply_to,
+        json.dumps(payload).encode(),
+        pika.BasicProperties(content_type="application/json", correlation_id=correlation_id),
+    )
+
+
+def _result(task_id: str) -> dict[str, Any]:
+    return {"task_id": task_id, "status": "SUCCESS", "result": 5, "traceback": None}
+
+
+def test_a_sync_client_opens_a_control_reply_queue_beside_its_results(
+    broker_url: str, amqp: BlockingChannel, queue_name: str
+) -> None:
+    app = App("seams", broker_url=broker_url)
+    try:
+        result = app.send_task("proj.add", (2, 3), queue=queue_name)  # no worker: we answer
+        client = app._client()
+        control: list[Reply] = []
+        control_queue = client.open_reply_queue("control", control.append)
+        assert control_queue != client.reply_queue
+        _answer(amqp, control_queue, "ping-1", [{"w1@host": {"ok": "pong"}}])
+        _answer(amqp, client.reply_queue, result.id, _result(result.id))
+        assert result.get(timeout=10) == 5
+        wait_for(lambda: control, what="the control reply")
+        assert [(r.correlation_id, json.loads(r.body)) for r in control] == [
+            ("ping-1", [{"w1@host": {"ok": "pong"}}])
+        ]
+        assert control[0].content_type == "application/json"
+    finally:
+        app.close()
+
+
+async def test_an_async_client_opens_a_control_reply_queue_beside_its_results(
+    broker_url: str, amqp: BlockingChannel, queue_name: str
+) -> None:
+    app = App("seams", broker_url=broker_url)
+    try:
+        result = await app.asend_task("proj.add", (2, 3), queue=queue_name)
+        client = app._aclient()
+        control: list[Reply] = []
+        control_queue = await client.open_reply_queue("control", control.append)
+        assert control_queue != client.reply_queue
+        _answer(amqp, control_queue, "ping-1", [{"w1@host": {"ok": "pong"}}])
+        _answer(amqp, client.reply_queue, result.id, _result(result.id))
+        assert await result.aget(timeout=10) == 5
+        for _ in range(200):
+            if control:
+                break
+            await asyncio.sleep(0.05)
+        assert [(r.correlation_id, json.loads(r.body)) for r in control] == [
+            ("ping-1", [{"w1@host": {"ok": "pong"}}])
+        ]
+    finally:
+        await app.aclose()
