@@ -135,9 +135,13 @@ def prepare_call(
     time_limit: float | None = None,
     soft_time_limit: float | None = None,
     retries: int = 0,
+    embed: Mapping[str, Any] | None = None,
     now: dt.datetime | None = None,
 ) -> PreparedCall:
     """Resolve options (call > task > app) and encode the message.
+
+    ``embed`` (callbacks, errbacks, chain, chord) goes into the message body
+    as Celery's workflows expect; workflows set it, users do not.
 
     Raises:
         ConfigError: bad priority, serializer, compression or expires.
@@ -213,6 +217,7 @@ def prepare_call(
         timelimit=(soft_time_limit, time_limit),
         ignore_result=skip_result,
         extra_headers=headers,
+        embed=embed,
     )
     return PreparedCall(
         message=message,
