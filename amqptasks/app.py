@@ -145,12 +145,22 @@ class App:
 
     @overload
     def task(
-        self, /, *, bind: Literal[True], **options: Any
+        self,
+        /,
+        *,
+        bind: Literal[True],
+        base: type[Task[Any, Any]] = ...,
+        **options: Any,
     ) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
 
     @overload
     def task(
-        self, /, *, bind: Literal[False] = False, **options: Any
+        self,
+        /,
+        *,
+        bind: Literal[False] = False,
+        base: type[Task[Any, Any]] = ...,
+        **options: Any,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
@@ -159,12 +169,17 @@ class App:
         """Register a function as a task: ``@app.task`` or ``@app.task(name=..., ...)``.
 
         Options: ``name``, ``queue``, ``ignore_result``, ``serializer``,
-        ``compression``, ``acks_early``, ``bind``, ``priority``.
+        ``compression``, ``acks_early``, ``bind``, ``priority``, the time and
+        rate limits, the retry options, and ``base``: a :class:`Task` subclass
+        to make the task from (as Celery's ``base=``); it is built with the
+        same arguments as :class:`Task`.
 
         Raises:
-            ConfigError: unknown option, unusable serializer, or a duplicate name.
+            ConfigError: unknown option, unusable serializer, a ``base`` that is
+                not a Task subclass, or a duplicate name.
         """
         check_task_options(options, self._settings.accept_content)
+        task_class: type[Task[Any, Any]] = options.pop("base", None) or Task
 
         plain, retry_policy = split_retry_options(
             options,
@@ -177,9 +192,7 @@ class App:
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
             name = plain.get("name") or self._default_name(func)
-            task: Task[Any, Any] = Task(
-                self, func, **{**plain, "name": name}, retry_policy=retry_policy
-            )
+            task = task_class(self, func, **{**plain, "name": name}, retry_policy=retry_policy)
             self.tasks.add(task)
             return task
 

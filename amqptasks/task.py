@@ -210,6 +210,7 @@ TASK_OPTIONS = (
     "time_limit",
     "soft_time_limit",
     "rate_limit",
+    "base",
     *RETRY_OPTIONS,
 )
 
@@ -225,6 +226,9 @@ def check_task_options(options: Mapping[str, Any], accept_content: tuple[str, ..
     if serializer:
         check_accepted(serializer, accept_content)
     check_priority(options.get("priority"))
+    base = options.get("base")
+    if base is not None and not (isinstance(base, type) and issubclass(base, Task)):
+        raise ConfigError(f"base must be a subclass of amqptasks.Task, got {base!r}")
     compression = options.get("compression")
     if compression:
         codec(compression)
