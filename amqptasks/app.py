@@ -234,7 +234,7 @@ class App:
     def _result(self, call: PreparedCall) -> AsyncResult:
         return AsyncResult(
             call.message.message_id,
-            buffer=self.results if call.wants_result else None,
+            store=self.results if call.wants_result else None,
             task_name=str(call.message.headers["task"]),
         )
 
