@@ -181,7 +181,7 @@ class App:
         check_task_options(options, self._settings.accept_content)
         task_class: type[Task[Any, Any]] = options.pop("base", None) or Task
 
-        plain, retry_policy = split_retry_options(
+        plain, failure_policy = split_retry_options(
             options,
             {
                 "max_retries": self._settings.task_max_retries,
@@ -192,7 +192,7 @@ class App:
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
             name = plain.get("name") or self._default_name(func)
-            task = task_class(self, func, **{**plain, "name": name}, retry_policy=retry_policy)
+            task = task_class(self, func, **{**plain, "name": name}, failure_policy=failure_policy)
             self.tasks.add(task)
             return task
 

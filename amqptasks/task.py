@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
 
 from typing_extensions import Unpack
@@ -51,7 +52,7 @@ class Task(Generic[P, R]):
         acks_early: bool | None = None,
         bind: bool = False,
         priority: int | None = None,
-        retry_policy: RetryPolicy | None = None,
+        failure_policy: RetryPolicy | None = None,
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
         rate_limit: str | float | None = None,
@@ -66,7 +67,10 @@ class Task(Generic[P, R]):
         self.acks_early = acks_early
         self.bind = bind
         self.priority = priority
-        self.retry_policy = retry_policy or RetryPolicy()
+        #: What a failure of this task leads to: another attempt, the dead-letter
+        #: queue, or a FAILURE only (``max_retries``, ``autoretry_for``, backoff ...).
+        #: Not the publisher's retries (``apply_async(retry_policy=)``).
+        self.failure_policy = failure_policy or RetryPolicy()
         #: Hard time limit in seconds (the call is stopped), or None for the worker's.
         self.time_limit = time_limit
         #: Soft time limit in seconds (SoftTimeLimitExceeded is raised in the task).
@@ -110,6 +114,20 @@ class Task(Generic[P, R]):
             ...     except IOError as exc: self.retry(exc=exc, countdown=10)
         """
         raise Retry(exc=exc, countdown=countdown, max_retries=max_retries)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """Deprecated name of :attr:`failure_policy`.
+
+        ``retry_policy`` is the publisher's retries in ``apply_async``, as in Celery.
+        """
+        warnings.warn(
+            "Task.retry_policy is now Task.failure_policy (retry_policy= in apply_async "
+            "is the publisher's retries)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.failure_policy
 
     @property
     def request(self) -> Request:

@@ -9,7 +9,7 @@ import structlog
 
 from amqptasks.request import Request
 from amqptasks.worker.outcome import Outcome
-from amqptasks.worker.pools.aio import run_coroutine
+from amqptasks.worker.pools.aio import run_async_task
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -86,5 +86,5 @@ async def execute(
     if task.is_async:
         if on_start is not None:
             on_start()
-        return await run_coroutine(task, request, limits)
+        return await run_async_task(task, request, limits)
     return await pool.run(task, request, limits, on_start)

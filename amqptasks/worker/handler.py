@@ -261,7 +261,7 @@ class DeliveryHandler:
         outcome: Outcome,
     ) -> None:
         assert outcome.exception is not None
-        decision = task.retry_policy.decide(outcome.exception, parsed.retries)
+        decision = task.failure_policy.decide(outcome.exception, parsed.retries)
         shown = decision.exception or outcome.exception
         error = f"{type(shown).__name__}: {shown}"
         # An acks_early task was acked before it ran; a retry or dead letter is a new

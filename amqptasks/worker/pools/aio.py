@@ -96,7 +96,7 @@ async def _drive(runner: _Interruptible) -> Any:
     return await runner
 
 
-async def run_coroutine(task: Task[Any, Any], request: Request, limits: TimeLimits) -> Outcome:
+async def run_async_task(task: Task[Any, Any], request: Request, limits: TimeLimits) -> Outcome:
     """Run the ``async def`` task ``task`` for ``request`` on this loop, within ``limits``."""
     token = current_request.set(request)
     try:
