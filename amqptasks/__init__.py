@@ -8,7 +8,6 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from amqptasks import signals
-from amqptasks._publish import PublishOptions
 from amqptasks.app import App
 from amqptasks.config import BrokerURL, Settings
 from amqptasks.exceptions import (
@@ -38,6 +37,7 @@ from amqptasks.exceptions import (
     Unroutable,
     WorkerLost,
 )
+from amqptasks.publishing import PublishOptions
 from amqptasks.results import states
 from amqptasks.results.result import AsyncResult
 from amqptasks.routing import Router

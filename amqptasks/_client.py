@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
-from amqptasks._publish import PreparedCall, delayed_message
 from amqptasks.exceptions import BrokerError, DecodeError, TopologyMismatch, Unroutable
 from amqptasks.logging import get_logger
 from amqptasks.protocol import serializers
+from amqptasks.publishing import PreparedCall, delayed_message
 from amqptasks.results.meta import ResultMeta, decode_result
 from amqptasks.topology import delays, model, names
 from amqptasks.topology.model import Declarations
@@ -51,6 +52,20 @@ def decode_reply(body: bytes, content_type: str | None, settings: Settings) -> R
     except Exception as exc:
         raise DecodeError(f"cannot decode {info.name} result: {exc}", raw=body) from exc
     return decode_result(payload)
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A message that came to one of a client's reply queues."""
+
+    body: bytes
+    content_type: str | None
+    correlation_id: str | None
+
+
+#: Called with each message of an extra reply queue (sync: on the I/O thread;
+#: async: on the event loop). It must not block.
+ReplyHandler: TypeAlias = Callable[[Reply], None]
 
 
 def _client_name(app_name: str, kind: str, client_id: str) -> str:
@@ -116,6 +131,17 @@ def wire_message(call: PreparedCall, settings: Settings) -> OutgoingMessage:
     return delayed_message(call.message, wait, settings.delay_prefix)
 
 
+def redeclare_when_returned(call: PreparedCall) -> bool:
+    """Whether a returned (unroutable) ``call`` is worth declaring again and sending once more.
+
+    A call routed to a queue we declared (or through the delay levels, which
+    we declared) came back because someone deleted that queue since: declaring
+    it again helps. A call to an exchange with no queue of ours behind it came
+    back because nothing is bound there: the caller must hear of it.
+    """
+    return call.route.queue is not None or bool(call.delay)
+
+
 def producer_mismatch(exc: TopologyMismatch, where: str) -> None:
     """Producers publish into what exists; the worker owns the strict check."""
     log.warning(
@@ -142,6 +168,8 @@ class _Client:
         self._management = management
         client_id = uuid.uuid4().hex[:12]
         self._connection_name = _client_name(app_name, self.kind, client_id)
+        self._app_name = app_name
+        self._client_id = client_id
         self.reply_queue = names.reply_queue(app_name, client_id)
         self._declared: set[str] = set()
 
@@ -154,6 +182,11 @@ class _Client:
             for target in destinations(self._router, self._settings, call)
             if target.key not in self._declared
         ]
+
+    def _extra_reply_queue(self, purpose: str) -> str:
+        if not purpose:
+            raise ValueError("an extra reply queue needs a purpose (its name's last word)")
+        return names.reply_queue(self._app_name, self._client_id, purpose)
 
     def forget(self, call: PreparedCall) -> None:
         """Declare ``call``'s destinations again before its next publish."""
@@ -201,6 +234,25 @@ class SyncClient(_Client):
                     self._on_reply,
                 )
                 self._replies = True
+
+    def open_reply_queue(self, purpose: str, on_reply: ReplyHandler) -> str:
+        """Open another reply queue of this client, beside the results' one.
+
+        Its messages go to ``on_reply`` on the I/O thread (control replies, say,
+        with ``purpose="control"``); it is consumed again after a reconnect.
+
+        Returns:
+            The queue's name, for the ``reply_to`` of the messages that want answers.
+        """
+        name = self._extra_reply_queue(purpose)
+
+        def deliver(properties: pika.spec.BasicProperties, body: bytes) -> None:
+            on_reply(Reply(body, properties.content_type, properties.correlation_id))
+
+        self.transport.consume_replies(
+            model.reply_queue(name, self._settings.result_expires), deliver
+        )
+        return name
 
     def ensure(self, call: PreparedCall) -> None:
         """Declare (or verify) what ``call`` needs, once per client and destination."""
@@ -251,10 +303,10 @@ class SyncClient(_Client):
             try:
                 wait_confirm(confirm, call.message, timeout)
             except Unroutable as exc:
-                if call.route.queue is None and not call.delay:
-                    failures.append(exc)
-                else:
+                if redeclare_when_returned(call):
                     again.append((confirm, call))
+                else:
+                    failures.append(exc)
             except BrokerError as exc:
                 failures.append(exc)
         for _confirm, call in again:
@@ -288,6 +340,7 @@ class AioClient(_Client):
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._publisher: aio.AioPublisher | None = None
         self._reply_channel: aio_pika.abc.AbstractChannel | None = None
+        self._replies = False  # the results' reply queue is consumed
         self._lock = asyncio.Lock()
 
     async def _connect(self) -> aio.AioPublisher:
@@ -306,20 +359,45 @@ class AioClient(_Client):
         self._deposit_reply(message.body, message.content_type)
 
     async def _ensure_replies(self) -> None:
-        if self._reply_channel is not None:
+        if self._replies:
             return
         async with self._lock:
-            if self._reply_channel is None:
-                assert self._connection is not None
-                declaration = model.reply_queue(self.reply_queue, self._settings.result_expires)
-                channel = await self._connection.channel(publisher_confirms=False)
-                queue = await channel.declare_queue(
-                    declaration.name,
-                    durable=declaration.durable,
-                    arguments=dict(declaration.arguments),
-                )
-                await queue.consume(self._on_reply, no_ack=True)
-                self._reply_channel = channel
+            if not self._replies:
+                await self._consume_reply_queue(self.reply_queue, self._on_reply)
+                self._replies = True
+
+    async def _consume_reply_queue(self, name: str, handler: aio.ReplyHandler) -> None:
+        """Declare reply queue ``name`` and consume it on the reply channel (lock held)."""
+        assert self._connection is not None
+        channel = self._reply_channel
+        if channel is None:
+            channel = await self._connection.channel(publisher_confirms=False)
+            self._reply_channel = channel
+        declaration = model.reply_queue(name, self._settings.result_expires)
+        queue = await channel.declare_queue(
+            declaration.name, durable=declaration.durable, arguments=dict(declaration.arguments)
+        )
+        await queue.consume(handler, no_ack=True)
+
+    async def open_reply_queue(self, purpose: str, on_reply: ReplyHandler) -> str:
+        """Open another reply queue of this client, beside the results' one.
+
+        Its messages go to ``on_reply`` on the event loop (control replies, say,
+        with ``purpose="control"``); the robust channel consumes it again after
+        a reconnect.
+
+        Returns:
+            The queue's name, for the ``reply_to`` of the messages that want answers.
+        """
+        name = self._extra_reply_queue(purpose)
+        await self._connect()
+
+        async def deliver(message: aio_pika.abc.AbstractIncomingMessage) -> None:
+            on_reply(Reply(message.body, message.content_type, message.correlation_id))
+
+        async with self._lock:
+            await self._consume_reply_queue(name, deliver)
+        return name
 
     async def ensure(self, call: PreparedCall) -> None:
         """Declare (or verify) what ``call`` needs, once per client and destination."""
@@ -346,9 +424,8 @@ class AioClient(_Client):
         try:
             await publisher.publish(message)
         except Unroutable:
-            if call.route.queue is None and not call.delay:
+            if not redeclare_when_returned(call):
                 raise
-            # Someone deleted the queue since we declared it: declare it again, retry once.
             self.forget(call)
             await self.ensure(call)
             await publisher.publish(message)
@@ -358,5 +435,6 @@ class AioClient(_Client):
         connection, self._connection = self._connection, None
         self._publisher = None
         self._reply_channel = None
+        self._replies = False
         if connection is not None and not connection.is_closed:
             await connection.close()

@@ -1,4 +1,8 @@
-"""Publisher retries across connection loss (Celery's ``retry``/``retry_policy``), pure parts."""
+"""Publisher retries across connection loss (Celery's ``retry``/``retry_policy``), pure parts.
+
+The sync and async publishing paths (``App._send``/``App._asend``) run the same
+loop around :class:`PublishAttempts` and differ only in how they wait.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,21 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from amqptasks.exceptions import (
+    AmqptasksError,
     BrokerUnreachable,
     ConfigError,
     ConnectionLost,
     PublishNotConfirmed,
     Unroutable,
 )
+from amqptasks.logging import get_logger
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
 
     from amqptasks.config import Settings
+
+log = get_logger(__name__)
 
 _POLICY_KEYS = frozenset({"max_retries", "interval_start", "interval_step", "interval_max"})
 
@@ -34,6 +42,10 @@ class PublishRetryPolicy:
         """The wait before each retry."""
         for attempt in range(self.max_retries):
             yield min(self.interval_max, self.interval_start + attempt * self.interval_step)
+
+    def attempts(self, task_id: str) -> PublishAttempts:
+        """The retries of one publish (of the message ``task_id``) under this policy."""
+        return PublishAttempts(self, task_id)
 
     @classmethod
     def resolve(
@@ -91,3 +103,41 @@ def is_retryable(exc: BaseException) -> bool:
     if isinstance(exc, Unroutable):
         return False
     return isinstance(exc, ConnectionLost | BrokerUnreachable | PublishNotConfirmed)
+
+
+class PublishAttempts:
+    """The retries left to one publish; both producer twins drive it the same way.
+
+    Example (the sync twin; the async one awaits ``asyncio.sleep``):
+        >>> attempts = policy.attempts(call.message.message_id)
+        >>> while True:
+        ...     try:
+        ...         client.publish(call)
+        ...         break
+        ...     except AmqptasksError as exc:
+        ...         time.sleep(attempts.wait_or_raise(exc))
+    """
+
+    def __init__(self, policy: PublishRetryPolicy, task_id: str) -> None:
+        self._waits = policy.intervals()
+        self._task_id = task_id
+
+    def wait_or_raise(self, exc: AmqptasksError) -> float:
+        """Seconds to wait before publishing again after ``exc`` (the retry is logged).
+
+        Raises:
+            AmqptasksError: ``exc`` itself, when publishing again cannot help
+                (see :func:`is_retryable`) or no retry is left.
+        """
+        if not is_retryable(exc):
+            raise exc
+        wait = next(self._waits, None)
+        if wait is None:
+            raise exc
+        log.warning(
+            "publish failed; retrying with the same task id",
+            task_id=self._task_id,
+            error=str(exc),
+            retry_in=wait,
+        )
+        return wait

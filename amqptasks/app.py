@@ -11,11 +11,10 @@ from typing import TYPE_CHECKING, Any, Concatenate, Literal, TypeVar, overload
 
 from amqptasks import signals
 from amqptasks._client import AioClient, SyncClient
-from amqptasks._publish import PreparedCall, prepare_call
-from amqptasks._retrypublish import PublishRetryPolicy, is_retryable
+from amqptasks._retrypublish import PublishRetryPolicy
 from amqptasks.config import Settings, settings_from_object
 from amqptasks.exceptions import AmqptasksError, BatchPublishError, ConfigError, Unroutable
-from amqptasks.logging import get_logger
+from amqptasks.publishing import PreparedCall, prepare_call
 from amqptasks.registry import TaskRegistry
 from amqptasks.results.buffer import ResultBuffer
 from amqptasks.results.result import AsyncResult
@@ -31,8 +30,6 @@ if TYPE_CHECKING:
     from amqptasks.transport.confirms import PendingConfirm
 
 T = TypeVar("T")
-
-log = get_logger(__name__)
 
 
 class App:
@@ -148,12 +145,22 @@ class App:
 
     @overload
     def task(
-        self, /, *, bind: Literal[True], **options: Any
+        self,
+        /,
+        *,
+        bind: Literal[True],
+        base: type[Task[Any, Any]] = ...,
+        **options: Any,
     ) -> Callable[[Callable[Concatenate[Any, P], R]], Task[P, R]]: ...
 
     @overload
     def task(
-        self, /, *, bind: Literal[False] = False, **options: Any
+        self,
+        /,
+        *,
+        bind: Literal[False] = False,
+        base: type[Task[Any, Any]] = ...,
+        **options: Any,
     ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
     def task(
@@ -162,14 +169,19 @@ class App:
         """Register a function as a task: ``@app.task`` or ``@app.task(name=..., ...)``.
 
         Options: ``name``, ``queue``, ``ignore_result``, ``serializer``,
-        ``compression``, ``acks_early``, ``bind``, ``priority``.
+        ``compression``, ``acks_early``, ``bind``, ``priority``, the time and
+        rate limits, the retry options, and ``base``: a :class:`Task` subclass
+        to make the task from (as Celery's ``base=``); it is built with the
+        same arguments as :class:`Task`.
 
         Raises:
-            ConfigError: unknown option, unusable serializer, or a duplicate name.
+            ConfigError: unknown option, unusable serializer, a ``base`` that is
+                not a Task subclass, or a duplicate name.
         """
         check_task_options(options, self._settings.accept_content)
+        task_class: type[Task[Any, Any]] = options.pop("base", None) or Task
 
-        plain, retry_policy = split_retry_options(
+        plain, failure_policy = split_retry_options(
             options,
             {
                 "max_retries": self._settings.task_max_retries,
@@ -180,9 +192,7 @@ class App:
 
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
             name = plain.get("name") or self._default_name(func)
-            task: Task[Any, Any] = Task(
-                self, func, **{**plain, "name": name}, retry_policy=retry_policy
-            )
+            task = task_class(self, func, **{**plain, "name": name}, failure_policy=failure_policy)
             self.tasks.add(task)
             return task
 
@@ -224,7 +234,7 @@ class App:
     def _result(self, call: PreparedCall) -> AsyncResult:
         return AsyncResult(
             call.message.message_id,
-            buffer=self.results if call.wants_result else None,
+            store=self.results if call.wants_result else None,
             task_name=str(call.message.headers["task"]),
         )
 
@@ -240,15 +250,13 @@ class App:
         if batch is not None:
             batch.append((client.publish_nowait(call, flush=False), call))
             return self._result(call)
-        for wait in policy.intervals():
+        attempts = policy.attempts(call.message.message_id)
+        while True:
             try:
                 client.publish(call)
                 break
             except AmqptasksError as exc:
-                _note_retry(exc, call, wait)
-                time.sleep(wait)
-        else:
-            client.publish(call)  # the last try: its error is the caller's
+                time.sleep(attempts.wait_or_raise(exc))
         _after_publish(call)
         return self._result(call)
 
@@ -259,15 +267,13 @@ class App:
         client = self._aclient()
         call = self._prepare(options, client.reply_queue)
         _before_publish(call)
-        for wait in policy.intervals():
+        attempts = policy.attempts(call.message.message_id)
+        while True:
             try:
                 await client.publish(call)
                 break
             except AmqptasksError as exc:
-                _note_retry(exc, call, wait)
-                await asyncio.sleep(wait)
-        else:
-            await client.publish(call)  # the last try: its error is the caller's
+                await asyncio.sleep(attempts.wait_or_raise(exc))
         _after_publish(call)
         return self._result(call)
 
@@ -375,18 +381,6 @@ def _after_publish(call: PreparedCall) -> None:
         task_id=message.message_id,
         exchange=message.exchange,
         routing_key=message.routing_key,
-    )
-
-
-def _note_retry(exc: AmqptasksError, call: PreparedCall, wait: float) -> None:
-    """Re-raise ``exc`` unless publishing again can help; log the retry."""
-    if not is_retryable(exc):
-        raise exc
-    log.warning(
-        "publish failed; retrying with the same task id",
-        task_id=call.message.message_id,
-        error=str(exc),
-        retry_in=wait,
     )
 
 

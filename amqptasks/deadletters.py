@@ -20,8 +20,8 @@ import pika
 import pika.exceptions
 
 from amqptasks import constants
-from amqptasks._publish import DEAD_LETTER_HEADERS
 from amqptasks.exceptions import NotFound, PublishNotConfirmed
+from amqptasks.publishing import DEAD_LETTER_HEADERS
 from amqptasks.topology import delays, names
 from amqptasks.transport import errors
 from amqptasks.transport._pika import connection_parameters

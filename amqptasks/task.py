@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import inspect
+import warnings
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
 
 from typing_extensions import Unpack
 
-from amqptasks._context import Request, current_request
-from amqptasks._publish import PUBLISH_OPTION_NAMES, PublishOptions
 from amqptasks.exceptions import ConfigError, Retry
-from amqptasks.worker.retries import RetryPolicy
+from amqptasks.policies.limits import check_priority, check_time_limits, parse_rate_limit
+from amqptasks.policies.retry import RetryPolicy
+from amqptasks.protocol.compression import codec
+from amqptasks.protocol.serializers import check_accepted
+from amqptasks.publishing import PUBLISH_OPTION_NAMES, PublishOptions
+from amqptasks.request import Request, current_request
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
-    from amqptasks.app import App
     from amqptasks.results.result import AsyncResult
+    from amqptasks.typing import TaskSender
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,7 +41,7 @@ class Task(Generic[P, R]):
 
     def __init__(
         self,
-        app: App,
+        app: TaskSender,
         fn: Callable[..., R],
         *,
         name: str,
@@ -48,7 +52,7 @@ class Task(Generic[P, R]):
         acks_early: bool | None = None,
         bind: bool = False,
         priority: int | None = None,
-        retry_policy: RetryPolicy | None = None,
+        failure_policy: RetryPolicy | None = None,
         time_limit: float | None = None,
         soft_time_limit: float | None = None,
         rate_limit: str | float | None = None,
@@ -63,7 +67,10 @@ class Task(Generic[P, R]):
         self.acks_early = acks_early
         self.bind = bind
         self.priority = priority
-        self.retry_policy = retry_policy or RetryPolicy()
+        #: What a failure of this task leads to: another attempt, the dead-letter
+        #: queue, or a FAILURE only (``max_retries``, ``autoretry_for``, backoff ...).
+        #: Not the publisher's retries (``apply_async(retry_policy=)``).
+        self.failure_policy = failure_policy or RetryPolicy()
         #: Hard time limit in seconds (the call is stopped), or None for the worker's.
         self.time_limit = time_limit
         #: Soft time limit in seconds (SoftTimeLimitExceeded is raised in the task).
@@ -107,6 +114,20 @@ class Task(Generic[P, R]):
             ...     except IOError as exc: self.retry(exc=exc, countdown=10)
         """
         raise Retry(exc=exc, countdown=countdown, max_retries=max_retries)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """Deprecated name of :attr:`failure_policy`.
+
+        ``retry_policy`` is the publisher's retries in ``apply_async``, as in Celery.
+        """
+        warnings.warn(
+            "Task.retry_policy is now Task.failure_policy (retry_policy= in apply_async "
+            "is the publisher's retries)",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.failure_policy
 
     @property
     def request(self) -> Request:
@@ -207,6 +228,7 @@ TASK_OPTIONS = (
     "time_limit",
     "soft_time_limit",
     "rate_limit",
+    "base",
     *RETRY_OPTIONS,
 )
 
@@ -220,22 +242,14 @@ def check_task_options(options: Mapping[str, Any], accept_content: tuple[str, ..
         )
     serializer = options.get("serializer")
     if serializer:
-        from amqptasks.protocol.serializers import check_accepted
-
         check_accepted(serializer, accept_content)
-    priority = options.get("priority")
-    if priority is not None and (
-        isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 255
-    ):
-        raise ConfigError(f"priority must be an integer from 0 to 255, got {priority!r}")
+    check_priority(options.get("priority"))
+    base = options.get("base")
+    if base is not None and not (isinstance(base, type) and issubclass(base, Task)):
+        raise ConfigError(f"base must be a subclass of amqptasks.Task, got {base!r}")
     compression = options.get("compression")
     if compression:
-        from amqptasks.protocol.compression import codec
-
         codec(compression)
-    from amqptasks.worker.ratelimit import parse_rate_limit
-    from amqptasks.worker.timelimits import check_time_limits
-
     check_time_limits(options.get("soft_time_limit"), options.get("time_limit"), "@app.task")
     parse_rate_limit(options.get("rate_limit"))
 

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from amqptasks._appref import import_app
+from amqptasks.config import env_name, setting_default
 from amqptasks.exceptions import AmqptasksError, ConfigError
 from amqptasks.logging import configure_logging, redact
 
@@ -17,6 +18,19 @@ if TYPE_CHECKING:
     from amqptasks.app import App
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def setting_help(text: str, name: str) -> str:
+    """``text`` followed by setting ``name``'s environment variable and default.
+
+    The default is read from :class:`~amqptasks.config.Settings`, so help never
+    shows another value than the one a worker uses.
+    """
+    default = setting_default(name)
+    if default is None:
+        return f"{text} (env {env_name(name)})."
+    shown = f"{default:g}" if isinstance(default, float) else str(default)
+    return f"{text} (env {env_name(name)}, default {shown})."
 
 
 def load_app(path: str) -> App:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from amqptasks.cli._options import shared_options
+from amqptasks.config import setting_default
 
 if TYPE_CHECKING:
     from amqptasks.app import App
@@ -33,7 +34,12 @@ def _json_option(value: str | None, what: str, kind: type) -> Any:
 @click.option("-Q", "--queue", default=None, help="Send to this queue.")
 @click.option("--priority", type=click.IntRange(0, 255), default=None)
 @click.option("--expires", type=float, default=None, help="Seconds until the task expires.")
-@click.option("--serializer", default=None, help="json (default), msgpack or yaml.")
+@click.option(
+    "--serializer",
+    default=None,
+    help=f"json, msgpack or yaml (default: the app's task_serializer, "
+    f"built in {setting_default('task_serializer')}).",
+)
 @click.option("--wait/--no-wait", default=False, help="Wait for the result and print it.")
 @click.option(
     "--timeout", type=float, default=30.0, show_default=True, help="Seconds --wait waits."

@@ -11,10 +11,11 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from amqptasks import __version__, signals
-from amqptasks.cli._options import shared_options
+from amqptasks.cli._options import setting_help, shared_options
 from amqptasks.config import WORKER_POOLS
 from amqptasks.exceptions import ConfigError
 from amqptasks.logging import configure_logging, configured, get_logger
+from amqptasks.policies.limits import TimeLimits
 from amqptasks.worker import EXIT_COLD, Worker
 from amqptasks.worker.queues import select_queues, split_names
 from amqptasks.worker.supervisor import (
@@ -205,16 +206,20 @@ async def _run_supervised(runner: Worker, launch: ChildLaunch) -> int:
     "--concurrency",
     type=click.IntRange(min=1),
     default=None,
-    help="Tasks running at once (threads: 2xCPUs; processes: CPUs; asyncio: 100; solo: 1) "
-    "(env AMQPTASKS_WORKER_CONCURRENCY).",
+    help=setting_help(
+        "Tasks running at once (threads: 2xCPUs; processes: CPUs; asyncio: 100; solo: 1)",
+        "worker_concurrency",
+    ),
 )
 @click.option(
     "-P",
     "--pool",
     type=click.Choice(list(WORKER_POOLS)),
     default=None,
-    help="Where plain-function tasks run; async def tasks always run on the event loop "
-    "(env AMQPTASKS_WORKER_POOL, default threads).",
+    help=setting_help(
+        "Where plain-function tasks run; async def tasks always run on the event loop",
+        "worker_pool",
+    ),
 )
 @click.option(
     "-n",
@@ -227,43 +232,53 @@ async def _run_supervised(runner: Worker, launch: ChildLaunch) -> int:
     "--prefetch-multiplier",
     type=click.IntRange(min=1),
     default=None,
-    help="Unacked deliveries per worker = concurrency x this, shared by its queues; 1 = fair "
-    "dispatch (env AMQPTASKS_WORKER_PREFETCH_MULTIPLIER, default 4).",
+    help=setting_help(
+        "Unacked deliveries per worker = concurrency x this, shared by its queues; 1 = fair "
+        "dispatch",
+        "worker_prefetch_multiplier",
+    ),
 )
 @click.option(
     "--shutdown-timeout",
     type=click.FloatRange(min=0),
     default=None,
-    help="Seconds a warm shutdown waits for running tasks "
-    "(env AMQPTASKS_WORKER_SHUTDOWN_TIMEOUT, default 30).",
+    help=setting_help("Seconds a warm shutdown waits for running tasks", "worker_shutdown_timeout"),
 )
 @click.option(
     "--max-tasks-per-child",
     type=click.IntRange(min=1),
     default=None,
-    help="processes pool: replace a child after this many tasks "
-    "(env AMQPTASKS_WORKER_MAX_TASKS_PER_CHILD).",
+    help=setting_help(
+        "processes pool: replace a child after this many tasks", "worker_max_tasks_per_child"
+    ),
 )
 @click.option(
     "--max-memory-per-child",
     type=click.IntRange(min=1),
     default=None,
-    help="processes pool: replace a child whose resident memory passed this many KiB, "
-    "after its task (env AMQPTASKS_WORKER_MAX_MEMORY_PER_CHILD).",
+    help=setting_help(
+        "processes pool: replace a child whose resident memory passed this many KiB, "
+        "after its task",
+        "worker_max_memory_per_child",
+    ),
 )
 @click.option(
     "--time-limit",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Hard time limit of each task, in seconds, unless the task or call sets one "
-    "(env AMQPTASKS_TASK_TIME_LIMIT).",
+    help=setting_help(
+        "Hard time limit of each task, in seconds, unless the task or call sets one",
+        "task_time_limit",
+    ),
 )
 @click.option(
     "--soft-time-limit",
     type=click.FloatRange(min=0, min_open=True),
     default=None,
-    help="Soft time limit of each task, in seconds, unless the task or call sets one "
-    "(env AMQPTASKS_TASK_SOFT_TIME_LIMIT).",
+    help=setting_help(
+        "Soft time limit of each task, in seconds, unless the task or call sets one",
+        "task_soft_time_limit",
+    ),
 )
 @click.option(
     "--logfile",
@@ -281,9 +296,11 @@ async def _run_supervised(runner: Worker, launch: ChildLaunch) -> int:
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Worker processes, each with its own connection, event loop and pool, under a "
-    "supervisor; %i in --hostname is the process number "
-    "(env AMQPTASKS_WORKER_PROCESSES, default 1).",
+    help=setting_help(
+        "Worker processes, each with its own connection, event loop and pool, under a "
+        "supervisor; %i in --hostname is the process number",
+        "worker_processes",
+    ),
 )
 @click.option(
     "--extension",

@@ -31,12 +31,24 @@ if TYPE_CHECKING:
 #: Longest ``argsrepr``/``kwargsrepr`` we write, as Celery truncates too.
 REPR_LIMIT = 1024
 
+#: The body's third element when a call carries no workflow (Celery writes all four keys).
 _EMPTY_EMBED: Mapping[str, Any] = {
     "callbacks": None,
     "errbacks": None,
     "chain": None,
     "chord": None,
 }
+
+
+def _embed(given: Mapping[str, Any] | None) -> Mapping[str, Any]:
+    if not given:
+        return _EMPTY_EMBED
+    unknown = sorted(set(given) - set(_EMPTY_EMBED))
+    if unknown:
+        raise ConfigError(
+            f"embed may only hold {', '.join(_EMPTY_EMBED)}; got {', '.join(map(repr, unknown))}"
+        )
+    return {**_EMPTY_EMBED, **given}
 
 
 _origin: str | None = None
@@ -144,20 +156,23 @@ def build_task_message(
     ignore_result: bool = False,
     origin: str | None = None,
     extra_headers: Mapping[str, Any] | None = None,
+    embed: Mapping[str, Any] | None = None,
 ) -> OutgoingMessage:
     """Encode one task call as a Celery v2 message.
 
     ``timelimit`` is ``(soft, hard)`` seconds; the header lists them as Celery
-    does, ``[hard, soft]``.
+    does, ``[hard, soft]``. ``embed`` is the body's third element, what runs
+    after the task (Celery's ``callbacks``, ``errbacks``, ``chain``, ``chord``,
+    as serialized signatures); keys not given are written as None.
 
     Raises:
-        ConfigError: for an unknown serializer or compression name.
+        ConfigError: for an unknown serializer or compression name, or embed key.
         TypeError: when the arguments cannot be serialized.
     """
     info = serializers.by_name(serializer)
     args_list = list(args)
     kwargs_dict = dict(kwargs)
-    body = info.serializer.dumps([args_list, kwargs_dict, _EMPTY_EMBED])
+    body = info.serializer.dumps([args_list, kwargs_dict, _embed(embed)])
     args_tuple = args if type(args) is tuple else tuple(args_list)
     headers: dict[str, Any] = {
         "lang": constants.LANG,

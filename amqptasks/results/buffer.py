@@ -2,7 +2,8 @@
 
 Replies arrive on the transport's I/O thread (sync) or event loop (async);
 ``get()`` waits on a condition and ``aget()`` on a future, so either kind of
-caller can wait for a result that either kind of client received.
+caller can wait for a result that either kind of client received. It is the
+rpc backend's :class:`~amqptasks.results.store.ResultStore`.
 """
 
 from __future__ import annotations
@@ -11,17 +12,19 @@ import asyncio
 import collections
 import threading
 import time
+import warnings
 from typing import TYPE_CHECKING
 
 from amqptasks.constants import RESULT_BUFFER_SIZE
 from amqptasks.exceptions import ResultTimeout
 from amqptasks.results import states
+from amqptasks.results.store import ResultStore
 
 if TYPE_CHECKING:
     from amqptasks.results.meta import ResultMeta
 
 
-class ResultBuffer:
+class ResultBuffer(ResultStore):
     """The latest :class:`ResultMeta` per task id, oldest evicted beyond ``maxsize``."""
 
     def __init__(self, maxsize: int = RESULT_BUFFER_SIZE) -> None:
@@ -55,12 +58,12 @@ class ResultBuffer:
             if not loop.is_closed():
                 loop.call_soon_threadsafe(_resolve, future, meta)
 
-    def latest(self, task_id: str) -> ResultMeta | None:
+    def peek(self, task_id: str) -> ResultMeta | None:
         """The newest state received for ``task_id`` (None if nothing yet)."""
         with self._cond:
             return self._latest.get(task_id)
 
-    def wait(self, task_id: str, timeout: float | None) -> ResultMeta:
+    def get(self, task_id: str, timeout: float | None) -> ResultMeta:
         """Block until ``task_id`` reaches a ready state.
 
         Raises:
@@ -77,8 +80,8 @@ class ResultBuffer:
                     raise ResultTimeout(f"task {task_id} did not finish within {timeout:g}s")
                 self._cond.wait(remaining)
 
-    async def await_ready(self, task_id: str, timeout: float | None) -> ResultMeta:
-        """Async :meth:`wait`."""
+    async def aget(self, task_id: str, timeout: float | None) -> ResultMeta:
+        """Async :meth:`get`."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[ResultMeta] = loop.create_future()
         with self._cond:
@@ -97,6 +100,23 @@ class ResultBuffer:
                     waiters.remove(future)
                     if not waiters:
                         del self._async_waiters[task_id]
+
+    # Names before #21 (``app.results`` is public): deprecated aliases.
+
+    def latest(self, task_id: str) -> ResultMeta | None:
+        """Deprecated alias of :meth:`peek`."""
+        warnings.warn("ResultBuffer.latest() is now peek()", DeprecationWarning, stacklevel=2)
+        return self.peek(task_id)
+
+    def wait(self, task_id: str, timeout: float | None) -> ResultMeta:
+        """Deprecated alias of :meth:`get`."""
+        warnings.warn("ResultBuffer.wait() is now get()", DeprecationWarning, stacklevel=2)
+        return self.get(task_id, timeout)
+
+    async def await_ready(self, task_id: str, timeout: float | None) -> ResultMeta:
+        """Deprecated alias of :meth:`aget`."""
+        warnings.warn("ResultBuffer.await_ready() is now aget()", DeprecationWarning, stacklevel=2)
+        return await self.aget(task_id, timeout)
 
 
 def _resolve(future: asyncio.Future[ResultMeta], meta: ResultMeta) -> None:

@@ -107,13 +107,19 @@ def _find_exception_type(name: str, module: str) -> type[BaseException] | None:
     return None
 
 
-def rebuild_exception(value: Any, traceback: str | None) -> BaseException:
+def rebuild_exception(
+    value: Any, traceback: str | None, *, skip_init: bool = False
+) -> BaseException:
     """Turn an encoded exception back into an exception instance.
 
     The type is rebuilt when it is a builtin, an amqptasks error or defined in an
     already imported module; otherwise a :class:`RemoteTaskError` carrying the
     type name is returned. The remote traceback is kept in ``remote_traceback``
     and, on Python 3.11+, added as a note so that it is printed.
+
+    ``skip_init``: make the instance without calling the type's ``__init__``,
+    its ``args`` set to what was sent (an exception described by a process of
+    the same code, whose constructor wants other arguments than its ``args``).
     """
     if not isinstance(value, Mapping) or "exc_type" not in value:
         exc: BaseException = RemoteTaskError(repr(value), exc_type="UnknownError")
@@ -124,7 +130,13 @@ def rebuild_exception(value: Any, traceback: str | None) -> BaseException:
         args = list(raw_args) if isinstance(raw_args, list | tuple) else [raw_args]
         exc_type = _find_exception_type(name, module)
         exc = RemoteTaskError(", ".join(str(a) for a in args), exc_type=name, exc_module=module)
-        if exc_type is not None:
+        if exc_type is not None and skip_init:
+            try:
+                exc = exc_type.__new__(exc_type)
+                exc.args = tuple(args)
+            except Exception:  # an exotic __new__
+                pass
+        elif exc_type is not None:
             try:
                 exc = exc_type(*args)
             except Exception:  # its __init__ wants other arguments

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import warnings
+from typing import TYPE_CHECKING, Any, Final
 
 from amqptasks.exceptions import ConfigError
 from amqptasks.results import states
 from amqptasks.results.meta import ResultMeta, rebuild_exception
 
 if TYPE_CHECKING:
-    from amqptasks.results.buffer import ResultBuffer
+    from amqptasks.results.store import ResultStore
+
+#: "Not given" (None is a meaningful ``store``: no result will come).
+_UNSET: Final[Any] = object()
 
 
 class AsyncResult:
@@ -17,9 +21,11 @@ class AsyncResult:
 
     Args:
         id: The task id.
-        buffer: Where this client's replies are collected; ``None`` when the
-            task was sent with ``ignore_result`` (no result will ever come).
+        store: Where the task's state is read from (the client's reply
+            buffer, for the rpc backend); ``None`` when the task was sent with
+            ``ignore_result`` (no result will ever come).
         task_name: The task's name, for messages.
+        buffer: Deprecated name of ``store``.
 
     Example:
         >>> r = add.delay(2, 3)
@@ -27,10 +33,26 @@ class AsyncResult:
         5
     """
 
-    def __init__(self, id: str, *, buffer: ResultBuffer | None, task_name: str = "") -> None:
+    def __init__(
+        self,
+        id: str,
+        *,
+        store: ResultStore | None = _UNSET,
+        task_name: str = "",
+        buffer: ResultStore | None = _UNSET,
+    ) -> None:
+        if buffer is not _UNSET:
+            warnings.warn(
+                "AsyncResult(buffer=) is now AsyncResult(store=)", DeprecationWarning, stacklevel=2
+            )
+            if store is not _UNSET:
+                raise TypeError("pass store= only (buffer= is its old name)")
+            store = buffer
+        if store is _UNSET:
+            raise TypeError("AsyncResult() needs store= (None: no result will come)")
         self.id = id
         self.task_name = task_name
-        self._buffer = buffer
+        self._store = store
 
     @property
     def task_id(self) -> str:
@@ -41,7 +63,7 @@ class AsyncResult:
         return f"<AsyncResult {self.task_name or 'task'} {self.id} {self.state}>"
 
     def _meta(self) -> ResultMeta | None:
-        return self._buffer.latest(self.id) if self._buffer is not None else None
+        return self._store.peek(self.id) if self._store is not None else None
 
     @property
     def state(self) -> str:
@@ -77,13 +99,13 @@ class AsyncResult:
         meta = self._meta()
         return meta.traceback if meta is not None else None
 
-    def _need_buffer(self) -> ResultBuffer:
-        if self._buffer is None:
+    def _need_store(self) -> ResultStore:
+        if self._store is None:
             raise ConfigError(
                 f"no result will come for task {self.task_name or ''} {self.id}: it was sent "
                 f"with ignore_result=True"
             )
-        return self._buffer
+        return self._store
 
     def get(self, timeout: float | None = None, propagate: bool = True) -> Any:
         """Wait for the task to finish and return its value.
@@ -99,12 +121,12 @@ class AsyncResult:
             ResultTimeout: the task did not finish in time.
             Exception: the task's own exception, rebuilt, with the remote traceback.
         """
-        meta = self._need_buffer().wait(self.id, timeout)
+        meta = self._need_store().get(self.id, timeout)
         return _finish(meta, propagate)
 
     async def aget(self, timeout: float | None = None, propagate: bool = True) -> Any:
         """Async :meth:`get`."""
-        meta = await self._need_buffer().await_ready(self.id, timeout)
+        meta = await self._need_store().aget(self.id, timeout)
         return _finish(meta, propagate)
 
 

@@ -15,9 +15,14 @@ def dead_letter_queue(queue: str) -> str:
     return f"{queue}{DEAD_LETTER_SUFFIX}"
 
 
-def reply_queue(app_name: str, client_id: str) -> str:
-    """The reply queue of one producer client of app ``app_name``."""
-    return f"{REPLY_QUEUE_PREFIX}.{app_name}.{client_id}"
+def reply_queue(app_name: str, client_id: str, purpose: str = "") -> str:
+    """A reply queue of one producer client of app ``app_name``.
+
+    Results come to the one without a ``purpose``; a client may open others
+    (``control`` replies, say) named after what they receive.
+    """
+    base = f"{REPLY_QUEUE_PREFIX}.{app_name}.{client_id}"
+    return f"{base}.{purpose}" if purpose else base
 
 
 #: Default prefix of the shared delay exchanges and queues (setting ``delay_prefix``).

@@ -37,7 +37,8 @@ _octet = struct.Struct("B").pack
 
 # basic.publish: class 60, method 40, then the deprecated ticket (0).
 _PUBLISH = struct.pack(">IH", 0x003C0028, 0)
-_MANDATORY = b"\x01"
+#: The ``mandatory`` bit (the only one set: ``immediate`` is refused by RabbitMQ).
+_BITS = {True: b"\x01", False: b"\x00"}
 
 _CONTENT_TYPE = 1 << 15
 _CONTENT_ENCODING = 1 << 14
@@ -71,16 +72,16 @@ def short_string(value: str | bytes) -> bytes:
 
 
 @functools.lru_cache(maxsize=256)
-def _publish_method(exchange: str, routing_key: str) -> bytes:
-    return _PUBLISH + short_string(exchange) + short_string(routing_key) + _MANDATORY
+def _publish_method(exchange: str, routing_key: str, mandatory: bool) -> bytes:
+    return _PUBLISH + short_string(exchange) + short_string(routing_key) + _BITS[mandatory]
 
 
 #: For the properties that repeat: content type and encoding, the reply queue.
 _repeated = functools.lru_cache(maxsize=256)(short_string)
 
 
-def encode_publish(message: OutgoingMessage) -> EncodedPublish:
-    """Encode ``message`` for a ``mandatory`` ``basic.publish``.
+def encode_publish(message: OutgoingMessage, *, mandatory: bool = True) -> EncodedPublish:
+    """Encode ``message`` for a ``basic.publish`` (``mandatory`` unless told otherwise).
 
     Raises:
         pika.exceptions.UnsupportedAMQPFieldException: a header AMQP cannot carry.
@@ -124,7 +125,8 @@ def encode_publish(message: OutgoingMessage) -> EncodedPublish:
         append(encoded_id if same else short_string(message.message_id))
     body = message.body
     header = _content_header_start(60, 0, len(body), flags) + b"".join(props)
-    return EncodedPublish(_publish_method(message.exchange, message.routing_key), header, body)
+    method = _publish_method(message.exchange, message.routing_key, mandatory)
+    return EncodedPublish(method, header, body)
 
 
 def append_frames(

@@ -117,7 +117,11 @@ def to_aio_message(message: OutgoingMessage) -> aio_pika.Message:
 
 
 class AioPublisher:
-    """Publishes with confirms and ``mandatory`` on one channel of a robust connection."""
+    """Publishes with confirms and ``mandatory`` on one channel of a robust connection.
+
+    :meth:`publish_unconfirmed` uses a second channel, without confirms, for
+    messages nobody may be listening to.
+    """
 
     def __init__(
         self,
@@ -129,30 +133,8 @@ class AioPublisher:
         self._connection = connection
         self._url = url
         self._publish_timeout = publish_timeout
-        self._channel: aio_pika.abc.AbstractChannel | None = None
-        self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
-        self._lock = asyncio.Lock()
-
-    async def _exchange(self, name: str) -> aio_pika.abc.AbstractExchange:
-        channel = self._channel
-        if channel is None or channel.is_closed:
-            async with self._lock:
-                channel = self._channel
-                if channel is None or channel.is_closed:
-                    channel = await self._connection.channel(
-                        publisher_confirms=True, on_return_raises=True
-                    )
-                    self._channel = channel
-                    self._exchanges.clear()
-        exchange = self._exchanges.get(name)
-        if exchange is None:
-            exchange = (
-                channel.default_exchange
-                if name == ""
-                else await channel.get_exchange(name, ensure=False)
-            )
-            self._exchanges[name] = exchange
-        return exchange
+        self._confirmed = _PublishChannel(connection, confirms=True)
+        self._unconfirmed = _PublishChannel(connection, confirms=False)
 
     async def publish(self, message: OutgoingMessage) -> None:
         """Publish and wait for the confirm.
@@ -166,13 +148,31 @@ class AioPublisher:
         Raises:
             Unroutable, PublishNotConfirmed, ConnectionLost, ChannelError.
         """
+        await self._send(self._confirmed, message, mandatory=True)
+
+    async def publish_unconfirmed(self, message: OutgoingMessage) -> None:
+        """Publish without ``mandatory`` and without waiting for a confirm.
+
+        For messages nobody may be listening to (events to an exchange no queue
+        is bound to): the broker drops an unroutable one instead of returning
+        it, so no :class:`Unroutable` is raised. Returns once the message is
+        written; a connection lost meanwhile loses it silently.
+
+        Raises:
+            ConnectionLost, ChannelError: as :meth:`publish`.
+        """
+        await self._send(self._unconfirmed, message, mandatory=False)
+
+    async def _send(
+        self, through: _PublishChannel, message: OutgoingMessage, *, mandatory: bool
+    ) -> None:
         await self._wait_connected()
         try:
-            exchange = await self._exchange(message.exchange)
+            exchange = await through.exchange(message.exchange)
             await exchange.publish(
                 to_aio_message(message),
                 message.routing_key,
-                mandatory=True,
+                mandatory=mandatory,
                 timeout=self._publish_timeout,
             )
         except aio_pika.exceptions.DeliveryError as exc:
@@ -183,7 +183,7 @@ class AioPublisher:
         except (asyncio.TimeoutError, TimeoutError) as exc:
             raise errors.not_confirmed(message, self._publish_timeout) from exc
         except aiormq.exceptions.ChannelClosed as exc:
-            self._channel = None
+            through.forget()
             raise translate_channel_error(
                 exc, f"publishing to {message.exchange or '(default)'!r}"
             ) from exc
@@ -201,7 +201,49 @@ class AioPublisher:
         await wait_connected(self._connection, self._url, "publishing")
 
     async def close(self) -> None:
-        """Close the publishing channel."""
+        """Close the publishing channels."""
+        await self._confirmed.close()
+        await self._unconfirmed.close()
+
+
+class _PublishChannel:
+    """A publishing channel of a robust connection, opened on first use, and its exchanges."""
+
+    def __init__(self, connection: aio_pika.abc.AbstractRobustConnection, *, confirms: bool):
+        self._connection = connection
+        self._confirms = confirms
+        self._channel: aio_pika.abc.AbstractChannel | None = None
+        self._exchanges: dict[str, aio_pika.abc.AbstractExchange] = {}
+        self._lock = asyncio.Lock()
+
+    async def exchange(self, name: str) -> aio_pika.abc.AbstractExchange:
+        """The exchange ``name`` on this channel (opened again if it was closed)."""
+        channel = self._channel
+        if channel is None or channel.is_closed:
+            async with self._lock:
+                channel = self._channel
+                if channel is None or channel.is_closed:
+                    channel = await self._connection.channel(
+                        publisher_confirms=self._confirms, on_return_raises=self._confirms
+                    )
+                    self._channel = channel
+                    self._exchanges.clear()
+        exchange = self._exchanges.get(name)
+        if exchange is None:
+            exchange = (
+                channel.default_exchange
+                if name == ""
+                else await channel.get_exchange(name, ensure=False)
+            )
+            self._exchanges[name] = exchange
+        return exchange
+
+    def forget(self) -> None:
+        """The broker closed the channel: open a new one next time."""
+        self._channel = None
+
+    async def close(self) -> None:
+        """Close the channel."""
         if self._channel is not None and not self._channel.is_closed:
             with contextlib.suppress(Exception):
                 await self._channel.close()

@@ -171,14 +171,19 @@ def _channel_error(reason: BaseException, queue: str) -> BrokerError:
     return ConnectionLost(f"channel of queue {queue!r} closed: {reason}")
 
 
+#: Called on the loop for each delivery of a queue; must not block.
+DeliveryCallback: TypeAlias = "Callable[[Delivery], None]"
+
+
 class _Consumer:
-    """A queue the link consumes, and its current channel."""
+    """A queue the link consumes, its callback and its current channel."""
 
-    __slots__ = ("calls", "prefetch", "queue", "restoring", "tag")
+    __slots__ = ("callback", "calls", "prefetch", "queue", "restoring", "tag")
 
-    def __init__(self, queue: str, prefetch: int) -> None:
+    def __init__(self, queue: str, prefetch: int, callback: DeliveryCallback) -> None:
         self.queue = queue
         self.prefetch = prefetch
+        self.callback = callback
         self.calls: _Calls | None = None
         #: The consumer tag while the broker delivers; None while it does not.
         self.tag: str | None = None
@@ -191,7 +196,8 @@ class ConsumerLink:
     Args:
         url: The broker.
         connection_name: Shown in the management UI.
-        on_delivery: Called on the loop for each delivery; must not block.
+        on_delivery: Called on the loop for each delivery of a queue consumed
+            without a callback of its own; must not block.
         prepare: Awaited before a queue is consumed again after an outage, a
             cancel or a closed channel (not before the first :meth:`consume`).
 
@@ -203,7 +209,7 @@ class ConsumerLink:
         self,
         url: BrokerURL,
         connection_name: str,
-        on_delivery: Callable[[Delivery], None],
+        on_delivery: DeliveryCallback,
         *,
         prepare: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
@@ -308,14 +314,22 @@ class ConsumerLink:
 
     # -- consumers -----------------------------------------------------------------------------
 
-    async def consume(self, queue: str, prefetch: int) -> None:
+    async def consume(
+        self, queue: str, prefetch: int, callback: DeliveryCallback | None = None
+    ) -> None:
         """Consume ``queue`` with at most ``prefetch`` unacked deliveries.
+
+        Its deliveries go to ``callback``, or to the link's ``on_delivery``: a
+        queue with other messages (a control queue beside task queues) brings
+        its own. The callback stays with the queue when it is consumed again
+        after an outage.
 
         Raises:
             NotFound: the queue does not exist; ChannelError: refused otherwise.
             ConnectionLost: the connection went away meanwhile.
         """
-        consumer = self._consumers[queue] = _Consumer(queue, prefetch)
+        consumer = _Consumer(queue, prefetch, callback or self._on_delivery)
+        self._consumers[queue] = consumer
         try:
             await self._start(consumer)
         except BaseException:
@@ -355,7 +369,7 @@ class ConsumerLink:
         channel = calls.channel
         wrapper = ConsumerChannel(channel, connection)
         queue = consumer.queue
-        on_delivery = self._on_delivery
+        on_delivery = consumer.callback
 
         def on_message(
             _channel: object,

@@ -16,6 +16,8 @@ Every publish is ``mandatory``: RabbitMQ sends ``basic.return`` before the
 ``basic.ack`` of a message no queue took, and we turn that pair into
 :class:`~amqptasks.exceptions.Unroutable`.
 https://www.rabbitmq.com/docs/confirms#when-publishes-are-confirmed
+The exception is :meth:`SyncTransport.publish_unconfirmed`, for messages that
+nobody may be listening to (events): not mandatory, and nobody waits.
 
 The connection opens lazily and is opened again after it was lost; a fork
 (gunicorn, celery-style prefork) gets a fresh connection in the child.
@@ -53,10 +55,10 @@ if TYPE_CHECKING:
 ReplyCallback = Callable[[pika.spec.BasicProperties, bytes], None]
 
 
-def _encode(message: OutgoingMessage) -> EncodedPublish:
+def _encode(message: OutgoingMessage, *, mandatory: bool = True) -> EncodedPublish:
     """The message's frames; raises :class:`ConfigError` for what AMQP cannot carry."""
     try:
-        return encode_publish(message)
+        return encode_publish(message, mandatory=mandatory)
     except pika.exceptions.UnsupportedAMQPFieldException as exc:
         value = exc.args[-1] if exc.args else None
         raise ConfigError(
@@ -84,7 +86,8 @@ class SyncTransport:
         self.publish_timeout = publish_timeout
         self._lock = threading.Lock()
         self._session: Session | None = None
-        self._reply: tuple[QueueDeclaration, ReplyCallback] | None = None
+        #: Reply queue name -> (its declaration, its callback), subscribed on each connection.
+        self._replies: dict[str, tuple[QueueDeclaration, ReplyCallback]] = {}
 
     def _current(self) -> Session:
         session = self._session
@@ -97,8 +100,8 @@ class SyncTransport:
             if session is None or session.closed:
                 session = Session(self.url, self.connection_name)
                 self._session = session
-                if self._reply is not None:
-                    self._consume_replies(session, *self._reply)
+                for declaration, callback in self._replies.values():
+                    self._consume_replies(session, declaration, callback)
             return session
 
     def publish_nowait(self, message: OutgoingMessage, *, flush: bool = True) -> PendingConfirm:
@@ -120,6 +123,22 @@ class SyncTransport:
             return PendingConfirm.failed(exc)
         return session.submit(message, encoded, flush=flush)
 
+    def publish_unconfirmed(self, message: OutgoingMessage) -> None:
+        """Hand ``message`` to the I/O thread without ``mandatory`` and without waiting.
+
+        For messages nobody may be listening to (events to an exchange no queue
+        is bound to): the broker drops an unroutable one instead of returning it,
+        so no :class:`Unroutable` is raised. The message still goes out on the
+        confirm-mode channel, in order with the others, but its confirm is not
+        waited for: a connection lost meanwhile loses it silently.
+
+        Raises:
+            ConfigError: a header AMQP cannot carry.
+            BrokerUnreachable, AuthenticationFailed: no connection could be opened.
+        """
+        encoded = _encode(message, mandatory=False)
+        self._current().submit(message, encoded)
+
     def flush(self) -> None:
         """Send what :meth:`publish_nowait` with ``flush=False`` left waiting."""
         session = self._session
@@ -137,12 +156,14 @@ class SyncTransport:
         wait_confirm(self.publish_nowait(message), message, timeout or self.publish_timeout)
 
     def consume_replies(self, declaration: QueueDeclaration, callback: ReplyCallback) -> None:
-        """Declare the reply queue and deliver its messages to ``callback`` (I/O thread).
+        """Declare a reply queue and deliver its messages to ``callback`` (I/O thread).
 
-        The subscription is made again on every new connection.
+        A transport may consume several reply queues (results, control replies),
+        each with its callback. The subscriptions are made again on every new
+        connection.
         """
         with self._lock:
-            self._reply = (declaration, callback)
+            self._replies[declaration.name] = (declaration, callback)
             session = self._session
         self._consume_replies(session or self._current(), declaration, callback)
 

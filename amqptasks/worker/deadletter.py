@@ -6,8 +6,8 @@ import datetime as dt
 from typing import TYPE_CHECKING, Any
 
 from amqptasks import constants
-from amqptasks._publish import DEAD_LETTER_HEADERS
 from amqptasks.protocol.envelope import OutgoingMessage
+from amqptasks.publishing import DEAD_LETTER_HEADERS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

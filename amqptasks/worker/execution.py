@@ -7,17 +7,17 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from amqptasks._context import Request
+from amqptasks.request import Request
 from amqptasks.worker.outcome import Outcome
-from amqptasks.worker.pools.aio import run_coroutine
+from amqptasks.worker.pools.aio import run_async_task
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from amqptasks.policies.limits import TimeLimits
     from amqptasks.protocol.envelope import TaskMessage
     from amqptasks.task import Task
     from amqptasks.worker.pools.base import ExecutionPool
-    from amqptasks.worker.timelimits import TimeLimits
 
 __all__ = ["Outcome", "execute", "is_expired", "make_request", "parse_time"]
 
@@ -86,5 +86,5 @@ async def execute(
     if task.is_async:
         if on_start is not None:
             on_start()
-        return await run_coroutine(task, request, limits)
+        return await run_async_task(task, request, limits)
     return await pool.run(task, request, limits, on_start)

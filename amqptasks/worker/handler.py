@@ -36,7 +36,7 @@ from amqptasks.worker.outcome import Outcome
 from amqptasks.worker.pools.base import NotStarted
 from amqptasks.worker.slots import Slots
 from amqptasks.worker.state import MessageState
-from amqptasks.worker.timelimits import resolve_time_limits
+from amqptasks.policies.limits import resolve_time_limits
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from amqptasks.config import WORKER_POOLS
 from amqptasks.exceptions import ConfigError
-from amqptasks.worker.timelimits import TimeLimits, check_time_limits
+from amqptasks.policies.limits import TimeLimits, check_time_limits
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from amqptasks import constants
-from amqptasks._publish import DEAD_LETTER_HEADERS
 from amqptasks.protocol.envelope import OutgoingMessage
+from amqptasks.publishing import DEAD_LETTER_HEADERS
 from amqptasks.results import states
 from amqptasks.results.meta import encode_result
 

@@ -6,6 +6,7 @@ messages than its prefetch window to make up for waiting ones, and never
 republishes or requeues a message for rate limiting. The turn is computed, not
 polled: :class:`TokenBucket` hands out reservations in arrival order (the
 generic cell rate algorithm, GCRA), so N waiting deliveries cost N timers.
+The limit's syntax is read by :func:`amqptasks.policies.limits.parse_rate_limit`.
 """
 
 from __future__ import annotations
@@ -15,52 +16,10 @@ import time
 from typing import TYPE_CHECKING
 
 from amqptasks.exceptions import ConfigError
+from amqptasks.policies.limits import parse_rate_limit
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-#: Seconds per unit of a rate limit.
-_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_rate_limit(value: str | float | None) -> float | None:
-    """Tasks per second for a Celery-style rate limit; None for no limit.
-
-    ``"10/s"``, ``"100/m"`` and ``"1000/h"`` are per second, minute and hour;
-    a bare number (``10`` or ``"10"``) is per second; ``None``, ``0`` and ``""``
-    mean no limit.
-
-    Raises:
-        ConfigError: for anything else.
-
-    >>> parse_rate_limit("100/m")
-    1.6666666666666667
-    """
-    if value is None or value == "":
-        return None
-    if isinstance(value, bool):
-        raise ConfigError(f"rate_limit must look like '10/s', '100/m' or '1000/h', got {value!r}")
-    if isinstance(value, int | float):
-        amount, per = float(value), 1.0
-    elif isinstance(value, str):
-        text, _, unit = value.strip().partition("/")
-        unit = unit.strip().lower()
-        try:
-            amount = float(text)
-        except ValueError:
-            amount = math.nan
-        if (unit and unit[:1] not in _UNITS) or math.isnan(amount):
-            raise ConfigError(
-                f"rate_limit must look like '10/s', '100/m' or '1000/h', got {value!r}"
-            )
-        per = _UNITS[unit[:1]] if unit else 1.0
-    else:
-        raise ConfigError(f"rate_limit must look like '10/s', '100/m' or '1000/h', got {value!r}")
-    if amount < 0 or math.isinf(amount):
-        raise ConfigError(f"rate_limit must be a finite number >= 0 per unit, got {value!r}")
-    if amount == 0:
-        return None
-    return amount / per
 
 
 class TokenBucket:

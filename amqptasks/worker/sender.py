@@ -14,7 +14,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from amqptasks import constants
-from amqptasks._publish import PreparedCall
+from amqptasks.publishing import PreparedCall
 from amqptasks.exceptions import BrokerError
 from amqptasks.logging import get_logger
 from amqptasks.routing import Route

@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from amqptasks._context import Request
+    from amqptasks.request import Request
     from amqptasks.protocol.envelope import TaskMessage
     from amqptasks.task import Task
     from amqptasks.transport.consumer import Delivery
     from amqptasks.worker.acks import Settlement
     from amqptasks.worker.outcome import Outcome
-    from amqptasks.worker.timelimits import TimeLimits
+    from amqptasks.policies.limits import TimeLimits
 
 
 class MessageState:

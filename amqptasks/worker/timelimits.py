@@ -1,102 +1,19 @@
-"""Time limits: which apply to a call, and whether the broker would cut them short (pure).
+"""Time limits in the worker: whether the broker would cut them short (pure).
 
-A call's limits come from, in order: the message's ``timelimit`` header
-(``apply_async(time_limit=, soft_time_limit=)``, Celery's ``[hard, soft]``),
-the task's options (``@app.task(time_limit=, soft_time_limit=)``), then the
-worker's (``--time-limit``/``--soft-time-limit``, settings ``task_time_limit``/
-``task_soft_time_limit``). How each pool enforces them is in the pool modules
-and in docs/worker.md.
+Which limits apply to a call is worked out by
+:func:`amqptasks.policies.limits.resolve_time_limits`. How each pool enforces
+them is in the pool modules and in docs/worker.md.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-
-from amqptasks.exceptions import ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
 #: Seconds a cancelled coroutine gets to finish its clean-up at the hard limit.
 HARD_LIMIT_GRACE = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class TimeLimits:
-    """A call's soft and hard time limits, in seconds (None: no limit)."""
-
-    soft: float | None = None
-    hard: float | None = None
-
-    def __bool__(self) -> bool:
-        return self.soft is not None or self.hard is not None
-
-    def describe(self) -> str:
-        """``soft 5s, hard 10s`` for logs."""
-        parts = []
-        if self.soft is not None:
-            parts.append(f"soft {self.soft:g}s")
-        if self.hard is not None:
-            parts.append(f"hard {self.hard:g}s")
-        return ", ".join(parts) or "none"
-
-
-def check_time_limits(soft: Any, hard: Any, where: str) -> None:
-    """Refuse limits that are not positive numbers, or a soft limit not below the hard one.
-
-    Raises:
-        ConfigError: naming ``where`` and both options.
-    """
-    for name, value in (("soft_time_limit", soft), ("time_limit", hard)):
-        if value is None:
-            continue
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not value > 0
-            or math.isinf(value)
-        ):
-            raise ConfigError(f"{where}: {name} must be a number of seconds > 0, got {value!r}")
-    if soft is not None and hard is not None and soft >= hard:
-        raise ConfigError(
-            f"{where}: soft_time_limit ({soft!r}) must be below time_limit ({hard!r}); "
-            f"the hard limit would stop the task before the soft one warned it"
-        )
-
-
-def _header_value(value: Any) -> float | None:
-    """A limit from a message header: a number > 0, anything else is no limit."""
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if number > 0 and not math.isinf(number) else None
-
-
-def resolve_time_limits(
-    header: tuple[Any, Any],
-    task: tuple[float | None, float | None],
-    worker: tuple[float | None, float | None],
-) -> TimeLimits:
-    """The limits that apply: the message's, else the task's, else the worker's.
-
-    Each argument is ``(soft, hard)``. Each limit is chosen on its own, so a call
-    may bring a hard limit and inherit the task's soft one. A soft limit that is
-    not below the hard one is dropped (the hard limit comes first anyway).
-    """
-    soft = _header_value(header[0])
-    hard = _header_value(header[1])
-    if soft is None:
-        soft = task[0] if task[0] is not None else worker[0]
-    if hard is None:
-        hard = task[1] if task[1] is not None else worker[1]
-    if soft is not None and hard is not None and soft >= hard:
-        soft = None
-    return TimeLimits(soft=soft, hard=hard)
 
 
 def consumer_timeout_from_management(

@@ -96,13 +96,13 @@ def test_ignore_result_sends_nothing_back(
     # A reply would arrive right after the task; give it time, then check none came.
     follow_up = core.add.apply_async((1, 1), queue=queue_name)
     assert follow_up.get(timeout=20) == 2
-    assert core.app.results.latest(result.id) is None
+    assert core.app.results.peek(result.id) is None
     with pytest.raises(ConfigError, match="ignore_result"):
         result.get(timeout=1)
     # and a task that normally replies can be told not to:
     silent = core.add.apply_async((5, 5), queue=queue_name, ignore_result=True)
     assert core.add.apply_async((0, 1), queue=queue_name).get(timeout=20) == 1
-    assert core.app.results.latest(silent.id) is None
+    assert core.app.results.peek(silent.id) is None
 
 
 def test_bound_task_sees_its_request(core: Any, start_worker: Any, queue_name: str) -> None:

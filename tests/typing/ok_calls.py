@@ -6,10 +6,11 @@ Only type-checked, never run (it would need a broker).
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from typing_extensions import assert_type
 
-from amqptasks import App, AsyncResult
+from amqptasks import App, AsyncResult, Task
 
 app = App("typing", broker_url="amqp://guest:guest@127.0.0.1:1//")
 
@@ -56,3 +57,16 @@ async def use_async() -> int:
     value: int = await result.aget(timeout=5)
     await add.aapply_async((1, 2), priority=1)
     return value
+
+
+class Tracked(Task[Any, Any]):
+    """A base class for several tasks (``base=``, as Celery's)."""
+
+
+@app.task(base=Tracked, queue="q")
+def tracked(x: int) -> int:
+    return x
+
+
+assert_type(tracked(1), int)
+assert_type(tracked.delay(1), AsyncResult)

@@ -243,3 +243,48 @@ def test_registry_listing(app: App) -> None:
     assert len(app.tasks) == 2
     assert app.tasks.find("a.task") is a
     assert app.tasks.find("c.task") is None
+
+
+class Audited(Task[Any, Any]):
+    """A base class as a Celery user writes one: shared behaviour for several tasks."""
+
+    audited: list[str]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.audited = []
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.audited.append(self.name)
+        return super().__call__(*args, **kwargs)
+
+
+def test_a_task_is_made_from_the_base_class_given() -> None:
+    app = App("t", broker_url=URL)
+
+    @app.task(base=Audited, name="proj.double", queue="math")
+    def double(x: int) -> int:
+        return 2 * x
+
+    assert type(double) is Audited
+    assert double(4) == 8
+    assert double.audited == ["proj.double"]
+    assert double.queue == "math"
+    assert app.tasks.get("proj.double") is double
+
+
+def test_a_bound_task_of_a_base_class_gets_itself() -> None:
+    app = App("t", broker_url=URL)
+
+    @app.task(base=Audited, bind=True)
+    def whoami(self: Task[Any, Any]) -> str:
+        return type(self).__name__
+
+    assert whoami() == "Audited"
+
+
+@pytest.mark.parametrize("base", [int, "Audited", Audited("x", lambda: None, name="x")])
+def test_a_base_that_is_not_a_task_class_is_refused(base: Any) -> None:
+    app = App("t", broker_url=URL)
+    with pytest.raises(ConfigError, match=r"base must be a subclass of amqptasks\.Task"):
+        app.task(base=base)

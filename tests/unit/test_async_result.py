@@ -25,7 +25,7 @@ def _fail(buffer: ResultBuffer, task_id: str, exc: BaseException) -> None:
 
 
 def test_pending_before_anything(buffer: ResultBuffer) -> None:
-    result = AsyncResult("tid", buffer=buffer, task_name="proj.add")
+    result = AsyncResult("tid", store=buffer, task_name="proj.add")
     assert result.state == "PENDING"
     assert result.status == "PENDING"
     assert result.ready() is False
@@ -38,14 +38,14 @@ def test_pending_before_anything(buffer: ResultBuffer) -> None:
 
 def test_started_is_not_ready(buffer: ResultBuffer) -> None:
     buffer.deposit(ResultMeta("tid", states.STARTED))
-    result = AsyncResult("tid", buffer=buffer)
+    result = AsyncResult("tid", store=buffer)
     assert result.state == "STARTED"
     assert result.ready() is False
 
 
 def test_success(buffer: ResultBuffer) -> None:
     buffer.deposit(ResultMeta("tid", states.SUCCESS, result={"sum": 5}))
-    result = AsyncResult("tid", buffer=buffer)
+    result = AsyncResult("tid", store=buffer)
     assert result.state == "SUCCESS"
     assert result.ready() is True
     assert result.successful() is True
@@ -56,7 +56,7 @@ def test_success(buffer: ResultBuffer) -> None:
 
 def test_failure_properties(buffer: ResultBuffer) -> None:
     _fail(buffer, "tid", ValueError("bad input"))
-    result = AsyncResult("tid", buffer=buffer)
+    result = AsyncResult("tid", store=buffer)
     assert result.state == "FAILURE"
     assert result.ready() is True
     assert result.successful() is False
@@ -69,20 +69,20 @@ def test_failure_properties(buffer: ResultBuffer) -> None:
 def test_get_raises_the_remote_exception(buffer: ResultBuffer) -> None:
     _fail(buffer, "tid", ValueError("bad input"))
     with pytest.raises(ValueError, match="bad input") as info:
-        AsyncResult("tid", buffer=buffer).get(timeout=1)
+        AsyncResult("tid", store=buffer).get(timeout=1)
     assert info.value.remote_traceback == TB  # type: ignore[attr-defined]
 
 
 def test_get_without_propagation_returns_the_exception(buffer: ResultBuffer) -> None:
     _fail(buffer, "tid", KeyError("sku"))
-    value = AsyncResult("tid", buffer=buffer).get(timeout=1, propagate=False)
+    value = AsyncResult("tid", store=buffer).get(timeout=1, propagate=False)
     assert isinstance(value, KeyError)
     assert value.args == ("sku",)
 
 
 def test_revoked_counts_as_failed(buffer: ResultBuffer) -> None:
     buffer.deposit(ResultMeta("tid", states.REVOKED, result=encode_exception(RuntimeError("x"))))
-    result = AsyncResult("tid", buffer=buffer)
+    result = AsyncResult("tid", store=buffer)
     assert result.ready() is True
     assert result.failed() is True
     with pytest.raises(RuntimeError):
@@ -93,21 +93,21 @@ def test_get_waits_for_a_result_from_another_thread(buffer: ResultBuffer) -> Non
     timer = threading.Timer(0.05, buffer.deposit, [ResultMeta("tid", states.SUCCESS, result=7)])
     timer.start()
     try:
-        assert AsyncResult("tid", buffer=buffer).get(timeout=10) == 7
+        assert AsyncResult("tid", store=buffer).get(timeout=10) == 7
     finally:
         timer.join()
 
 
 def test_get_times_out(buffer: ResultBuffer) -> None:
     with pytest.raises(ResultTimeout):
-        AsyncResult("tid", buffer=buffer).get(timeout=0.05)
+        AsyncResult("tid", store=buffer).get(timeout=0.05)
 
 
 async def test_aget(buffer: ResultBuffer) -> None:
     timer = threading.Timer(0.05, buffer.deposit, [ResultMeta("tid", states.SUCCESS, result=8)])
     timer.start()
     try:
-        assert await AsyncResult("tid", buffer=buffer).aget(timeout=10) == 8
+        assert await AsyncResult("tid", store=buffer).aget(timeout=10) == 8
     finally:
         timer.join()
 
@@ -115,11 +115,11 @@ async def test_aget(buffer: ResultBuffer) -> None:
 async def test_aget_raises_the_remote_exception(buffer: ResultBuffer) -> None:
     _fail(buffer, "tid", ZeroDivisionError("division by zero"))
     with pytest.raises(ZeroDivisionError):
-        await AsyncResult("tid", buffer=buffer).aget(timeout=1)
+        await AsyncResult("tid", store=buffer).aget(timeout=1)
 
 
 def test_ignored_result_cannot_be_waited_for() -> None:
-    result = AsyncResult("tid", buffer=None, task_name="proj.fire")
+    result = AsyncResult("tid", store=None, task_name="proj.fire")
     assert result.state == "PENDING"
     with pytest.raises(ConfigError, match="ignore_result"):
         result.get(timeout=1)
@@ -127,11 +127,11 @@ def test_ignored_result_cannot_be_waited_for() -> None:
 
 async def test_ignored_result_cannot_be_awaited() -> None:
     with pytest.raises(ConfigError, match="ignore_result"):
-        await AsyncResult("tid", buffer=None).aget(timeout=1)
+        await AsyncResult("tid", store=None).aget(timeout=1)
 
 
 def test_repr_names_task_id_and_state(buffer: ResultBuffer) -> None:
-    text = repr(AsyncResult("tid-1", buffer=buffer, task_name="proj.add"))
+    text = repr(AsyncResult("tid-1", store=buffer, task_name="proj.add"))
     assert "proj.add" in text
     assert "tid-1" in text
     assert "PENDING" in text

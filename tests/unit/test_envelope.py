@@ -111,6 +111,25 @@ def test_body_is_args_kwargs_embed() -> None:
     assert json.loads(message.body) == [[2, 3], {"z": 1}, EMBED]
 
 
+def test_a_workflow_embed_travels_in_the_body_as_celerys() -> None:
+    # What a chain of add.s(4) after this call carries (Celery's signature dicts).
+    then = {
+        "task": "proj.tasks.add",
+        "args": [4],
+        "kwargs": {},
+        "options": {},
+        "subtask_type": None,
+    }
+    message = _build(embed={"chain": [then]})
+    assert json.loads(message.body)[2] == {**EMBED, "chain": [then]}
+    assert _parse(message).embed == {**EMBED, "chain": [then]}
+
+
+def test_an_unknown_embed_key_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"embed may only hold .*'chian'"):
+        _build(embed={"chian": []})
+
+
 def test_lineage_and_options_go_into_headers() -> None:
     message = _build(
         root_id="root-1",

@@ -7,13 +7,16 @@ from typing import Any
 import pytest
 
 from amqptasks import App, ConfigError
-from amqptasks.worker.prefetch import split_prefetch
-from amqptasks.worker.ratelimit import RateLimiter, TokenBucket, parse_rate_limit
-from amqptasks.worker.timelimits import (
+from amqptasks.policies.limits import (
     TimeLimits,
     check_time_limits,
-    consumer_timeout_from_management,
+    parse_rate_limit,
     resolve_time_limits,
+)
+from amqptasks.worker.prefetch import split_prefetch
+from amqptasks.worker.ratelimit import RateLimiter, TokenBucket
+from amqptasks.worker.timelimits import (
+    consumer_timeout_from_management,
     too_long_for_consumer_timeout,
 )
 

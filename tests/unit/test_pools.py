@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from amqptasks import ConfigError, SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLost, states
-from amqptasks._context import Request
+from amqptasks.policies.limits import TimeLimits
+from amqptasks.request import Request
 from amqptasks.worker.pools import make_pool
-from amqptasks.worker.pools.aio import run_coroutine
+from amqptasks.worker.pools.aio import run_async_task
 from amqptasks.worker.pools.base import NotStarted
 from amqptasks.worker.pools.processes import ProcessPool
 from amqptasks.worker.pools.threads import ThreadPool
-from amqptasks.worker.timelimits import HARD_LIMIT_GRACE, TimeLimits
+from amqptasks.worker.timelimits import HARD_LIMIT_GRACE
 from tests.unit import pool_app
 
 if TYPE_CHECKING:
@@ -102,7 +103,7 @@ async def test_a_limit_that_fires_as_the_call_ends_never_hits_the_next_call(
 
 
 async def test_coroutine_without_limits() -> None:
-    outcome = await run_coroutine(pool_app.coro, _request(pool_app.coro, 0), NONE)
+    outcome = await run_async_task(pool_app.coro, _request(pool_app.coro, 0), NONE)
     assert outcome.value == "done"
 
 
@@ -121,12 +122,12 @@ async def test_coroutine_soft_limit_is_raised_at_its_await() -> None:
             return "cleaned up"
         return "slept"
 
-    outcome = await run_coroutine(_async_task(body), Request(id="x", task="t"), TimeLimits(0.05))
+    outcome = await run_async_task(_async_task(body), Request(id="x", task="t"), TimeLimits(0.05))
     assert (outcome.value, seen) == ("cleaned up", ["soft"])
 
 
 async def test_coroutine_soft_limit_uncaught_fails_the_call() -> None:
-    outcome = await run_coroutine(pool_app.coro, _request(pool_app.coro, 10), TimeLimits(0.05))
+    outcome = await run_async_task(pool_app.coro, _request(pool_app.coro, 10), TimeLimits(0.05))
     assert isinstance(outcome.exception, SoftTimeLimitExceeded)
 
 
@@ -139,7 +140,7 @@ async def test_coroutine_hard_limit_cancels_it() -> None:
         finally:
             seen.append("finally")
 
-    outcome = await run_coroutine(
+    outcome = await run_async_task(
         _async_task(body), Request(id="x", task="t"), TimeLimits(hard=0.05)
     )
     assert isinstance(outcome.exception, TimeLimitExceeded)
@@ -157,7 +158,7 @@ async def test_coroutine_that_ignores_cancellation_is_abandoned() -> None:
         return "stubborn"
 
     started = time.monotonic()
-    outcome = await run_coroutine(
+    outcome = await run_async_task(
         _async_task(body), Request(id="x", task="t"), TimeLimits(hard=0.05)
     )
     assert isinstance(outcome.exception, TimeLimitExceeded)

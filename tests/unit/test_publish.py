@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from amqptasks._context import Request, current_request
-from amqptasks._publish import PreparedCall, prepare_call, to_utc_iso
 from amqptasks.config import Settings
 from amqptasks.exceptions import ConfigError
+from amqptasks.publishing import PreparedCall, prepare_call, to_utc_iso
+from amqptasks.request import Request, current_request
 from amqptasks.routing import Route, Router
 from amqptasks.topology.model import Exchange, Queue
 
@@ -268,3 +268,10 @@ def test_time_limits_travel_in_celerys_timelimit_header_hard_first() -> None:
 def test_bad_time_limits_of_a_call_are_refused(options: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         _prepare(**options)
+
+
+def test_prepare_call_passes_a_workflow_embed_through() -> None:
+    callback = {"task": "proj.notify", "args": [], "kwargs": {}, "options": {}}
+    call = _prepare(embed={"callbacks": [callback]})
+    assert json.loads(call.message.body)[2]["callbacks"] == [callback]
+    assert json.loads(_prepare().message.body)[2]["callbacks"] is None

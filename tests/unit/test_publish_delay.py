@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from amqptasks._client import destination, destinations, wire_message
-from amqptasks._publish import DEAD_LETTER_HEADERS, PreparedCall, delayed_message, prepare_call
 from amqptasks.config import Settings
 from amqptasks.exceptions import ConfigError
+from amqptasks.publishing import DEAD_LETTER_HEADERS, PreparedCall, delayed_message, prepare_call
 from amqptasks.routing import Router
 from amqptasks.topology import delays, names
 from amqptasks.topology.model import Exchange, Queue

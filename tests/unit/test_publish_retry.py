@@ -23,7 +23,7 @@ from amqptasks.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from amqptasks._publish import PreparedCall
+    from amqptasks.publishing import PreparedCall
 
 URL = "amqp://guest:guest@127.0.0.1:1//"
 

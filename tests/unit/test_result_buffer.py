@@ -46,14 +46,14 @@ def _deposit_later(
 
 
 def test_latest_is_none_before_anything() -> None:
-    assert ResultBuffer().latest("tid") is None
+    assert ResultBuffer().peek("tid") is None
 
 
 def test_latest_is_the_newest_state() -> None:
     buffer = ResultBuffer()
     buffer.deposit(_meta("tid", states.STARTED))
     buffer.deposit(_meta("tid", states.SUCCESS, 5))
-    latest = buffer.latest("tid")
+    latest = buffer.peek("tid")
     assert latest is not None
     assert (latest.status, latest.result) == ("SUCCESS", 5)
 
@@ -61,14 +61,14 @@ def test_latest_is_the_newest_state() -> None:
 def test_wait_returns_at_once_when_already_ready() -> None:
     buffer = ResultBuffer()
     buffer.deposit(_meta("tid", states.SUCCESS, 5))
-    assert buffer.wait("tid", timeout=0).result == 5
+    assert buffer.get("tid", timeout=0).result == 5
 
 
 def test_wait_returns_when_another_thread_deposits(later: list[threading.Thread]) -> None:
     buffer = ResultBuffer()
     _deposit_later(later, buffer, (0.05, _meta("tid", states.SUCCESS, 42)))
     started = time.monotonic()
-    meta = buffer.wait("tid", timeout=10)
+    meta = buffer.get("tid", timeout=10)
     assert meta.result == 42
     assert time.monotonic() - started < 5
 
@@ -86,7 +86,7 @@ def test_intermediate_states_do_not_release_the_waiter(
         (0.02, _meta("tid", states.RETRY)),
         (0.1, _meta("tid", final)),
     )
-    assert buffer.wait("tid", timeout=10).status == final
+    assert buffer.get("tid", timeout=10).status == final
 
 
 def test_other_tasks_do_not_release_the_waiter(later: list[threading.Thread]) -> None:
@@ -97,7 +97,7 @@ def test_other_tasks_do_not_release_the_waiter(later: list[threading.Thread]) ->
         (0.02, _meta("other", states.SUCCESS, "no")),
         (0.1, _meta("tid", states.SUCCESS, "yes")),
     )
-    assert buffer.wait("tid", timeout=10).result == "yes"
+    assert buffer.get("tid", timeout=10).result == "yes"
 
 
 def test_wait_times_out() -> None:
@@ -105,13 +105,13 @@ def test_wait_times_out() -> None:
     buffer.deposit(_meta("tid", states.STARTED))
     started = time.monotonic()
     with pytest.raises(ResultTimeout, match="tid"):
-        buffer.wait("tid", timeout=0.2)
+        buffer.get("tid", timeout=0.2)
     assert time.monotonic() - started >= 0.2
 
 
 def test_result_timeout_is_a_timeout_error() -> None:
     with pytest.raises(TimeoutError):
-        ResultBuffer().wait("tid", timeout=0.01)
+        ResultBuffer().get("tid", timeout=0.01)
 
 
 async def test_await_ready_released_by_another_thread(later: list[threading.Thread]) -> None:
@@ -122,21 +122,21 @@ async def test_await_ready_released_by_another_thread(later: list[threading.Thre
         (0.02, _meta("tid", states.STARTED)),
         (0.1, _meta("tid", states.SUCCESS, "done")),
     )
-    meta = await buffer.await_ready("tid", timeout=10)
+    meta = await buffer.aget("tid", timeout=10)
     assert (meta.status, meta.result) == ("SUCCESS", "done")
 
 
 async def test_await_ready_returns_at_once_when_already_ready() -> None:
     buffer = ResultBuffer()
     buffer.deposit(_meta("tid", states.FAILURE))
-    assert (await buffer.await_ready("tid", timeout=0.5)).status == "FAILURE"
+    assert (await buffer.aget("tid", timeout=0.5)).status == "FAILURE"
 
 
 async def test_await_ready_times_out() -> None:
     buffer = ResultBuffer()
     started = time.monotonic()
     with pytest.raises(ResultTimeout, match="tid"):
-        await buffer.await_ready("tid", timeout=0.2)
+        await buffer.aget("tid", timeout=0.2)
     assert time.monotonic() - started >= 0.15
 
 
@@ -153,7 +153,7 @@ async def test_await_ready_does_not_block_the_loop(later: list[threading.Thread]
 
     ticker = asyncio.ensure_future(tick())
     try:
-        await buffer.await_ready("tid", timeout=10)
+        await buffer.aget("tid", timeout=10)
     finally:
         ticker.cancel()
     assert ticks >= 5
@@ -164,9 +164,9 @@ def test_oldest_results_are_evicted_beyond_maxsize() -> None:
     buffer.deposit(_meta("a", states.SUCCESS))
     buffer.deposit(_meta("b", states.SUCCESS))
     buffer.deposit(_meta("c", states.SUCCESS))
-    assert buffer.latest("a") is None
-    assert buffer.latest("b") is not None
-    assert buffer.latest("c") is not None
+    assert buffer.peek("a") is None
+    assert buffer.peek("b") is not None
+    assert buffer.peek("c") is not None
 
 
 def test_a_new_state_refreshes_a_task_in_the_buffer() -> None:
@@ -175,8 +175,8 @@ def test_a_new_state_refreshes_a_task_in_the_buffer() -> None:
     buffer.deposit(_meta("b", states.SUCCESS))
     buffer.deposit(_meta("a", states.SUCCESS))  # a is now the most recent
     buffer.deposit(_meta("c", states.SUCCESS))
-    assert buffer.latest("b") is None
-    latest_a = buffer.latest("a")
+    assert buffer.peek("b") is None
+    latest_a = buffer.peek("a")
     assert latest_a is not None
     assert latest_a.status == "SUCCESS"
-    assert buffer.latest("c") is not None
+    assert buffer.peek("c") is not None

@@ -21,10 +21,10 @@ def test_a_late_non_final_state_keeps_the_final_one(final: str, late: str) -> No
     buffer = ResultBuffer()
     buffer.deposit(_meta(final, 5))
     buffer.deposit(_meta(late))
-    latest = buffer.latest("tid")
+    latest = buffer.peek("tid")
     assert latest is not None
     assert (latest.status, latest.result) == (final, 5)
-    waited = buffer.wait("tid", timeout=0)
+    waited = buffer.get("tid", timeout=0)
     assert (waited.status, waited.result) == (final, 5)
 
 
@@ -33,26 +33,26 @@ def test_states_before_the_final_one_are_replaced() -> None:
     seen = []
     for status in (states.STARTED, states.RETRY, states.STARTED, states.RETRY):
         buffer.deposit(_meta(status))
-        latest = buffer.latest("tid")
+        latest = buffer.peek("tid")
         assert latest is not None
         seen.append(latest.status)
     assert seen == ["STARTED", "RETRY", "STARTED", "RETRY"]
     buffer.deposit(_meta(states.SUCCESS, 42))
-    assert buffer.wait("tid", timeout=0).result == 42
+    assert buffer.get("tid", timeout=0).result == 42
 
 
 def test_other_tasks_are_not_affected() -> None:
     buffer = ResultBuffer()
     buffer.deposit(_meta(states.SUCCESS, 1, task_id="a"))
     buffer.deposit(_meta(states.RETRY, task_id="b"))
-    b = buffer.latest("b")
+    b = buffer.peek("b")
     assert b is not None and b.status == "RETRY"
 
 
 def test_a_waiter_gets_the_final_state_even_if_a_retry_comes_after() -> None:
     buffer = ResultBuffer()
     got: list[ResultMeta] = []
-    waiter = threading.Thread(target=lambda: got.append(buffer.wait("tid", timeout=10)))
+    waiter = threading.Thread(target=lambda: got.append(buffer.get("tid", timeout=10)))
     waiter.start()
     buffer.deposit(_meta(states.RETRY))
     buffer.deposit(_meta(states.SUCCESS, "done"))
@@ -60,12 +60,12 @@ def test_a_waiter_gets_the_final_state_even_if_a_retry_comes_after() -> None:
     waiter.join(timeout=10)
     assert not waiter.is_alive()
     assert [(m.status, m.result) for m in got] == [("SUCCESS", "done")]
-    assert buffer.wait("tid", timeout=0).status == "SUCCESS"
+    assert buffer.get("tid", timeout=0).status == "SUCCESS"
 
 
 async def test_await_ready_returns_the_final_state_after_a_late_retry() -> None:
     buffer = ResultBuffer()
     buffer.deposit(_meta(states.SUCCESS, 3))
     buffer.deposit(_meta(states.STARTED))
-    meta = await buffer.await_ready("tid", timeout=1)
+    meta = await buffer.aget("tid", timeout=1)
     assert (meta.status, meta.result) == ("SUCCESS", 3)

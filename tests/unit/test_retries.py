@@ -8,8 +8,8 @@ import pytest
 
 from amqptasks import App
 from amqptasks.exceptions import ConfigError, Reject, Retry
+from amqptasks.policies.retry import Decision, RetryPolicy
 from amqptasks.task import RETRY_OPTIONS, TASK_OPTIONS, check_task_options, split_retry_options
-from amqptasks.worker.retries import Decision, RetryPolicy
 
 URL = "amqp://guest:guest@127.0.0.1:1//"
 
@@ -292,13 +292,13 @@ def test_the_task_decorator_builds_the_policy_from_app_settings_and_options() ->
     @app.task(autoretry_for=OSError, max_retries=2, retry_backoff=True, retry_jitter=False)
     def flaky() -> None: ...
 
-    assert plain.retry_policy == RetryPolicy(
+    assert plain.failure_policy == RetryPolicy(
         max_retries=9, default_retry_delay=15, dead_letter_failures=False
     )
-    assert flaky.retry_policy.autoretry_for == (OSError,)
-    assert flaky.retry_policy.max_retries == 2
-    assert flaky.retry_policy.default_retry_delay == 15
-    assert flaky.retry_policy.next_delay(3) == 8
+    assert flaky.failure_policy.autoretry_for == (OSError,)
+    assert flaky.failure_policy.max_retries == 2
+    assert flaky.failure_policy.default_retry_delay == 15
+    assert flaky.failure_policy.next_delay(3) == 8
 
 
 def test_the_task_decorator_refuses_a_bad_retry_option() -> None:
@@ -323,5 +323,16 @@ def test_task_retry_raises_retry_with_its_arguments() -> None:
         fetch.retry()
     assert (bare.value.exc, bare.value.countdown, bare.value.max_retries) == (None, None, None)
     # The worker's decision for that Retry.
-    decision = fetch.retry_policy.decide(raised.value, retries=0)
+    decision = fetch.failure_policy.decide(raised.value, retries=0)
     assert decision == Decision("retry", countdown=10, exception=cause)
+
+
+def test_the_old_name_of_a_tasks_failure_policy_still_works_with_a_warning() -> None:
+    app = App("t", broker_url="amqp://guest:guest@127.0.0.1:1//")
+
+    @app.task(max_retries=7)
+    def flaky() -> None: ...
+
+    with pytest.warns(DeprecationWarning, match="failure_policy"):
+        assert flaky.retry_policy is flaky.failure_policy
+    assert flaky.failure_policy.max_retries == 7

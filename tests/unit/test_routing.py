@@ -8,8 +8,8 @@ import pytest
 
 from amqptasks import App
 from amqptasks._client import destination
-from amqptasks._publish import prepare_call
 from amqptasks.exceptions import ConfigError
+from amqptasks.publishing import prepare_call
 from amqptasks.routing import Route, Router
 from amqptasks.topology.model import (
     Binding,

@@ -31,7 +31,9 @@ def pika_original(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
-def _pika_frames(channel: int, message: OutgoingMessage, frame_max: int) -> list[bytes]:
+def _pika_frames(
+    channel: int, message: OutgoingMessage, frame_max: int, *, mandatory: bool = True
+) -> list[bytes]:
     """What pika's Channel.basic_publish -> Connection._send_message marshals."""
     properties = pika.BasicProperties(
         content_type=message.content_type,
@@ -45,7 +47,7 @@ def _pika_frames(channel: int, message: OutgoingMessage, frame_max: int) -> list
         expiration=message.expiration,
     )
     method = pika.spec.Basic.Publish(
-        exchange=message.exchange, routing_key=message.routing_key, mandatory=True
+        exchange=message.exchange, routing_key=message.routing_key, mandatory=mandatory
     )
     body = message.body
     frames = [
@@ -95,6 +97,15 @@ def test_same_frames_as_pika(message: OutgoingMessage, channel: int, pika_origin
     count = append_frames(out.append, channel, encode_publish(message), FRAME_MAX - 8)
     assert count == len(expected)
     assert b"".join(out) == b"".join(expected)
+
+
+def test_a_publish_that_is_not_mandatory_as_pika_writes_it(pika_original: None) -> None:
+    message = _message(exchange="amqptasks.events", routing_key="task.succeeded")
+    expected = _pika_frames(1, message, FRAME_MAX, mandatory=False)
+    out: list[bytes] = []
+    append_frames(out.append, 1, encode_publish(message, mandatory=False), FRAME_MAX - 8)
+    assert b"".join(out) == b"".join(expected)
+    assert encode_publish(message).method != encode_publish(message, mandatory=False).method
 
 
 def test_a_small_frame_max_splits_the_body_as_pika_does(pika_original: None) -> None:

@@ -32,8 +32,8 @@ from amqptasks.worker.pools.base import call_task
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
 
-    from amqptasks._context import Request
     from amqptasks.app import App
+    from amqptasks.request import Request
 
 #: Linux prctl option: signal to receive when the parent dies.
 _PR_SET_PDEATHSIG = 1

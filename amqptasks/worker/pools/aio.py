@@ -22,18 +22,18 @@ import asyncio
 import contextlib
 from typing import TYPE_CHECKING, Any
 
-from amqptasks._context import current_request
 from amqptasks.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from amqptasks.logging import get_logger
+from amqptasks.request import current_request
 from amqptasks.worker.outcome import Outcome
 from amqptasks.worker.timelimits import HARD_LIMIT_GRACE
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Generator
 
-    from amqptasks._context import Request
+    from amqptasks.policies.limits import TimeLimits
+    from amqptasks.request import Request
     from amqptasks.task import Task
-    from amqptasks.worker.timelimits import TimeLimits
 
 log = get_logger(__name__)
 
@@ -96,7 +96,7 @@ async def _drive(runner: _Interruptible) -> Any:
     return await runner
 
 
-async def run_coroutine(task: Task[Any, Any], request: Request, limits: TimeLimits) -> Outcome:
+async def run_async_task(task: Task[Any, Any], request: Request, limits: TimeLimits) -> Outcome:
     """Run the ``async def`` task ``task`` for ``request`` on this loop, within ``limits``."""
     token = current_request.set(request)
     try:

@@ -6,15 +6,15 @@ import abc
 import contextvars
 from typing import TYPE_CHECKING, Any
 
-from amqptasks._context import current_request
+from amqptasks.request import current_request
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from amqptasks._context import Request
+    from amqptasks.policies.limits import TimeLimits
+    from amqptasks.request import Request
     from amqptasks.task import Task
     from amqptasks.worker.outcome import Outcome
-    from amqptasks.worker.timelimits import TimeLimits
 
 
 class ExecutionPool(abc.ABC):

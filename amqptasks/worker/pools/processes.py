@@ -28,18 +28,17 @@ import multiprocessing
 import os
 import pickle
 import signal
-import sys
 from typing import TYPE_CHECKING, Any
 
 from amqptasks import logging as amqptasks_logging
 from amqptasks.exceptions import (
     ConfigError,
-    RemoteTaskError,
     TimeLimitExceeded,
     WorkerLost,
 )
 from amqptasks.logging import get_logger
 from amqptasks.results import states
+from amqptasks.results.meta import rebuild_exception
 from amqptasks.worker.outcome import Outcome
 from amqptasks.worker.pools import _child
 from amqptasks.worker.pools.base import ExecutionPool
@@ -49,9 +48,9 @@ if TYPE_CHECKING:
     from multiprocessing.connection import Connection
     from multiprocessing.process import BaseProcess
 
-    from amqptasks._context import Request
+    from amqptasks.policies.limits import TimeLimits
+    from amqptasks.request import Request
     from amqptasks.task import Task
-    from amqptasks.worker.timelimits import TimeLimits
 
 log = get_logger(__name__)
 
@@ -94,25 +93,16 @@ class _Child:
         return self.ready.done() and not self.exited.done() and not self.retiring
 
 
-def rebuild_exception(payload: BaseException | _child.ExceptionInfo) -> BaseException:
+def child_exception(payload: BaseException | _child.ExceptionInfo) -> BaseException:
     """The exception a child sent, rebuilt from its description if it was not picklable."""
     if isinstance(payload, BaseException):
         return payload
-    candidate: Any = sys.modules.get(payload.module)
-    for part in payload.qualname.split("."):
-        candidate = getattr(candidate, part, None)
-    if isinstance(candidate, type) and issubclass(candidate, BaseException):
-        try:
-            exc: BaseException = candidate.__new__(candidate)
-            exc.args = payload.args
-            return exc
-        except Exception:  # an exotic __new__
-            pass
-    return RemoteTaskError(
-        ", ".join(str(a) for a in payload.args),
-        exc_type=payload.qualname,
-        exc_module=payload.module,
-    )
+    encoded = {
+        "exc_type": payload.qualname,
+        "exc_module": payload.module,
+        "exc_message": list(payload.args),
+    }
+    return rebuild_exception(encoded, None, skip_init=True)
 
 
 class ProcessPool(ExecutionPool):
@@ -212,7 +202,7 @@ class ProcessPool(ExecutionPool):
             if status == "ok":
                 outcome = Outcome.success(payload)
             else:
-                exc = rebuild_exception(payload)
+                exc = child_exception(payload)
                 outcome = Outcome(states.FAILURE, exception=exc, traceback=trace)
             job, child.job = child.job, None
             child.tasks += 1

@@ -35,9 +35,9 @@ if TYPE_CHECKING:
     import contextvars
     from collections.abc import Callable
 
-    from amqptasks._context import Request
+    from amqptasks.policies.limits import TimeLimits
+    from amqptasks.request import Request
     from amqptasks.task import Task
-    from amqptasks.worker.timelimits import TimeLimits
 
 log = get_logger(__name__)
 

@@ -1,6 +1,6 @@
 """After a failed call: retry it through the delay levels, dead-letter it, or let it fail.
 
-The task's :class:`~amqptasks.worker.retries.RetryPolicy` decides (pure); this
+The task's :class:`~amqptasks.policies.retry.RetryPolicy` decides (pure); this
 turns its answer into a worker decision and says so in the log.
 """
 
@@ -28,7 +28,7 @@ class Retries(Extension):
         message, task, outcome = state.message, state.task, state.outcome
         assert message is not None and task is not None and outcome is not None
         assert outcome.exception is not None
-        decision = task.retry_policy.decide(outcome.exception, message.retries)
+        decision = task.failure_policy.decide(outcome.exception, message.retries)
         shown = decision.exception or outcome.exception
         error = f"{type(shown).__name__}: {shown}"
         if decision.action == "retry":

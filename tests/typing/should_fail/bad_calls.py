@@ -21,3 +21,8 @@ add.delay(1)  # E: call-arg
 add.apply_async((1, 2), prioritee=1)  # E: call-arg
 add.apply_async((1, 2), priority="high")  # E: arg-type
 wrong: str = add(1, 2)  # E: assignment
+
+
+@app.task(base=int)  # E: arg-type
+def based(x: int) -> int:
+    return x

@@ -12,9 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypedDict
 
-from amqptasks._context import current_request
 from amqptasks.exceptions import ConfigError
+from amqptasks.policies.limits import check_priority, check_time_limits
 from amqptasks.protocol.envelope import OutgoingMessage, build_task_message, new_task_id
+from amqptasks.request import current_request
 from amqptasks.topology import delays, names
 
 if TYPE_CHECKING:
@@ -134,9 +135,13 @@ def prepare_call(
     time_limit: float | None = None,
     soft_time_limit: float | None = None,
     retries: int = 0,
+    embed: Mapping[str, Any] | None = None,
     now: dt.datetime | None = None,
 ) -> PreparedCall:
     """Resolve options (call > task > app) and encode the message.
+
+    ``embed`` (callbacks, errbacks, chain, chord) goes into the message body
+    as Celery's workflows expect; workflows set it, users do not.
 
     Raises:
         ConfigError: bad priority, serializer, compression or expires.
@@ -171,15 +176,10 @@ def prepare_call(
     )
     if priority is None:
         priority = route.priority
-    if priority is not None and (
-        isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= 255
-    ):
-        raise ConfigError(f"priority must be an integer from 0 to 255, got {priority!r}")
+    check_priority(priority)
     if countdown is not None and eta is not None:
         raise ConfigError("countdown= and eta= both say when to run: pass only one")
     if time_limit is not None or soft_time_limit is not None:
-        from amqptasks.worker.timelimits import check_time_limits
-
         check_time_limits(soft_time_limit, time_limit, f"{task_name}.apply_async()")
     moment = now
     if moment is None and (countdown is not None or eta is not None or expires is not None):
@@ -217,6 +217,7 @@ def prepare_call(
         timelimit=(soft_time_limit, time_limit),
         ignore_result=skip_result,
         extra_headers=headers,
+        embed=embed,
     )
     return PreparedCall(
         message=message,

@@ -1,8 +1,11 @@
 """Retry policy: what happens after a task raised (pure; no I/O).
 
-The worker turns a :class:`Decision` into broker actions: a retry is
-republished through the delay levels (and confirmed) before the original
-message is acked; a dead-letter goes to the queue's DLQ with the reason.
+A task's :class:`RetryPolicy` (``Task.failure_policy``) is not the publisher's
+retries (``apply_async(retry_policy=)``, :mod:`amqptasks._retrypublish`): this one
+re-runs the task after it failed. The worker turns a :class:`Decision` into
+broker actions: a retry is republished through the delay levels (and
+confirmed) before the original message is acked; a dead-letter goes to the
+queue's DLQ with the reason.
 """
 
 from __future__ import annotations
@@ -17,14 +20,15 @@ from amqptasks.exceptions import ConfigError, Reject, Retry, TimeLimitExceeded
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-Action = Literal["retry", "dead-letter", "fail"]
+#: What follows a failed attempt: another attempt, the dead-letter queue, or a FAILURE only.
+FailureAction = Literal["retry", "dead-letter", "fail"]
 
 
 @dataclass(frozen=True)
 class Decision:
     """The outcome of a failure: retry after ``countdown`` s, or stop (with a reason)."""
 
-    action: Action
+    action: FailureAction
     countdown: float = 0.0
     reason: str = ""
     #: The exception to report (the cause, for a ``Retry`` that carries one).

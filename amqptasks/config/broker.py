@@ -1,0 +1,141 @@
+"""The broker: its URL (parsed, password masked) and what workers learn about it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from amqptasks import constants
+from amqptasks.config._group import SettingsGroup
+from amqptasks.config._parse import non_negative_int, optional_str, positive_float
+from amqptasks.exceptions import ConfigError
+from amqptasks.logging import redact
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+_DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671, "pyamqp": 5672}
+
+
+#: URL query parameters: name -> (parser, default). ``?heartbeat=10&connect_timeout=3``.
+URL_PARAMETERS: dict[str, tuple[Callable[[str], Any], Any]] = {
+    "heartbeat": (non_negative_int, constants.DEFAULT_HEARTBEAT),
+    "connect_timeout": (positive_float, constants.DEFAULT_CONNECT_TIMEOUT),
+    "name": (str, ""),
+}
+
+
+@dataclass(frozen=True)
+class BrokerURL:
+    """A parsed AMQP URL: ``amqp://user:password@host:port/vhost?heartbeat=30``.
+
+    ``//`` as path (Celery's spelling) and ``/%2F`` both mean the vhost ``/``.
+    ``str()`` and ``repr()`` mask the password.
+    """
+
+    scheme: str
+    host: str
+    port: int
+    vhost: str
+    username: str
+    password: str = field(repr=False)
+    heartbeat: int = constants.DEFAULT_HEARTBEAT
+    connect_timeout: float = constants.DEFAULT_CONNECT_TIMEOUT
+    name: str = ""
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerURL:
+        """Parse and validate ``url``.
+
+        Raises:
+            ConfigError: naming the part that is wrong (the password is never echoed).
+        """
+        shown = redact(url)
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigError(f"broker URL {shown!r} is not a valid URL: {exc}") from None
+        scheme = parts.scheme.lower()
+        if scheme not in _DEFAULT_PORTS:
+            raise ConfigError(
+                f"broker URL {shown!r}: scheme must be amqp:// or amqps://, got {parts.scheme!r}"
+            )
+        if not parts.hostname:
+            raise ConfigError(f"broker URL {shown!r} has no host")
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        vhost = unquote(path) if path else "/"
+        params: dict[str, Any] = {}
+        for key, raw in parse_qsl(parts.query, keep_blank_values=True):
+            if key not in URL_PARAMETERS:
+                known = ", ".join(sorted(URL_PARAMETERS))
+                raise ConfigError(
+                    f"broker URL {shown!r}: unknown parameter {key!r} (known: {known})"
+                )
+            parser, _default = URL_PARAMETERS[key]
+            try:
+                params[key] = parser(raw)
+            except ValueError as exc:
+                raise ConfigError(f"broker URL {shown!r}: parameter {key}: {exc}") from None
+        return cls(
+            scheme="amqps" if scheme == "amqps" else "amqp",
+            host=parts.hostname,
+            port=port or _DEFAULT_PORTS[scheme],
+            vhost=vhost,
+            username=unquote(parts.username) if parts.username else "guest",
+            password=unquote(parts.password) if parts.password else "guest",
+            **params,
+        )
+
+    @property
+    def ssl(self) -> bool:
+        """True for ``amqps://``."""
+        return self.scheme == "amqps"
+
+    def connection_name(self, role: str) -> str:
+        """The name shown in the management UI: ``?name=`` from the URL, then ``role``."""
+        return f"{self.name}: {role}" if self.name else role
+
+    def redacted(self) -> str:
+        """The URL with the password masked, for messages and logs."""
+        vhost = "/" + ("" if self.vhost == "/" else self.vhost)
+        return f"{self.scheme}://{self.username}:***@{self.host}:{self.port}{vhost}"
+
+    def __str__(self) -> str:
+        return self.redacted()
+
+    def __repr__(self) -> str:
+        return f"BrokerURL({self.redacted()!r})"
+
+
+@dataclass(frozen=True)
+class BrokerSettings(SettingsGroup):
+    """Where the broker is, and what the app cannot ask it."""
+
+    broker_url: str = field(default=constants.DEFAULT_BROKER_URL, repr=False)
+    #: Management API base URL (``http://host:15672``), for live arguments in
+    #: mismatch reports and ``topology diff``; default: the broker host, port 15672.
+    management_url: str | None = None
+    #: The broker's ``consumer_timeout`` in seconds, when the management API cannot
+    #: tell (0: the broker has none). Only used to warn about longer time limits.
+    broker_consumer_timeout: float = constants.DEFAULT_BROKER_CONSUMER_TIMEOUT
+
+    ENV_PARSERS: ClassVar[Mapping[str, Callable[[str], Any]]] = {
+        "management_url": optional_str,
+        "broker_consumer_timeout": float,
+    }
+
+    def check(self) -> None:
+        """The URL parses; the consumer timeout is a number of seconds >= 0."""
+        BrokerURL.parse(self.broker_url)
+        value = self.broker_consumer_timeout
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+            raise ConfigError(
+                f"broker_consumer_timeout must be a number of seconds >= 0, got {value!r}"
+            )
+
+    @property
+    def broker(self) -> BrokerURL:
+        """The parsed broker URL."""
+        return BrokerURL.parse(self.broker_url)
