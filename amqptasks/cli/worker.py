@@ -15,7 +15,6 @@ from amqptasks.cli._options import setting_help, shared_options
 from amqptasks.config import WORKER_POOLS
 from amqptasks.exceptions import ConfigError
 from amqptasks.logging import configure_logging, configured, get_logger
-from amqptasks.policies.limits import TimeLimits
 from amqptasks.worker import EXIT_COLD, Worker
 from amqptasks.worker.queues import select_queues, split_names
 from amqptasks.worker.supervisor import (

@@ -37,7 +37,9 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from amqptasks.logging import get_logger
 
 if TYPE_CHECKING:
     import asyncio
@@ -48,7 +50,9 @@ if TYPE_CHECKING:
     from amqptasks.worker.sender import Sender
     from amqptasks.worker.state import MessageState
 
-__all__ = ["HOOKS", "Extension", "WorkerContext"]
+__all__ = ["HOOKS", "Extension", "Hooks", "WorkerContext"]
+
+log = get_logger(__name__)
 
 #: The lifecycle points, in the order a delivery meets them.
 HOOKS = (
@@ -131,3 +135,37 @@ class Extension:
 def overrides(extension: Extension, hook: str) -> bool:
     """True when ``extension``'s class defines ``hook`` itself (not the no-op default)."""
     return getattr(type(extension), hook) is not getattr(Extension, hook)
+
+
+class Hooks:
+    """The extensions' hooks at each point, in calling order: only those overridden."""
+
+    def __init__(self, extensions: list[Extension]) -> None:
+        def at(name: str) -> list[Extension]:
+            return [ext for ext in extensions if overrides(ext, name)]
+
+        self.on_received = [ext.on_received for ext in at("on_received")]
+        self.on_decoded = [ext.on_decoded for ext in at("on_decoded")]
+        self.before_run = [ext.before_run for ext in at("before_run")]
+        #: The extensions with an ``on_start`` (each says per call whether it wants it).
+        self.starters = at("on_start")
+        self.after_run = [ext.after_run for ext in reversed(at("after_run"))]
+        self.on_failure = [ext.on_failure for ext in at("on_failure")]
+        self.on_retry = [ext.on_retry for ext in at("on_retry")]
+        self.on_dead_letter = [ext.on_dead_letter for ext in at("on_dead_letter")]
+        self.before_settle = [ext.before_settle for ext in at("before_settle")]
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: text`` of an exception, for a one-line log (no traceback, no locals)."""
+    return f"{type(exc).__name__}: {exc}"
+
+
+def hook_failed(hook: Any, state: MessageState, exc: Exception) -> None:
+    """A hook that does not decide raised: logged in one line; the delivery goes on."""
+    log.error(
+        "worker extension failed",
+        hook=getattr(hook, "__qualname__", repr(hook)),
+        task_id=state.task_id,
+        error=describe(exc),
+    )

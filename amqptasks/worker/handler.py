@@ -13,30 +13,28 @@ message rather than losing it.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from amqptasks import constants
-from amqptasks.exceptions import BrokerError, ConfigError, DecodeError, WorkerLost
+from amqptasks.exceptions import DecodeError, WorkerLost
 from amqptasks.logging import get_logger
+from amqptasks.policies.limits import resolve_time_limits
 from amqptasks.protocol.envelope import TaskMessage, parse_task_message
 from amqptasks.results import states
 from amqptasks.worker.acks import AckBatcher
 from amqptasks.worker.decisions import (
     DeadLetter,
     Decision,
-    Defer,
     Finish,
     Requeue,
-    RetryLater,
-    Skip,
 )
 from amqptasks.worker.execution import execute, make_request
-from amqptasks.worker.extension import HOOKS, overrides
+from amqptasks.worker.extension import Hooks, describe, hook_failed
 from amqptasks.worker.outcome import Outcome
 from amqptasks.worker.pools.base import NotStarted
+from amqptasks.worker.settle import Settler
 from amqptasks.worker.slots import Slots
 from amqptasks.worker.state import MessageState
-from amqptasks.policies.limits import resolve_time_limits
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -49,10 +47,6 @@ if TYPE_CHECKING:
     from amqptasks.worker.sender import Sender
 
 log = get_logger(__name__)
-
-
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 class DeliveryHandler:
@@ -94,17 +88,8 @@ class DeliveryHandler:
         self.slots.on_uncontended = self.acks.stop_holding
         self.stopping = asyncio.Event()
         self.running = 0
-        # Only the hooks an extension overrides are called (see Extension).
-        hooks = {name: [ext for ext in self.extensions if overrides(ext, name)] for name in HOOKS}
-        self._received = [ext.on_received for ext in hooks["on_received"]]
-        self._decoded = [ext.on_decoded for ext in hooks["on_decoded"]]
-        self._before_run = [ext.before_run for ext in hooks["before_run"]]
-        self._starters = hooks["on_start"]
-        self._after_run = [ext.after_run for ext in reversed(hooks["after_run"])]
-        self._on_failure = [ext.on_failure for ext in hooks["on_failure"]]
-        self._on_retry = [ext.on_retry for ext in hooks["on_retry"]]
-        self._on_dead_letter = [ext.on_dead_letter for ext in hooks["on_dead_letter"]]
-        self._before_settle = [ext.before_settle for ext in hooks["before_settle"]]
+        self.hooks = Hooks(self.extensions)
+        self.settler = Settler(sender, self.hooks)
 
     def _work_waiting(self) -> bool:
         """Deliveries wait for a slot, or calls in the pool's queue for a thread."""
@@ -120,15 +105,15 @@ class DeliveryHandler:
                 "could not handle a delivery; dead-lettering it",
                 task_id=state.task_id,
                 queue=queue,
-                error=_describe(exc),
+                error=describe(exc),
             )
             decision = DeadLetter(constants.REASON_WORKER_ERROR, exc)
-        await self._settle(state, decision)
+        await self.settler.settle(state, decision)
 
     # -- deciding ------------------------------------------------------------------------------
 
     async def _decide(self, state: MessageState) -> Decision:
-        for hook in self._received:
+        for hook in self.hooks.on_received:
             decided = await hook(state)
             if decided is not None:
                 return decided
@@ -144,7 +129,7 @@ class DeliveryHandler:
             # A caller waiting on the result (Celery replies NotRegistered) learns why.
             return DeadLetter(constants.REASON_UNKNOWN_TASK, self.app.tasks.unknown(message.task))
         state.task = task
-        for hook in self._decoded:
+        for hook in self.hooks.on_decoded:
             decided = await hook(state)
             if decided is not None:
                 return decided
@@ -155,7 +140,7 @@ class DeliveryHandler:
         state.limits = resolve_time_limits(
             message.timelimit, (task.soft_time_limit, task.time_limit), (limits.soft, limits.hard)
         )
-        for hook in self._before_run:
+        for hook in self.hooks.before_run:
             decided = await hook(state)
             if decided is not None:
                 return decided
@@ -184,7 +169,7 @@ class DeliveryHandler:
         if outcome.exception is None:
             log.debug("task succeeded", task_id=message.id, task=message.task)
             return Finish(report=outcome)
-        for hook in self._on_failure:
+        for hook in self.hooks.on_failure:
             decided = await hook(state)
             if decided is not None:
                 return decided
@@ -230,7 +215,7 @@ class DeliveryHandler:
     def _on_start(self, state: MessageState) -> Callable[[], None] | None:
         """What runs on the loop as the call starts; None when no extension wants it
         (the common case then costs the pool no round trip to the loop)."""
-        starters = [ext for ext in self._starters if ext.wants_start(state)]
+        starters = [ext for ext in self.hooks.starters if ext.wants_start(state)]
         if not starters:
             return None
 
@@ -239,117 +224,17 @@ class DeliveryHandler:
                 try:
                     ext.on_start(state)
                 except Exception as exc:
-                    _hook_failed(ext.on_start, state, exc)
+                    hook_failed(ext.on_start, state, exc)
 
         return on_start
 
     async def _after(self, state: MessageState) -> Decision | None:
-        for hook in self._after_run:
+        for hook in self.hooks.after_run:
             try:
                 decided = await hook(state)
             except Exception as exc:
-                _hook_failed(hook, state, exc)
+                hook_failed(hook, state, exc)
                 continue
             if decided is not None:
                 return decided
         return None
-
-    # -- settling ------------------------------------------------------------------------------
-
-    async def _settle(self, state: MessageState, decision: Decision) -> None:
-        await self._notify(self._before_settle, state, decision)
-        try:
-            await self._carry_out(state, decision)
-        except Exception as exc:
-            await self._could_not_carry_out(state, decision, exc)
-
-    async def _carry_out(self, state: MessageState, decision: Decision) -> None:
-        settlement = state.settlement
-        if isinstance(decision, Finish | Skip):
-            await settlement.ack()
-        elif isinstance(decision, Requeue):
-            await settlement.requeue()
-        elif isinstance(decision, RetryLater):
-            await self._notify(self._on_retry, state, decision)
-            retries = state.message.retries + 1 if state.message is not None else None
-            await self.sender.republish(state.delivery, state.queue, decision.countdown, retries)
-            await settlement.ack()
-        elif isinstance(decision, Defer):
-            await self.sender.republish(
-                state.delivery, state.queue, decision.countdown, None, decision.headers
-            )
-            await settlement.ack()
-        elif isinstance(decision, DeadLetter):
-            await self._dead_letter(state, decision)
-        else:
-            raise TypeError(f"not a worker decision: {decision!r}")
-
-    async def _could_not_carry_out(
-        self, state: MessageState, decision: Decision, exc: Exception
-    ) -> None:
-        """A copy could not be published: requeue once if the broker failed, else dead-letter.
-
-        A message that was delivered before is not requeued again (no loop): it
-        goes to its dead-letter queue saying why.
-        """
-        if isinstance(exc, BrokerError) and not state.delivery.redelivered:
-            log.error(
-                "could not settle a task; it will be delivered again",
-                task_id=state.task_id,
-                error=_describe(exc),
-            )
-            await state.settlement.requeue()
-            return
-        if isinstance(decision, DeadLetter):  # _dead_letter fell back already
-            return
-        # A countdown or ETA the delay levels cannot hold, or a copy that cannot be made.
-        reason = (
-            constants.REASON_BAD_ETA
-            if isinstance(exc, ConfigError)
-            else constants.REASON_WORKER_ERROR
-        )
-        await self._settle(state, DeadLetter(reason, exc))
-
-    async def _dead_letter(self, state: MessageState, decision: DeadLetter) -> None:
-        """Copy the delivery to its queue's DLQ with why, then ack; else reject it to the DLX."""
-        delivery, queue = state.delivery, state.queue
-        dlq = self.sender.dead_letter_queue(queue)
-        log.error(
-            "message dead-lettered",
-            queue=queue,
-            dead_letter_queue=dlq,
-            reason=decision.reason,
-            error=str(decision.error),
-            message_id=state.task_id,
-        )
-        await self._notify(self._on_dead_letter, state, decision)
-        if dlq is None:
-            await state.settlement.reject()  # the queue has no DLQ: the operator chose to drop
-            return
-        try:
-            await self.sender.dead_letter(delivery, queue, decision)
-        except Exception as exc:
-            # Fall back on the queue's own dead-letter exchange (no reason headers).
-            log.error(
-                "dead-letter publish failed; rejecting to the queue's DLX", error=_describe(exc)
-            )
-            await state.settlement.reject()
-            return
-        await state.settlement.ack()
-
-    async def _notify(self, hooks: list[Any], state: MessageState, decision: Decision) -> None:
-        for hook in hooks:
-            try:
-                await hook(state, decision)
-            except Exception as exc:
-                _hook_failed(hook, state, exc)
-
-
-def _hook_failed(hook: Any, state: MessageState, exc: Exception) -> None:
-    """A notification hook raised: logged in one line; the delivery goes on."""
-    log.error(
-        "worker extension failed",
-        hook=getattr(hook, "__qualname__", repr(hook)),
-        task_id=state.task_id,
-        error=_describe(exc),
-    )

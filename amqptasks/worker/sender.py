@@ -14,9 +14,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from amqptasks import constants
-from amqptasks.publishing import PreparedCall
 from amqptasks.exceptions import BrokerError
 from amqptasks.logging import get_logger
+from amqptasks.publishing import PreparedCall
 from amqptasks.routing import Route
 from amqptasks.topology import delays
 from amqptasks.worker.deadletter import dead_letter_message

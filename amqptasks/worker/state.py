@@ -5,13 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from amqptasks.request import Request
+    from amqptasks.policies.limits import TimeLimits
     from amqptasks.protocol.envelope import TaskMessage
+    from amqptasks.request import Request
     from amqptasks.task import Task
     from amqptasks.transport.consumer import Delivery
     from amqptasks.worker.acks import Settlement
     from amqptasks.worker.outcome import Outcome
-    from amqptasks.policies.limits import TimeLimits
 
 
 class MessageState:

@@ -7,10 +7,10 @@ import os
 import pytest
 
 from amqptasks import App, ConfigError, Worker
+from amqptasks.policies.limits import TimeLimits
 from amqptasks.worker.options import default_concurrency
 from amqptasks.worker.pools.processes import ProcessPool
 from amqptasks.worker.pools.threads import ThreadPool
-from amqptasks.policies.limits import TimeLimits
 from tests.unit import pool_app
 
 
