@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from amqptasks import signals
 from amqptasks.app import App
+from amqptasks.canvas import Signature, chain, chord, group, signature
 from amqptasks.config import BrokerURL, Settings
 from amqptasks.exceptions import (
     AccessRefused,
@@ -19,6 +20,7 @@ from amqptasks.exceptions import (
     BrokerError,
     BrokerUnreachable,
     ChannelError,
+    ChordError,
     ConfigError,
     ConnectionLost,
     DecodeError,
@@ -39,6 +41,7 @@ from amqptasks.exceptions import (
 )
 from amqptasks.publishing import PublishOptions
 from amqptasks.results import states
+from amqptasks.results.group import GroupResult
 from amqptasks.results.result import AsyncResult
 from amqptasks.routing import Router
 from amqptasks.task import Task
@@ -58,10 +61,12 @@ __all__ = [
     "BrokerURL",
     "BrokerUnreachable",
     "ChannelError",
+    "ChordError",
     "ConfigError",
     "ConnectionLost",
     "DecodeError",
     "Exchange",
+    "GroupResult",
     "MessageError",
     "NotFound",
     "PublishNotConfirmed",
@@ -73,6 +78,7 @@ __all__ = [
     "Retry",
     "Router",
     "Settings",
+    "Signature",
     "SoftTimeLimitExceeded",
     "Task",
     "TaskError",
@@ -83,6 +89,10 @@ __all__ = [
     "Worker",
     "WorkerLost",
     "__version__",
+    "chain",
+    "chord",
+    "group",
     "signals",
+    "signature",
     "states",
 ]

@@ -231,6 +231,14 @@ class App:
             self._aio_clients[loop] = client
         return client
 
+    def _reply_queue(self) -> str:
+        """The sync client's reply queue (where workflow steps frozen here report)."""
+        return self._client().reply_queue
+
+    async def _areply_queue(self) -> str:
+        """The running loop's async client's reply queue."""
+        return self._aclient().reply_queue
+
     def _result(self, call: PreparedCall) -> AsyncResult:
         return AsyncResult(
             call.message.message_id,

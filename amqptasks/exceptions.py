@@ -28,7 +28,8 @@ so callers never need to import a client library to catch a broker problem::
           ├── TimeLimitExceeded      a task ran past its hard time limit and was stopped
           ├── WorkerLost             the process running a task died (SIGKILL, OOM)
           ├── ResultTimeout          ``get(timeout=)`` ran out
-          └── RemoteTaskError        fallback for a remote exception type we cannot rebuild
+          ├── RemoteTaskError        fallback for a remote exception type we cannot rebuild
+          └── ChordError             a chord's member failed: its body is not called
 
 Errors carry the host, queue and message id they are about, never a password.
 """
@@ -257,3 +258,10 @@ class RemoteTaskError(TaskError):
         super().__init__(f"{exc_type}: {message}")
         self.exc_type = exc_type
         self.exc_module = exc_module
+
+
+class ChordError(TaskError):
+    """A member of a chord failed (after its retries), so its body was not called.
+
+    What ``.get()`` on the chord's result raises; the message names the member.
+    """

@@ -48,6 +48,10 @@ class PublishOptions(TypedDict, total=False):
         time_limit: Hard time limit of this call, in seconds (overrides the
             task's and the worker's); sent in Celery's ``timelimit`` header.
         soft_time_limit: Soft time limit of this call, in seconds.
+        link: A signature (or a list of them) called with the result when the
+            task succeeds (Celery's ``callbacks``; see :doc:`workflows`).
+        link_error: A signature (or a list) called with the task id when the
+            task fails for good (Celery's ``errbacks``).
     """
 
     task_id: str
@@ -66,6 +70,8 @@ class PublishOptions(TypedDict, total=False):
     retry_policy: Mapping[str, float]
     time_limit: float
     soft_time_limit: float
+    link: Mapping[str, Any] | Sequence[Mapping[str, Any]]
+    link_error: Mapping[str, Any] | Sequence[Mapping[str, Any]]
 
 
 PUBLISH_OPTION_NAMES = frozenset(PublishOptions.__annotations__)
@@ -136,12 +142,21 @@ def prepare_call(
     soft_time_limit: float | None = None,
     retries: int = 0,
     embed: Mapping[str, Any] | None = None,
+    link: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    link_error: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    root_id: str | None = None,
+    parent_id: str | None = None,
+    group_id: str | None = None,
+    group_index: int | None = None,
     now: dt.datetime | None = None,
 ) -> PreparedCall:
     """Resolve options (call > task > app) and encode the message.
 
     ``embed`` (callbacks, errbacks, chain, chord) goes into the message body
-    as Celery's workflows expect; workflows set it, users do not.
+    as Celery's workflows expect; workflows set it, users do not. ``link`` and
+    ``link_error`` (signature dicts) are added to its callbacks and errbacks.
+    ``root_id``/``parent_id`` default to the running task's (a call made from a
+    task); ``group_id``/``group_index`` fill Celery's ``group`` headers.
 
     Raises:
         ConfigError: bad priority, serializer, compression or expires.
@@ -198,6 +213,12 @@ def prepare_call(
         wait = delays.delay_seconds(exact)
     new_id = task_id or new_task_id()
     parent = current_request.get()
+    if link or link_error:
+        embed = _with_links(embed, link, link_error)
+    if root_id is None and parent is not None:
+        root_id = parent.root_id or parent.id
+    if parent_id is None and parent is not None:
+        parent_id = parent.id
     message = build_task_message(
         task=task_name,
         task_id=new_id,
@@ -209,8 +230,10 @@ def prepare_call(
         compression_method=compression or task_compression or settings.task_compression,
         reply_to=None if skip_result else reply_to,
         priority=priority,
-        root_id=(parent.root_id or parent.id) if parent else None,
-        parent_id=parent.id if parent else None,
+        root_id=root_id,
+        parent_id=parent_id,
+        group=group_id,
+        group_index=group_index,
         eta=eta_iso,
         expires=to_utc_iso(expires, now=moment) if expires is not None else None,
         retries=retries,
@@ -227,6 +250,32 @@ def prepare_call(
         wait_seconds=exact if wait else 0.0,
         prepared_at=time.monotonic(),
     )
+
+
+def _signature_list(
+    given: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None, name: str
+) -> list[dict[str, Any]]:
+    if given is None:
+        return []
+    items = [given] if isinstance(given, Mapping) else list(given)
+    for item in items:
+        if not isinstance(item, Mapping) or "task" not in item:
+            raise ConfigError(f"{name}= takes signatures (task.s(...)), got {item!r}")
+    return [dict(item) for item in items]
+
+
+def _with_links(
+    embed: Mapping[str, Any] | None,
+    link: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None,
+    link_error: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None,
+) -> dict[str, Any]:
+    """``embed`` with ``link``/``link_error`` added to its callbacks/errbacks."""
+    merged = dict(embed or {})
+    callbacks = [*(merged.get("callbacks") or []), *_signature_list(link, "link")]
+    errbacks = [*(merged.get("errbacks") or []), *_signature_list(link_error, "link_error")]
+    merged["callbacks"] = callbacks or None
+    merged["errbacks"] = errbacks or None
+    return merged
 
 
 def delayed_message(message: OutgoingMessage, seconds: int, prefix: str) -> OutgoingMessage:

@@ -17,8 +17,9 @@ from amqptasks.publishing import PUBLISH_OPTION_NAMES, PublishOptions
 from amqptasks.request import Request, current_request
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
+    from amqptasks.canvas import Signature
     from amqptasks.results.result import AsyncResult
     from amqptasks.typing import TaskSender
 
@@ -203,6 +204,49 @@ class Task(Generic[P, R]):
     ) -> AsyncResult:
         """Async :meth:`apply_async` (aio-pika); same arguments and errors."""
         return await self.app._asend(self._options(args, kwargs, options))
+
+    # -- workflows (amqptasks.canvas) --------------------------------------------------------
+
+    def s(self, *args: Any, **kwargs: Any) -> Signature:
+        """A signature of this task (see :doc:`workflows`): ``add.s(2) | mul.s(10)``."""
+        from amqptasks.canvas import Signature
+
+        return Signature(self, args, kwargs, app=self.app)  # type: ignore[arg-type]
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature:
+        """An immutable signature: in a chain, it ignores the step before's result."""
+        from amqptasks.canvas import Signature
+
+        return Signature(self, args, kwargs, immutable=True, app=self.app)  # type: ignore[arg-type]
+
+    def signature(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Signature:
+        """A signature with call options: ``add.signature((2, 2), countdown=10)``."""
+        from amqptasks.canvas import Signature
+
+        return Signature(self, args, kwargs, options, app=self.app)  # type: ignore[arg-type]
+
+    def map(self, items: Iterable[Any]) -> Signature:
+        """A group calling this task once per item (one message each)."""
+        from amqptasks.canvas.group import map_signatures
+
+        return map_signatures(self, items, star=False)
+
+    def starmap(self, items: Iterable[Sequence[Any]]) -> Signature:
+        """A group calling this task with each item's elements as arguments."""
+        from amqptasks.canvas.group import map_signatures
+
+        return map_signatures(self, items, star=True)
+
+    def chunks(self, items: Iterable[Sequence[Any]], n: int) -> Signature:
+        """A group of ``celery.starmap`` calls, each running this task on ``n`` items."""
+        from amqptasks.canvas.group import chunk_signatures
+
+        return chunk_signatures(self, items, n)
 
 
 #: Options of ``@app.task`` that go to the task's :class:`RetryPolicy`.

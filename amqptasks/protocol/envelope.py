@@ -149,6 +149,7 @@ def build_task_message(
     root_id: str | None = None,
     parent_id: str | None = None,
     group: str | None = None,
+    group_index: int | None = None,
     retries: int = 0,
     eta: str | None = None,
     expires: str | None = None,
@@ -182,7 +183,7 @@ def build_task_message(
         "eta": eta,
         "expires": expires,
         "group": group,
-        "group_index": None,
+        "group_index": group_index,
         "retries": retries,
         # Celery writes [hard, soft] (as_task_v2: [time_limit, soft_time_limit]).
         "timelimit": [timelimit[1], timelimit[0]],

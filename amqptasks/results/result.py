@@ -53,6 +53,8 @@ class AsyncResult:
         self.id = id
         self.task_name = task_name
         self._store = store
+        #: The step before this one in a chain (or a chord's members), when known.
+        self.parent: Any = None
 
     @property
     def task_id(self) -> str:

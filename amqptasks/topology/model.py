@@ -383,3 +383,14 @@ def reply_queue(name: str, expires_seconds: float) -> QueueDeclaration:
     queues are avoided because RabbitMQ 4 removed them.
     """
     return QueueDeclaration(name, arguments={"x-expires": _millis(expires_seconds)})
+
+
+def chord_queue(name: str, expires_seconds: float) -> QueueDeclaration:
+    """One of a chord's own queues (its members' results, its join token).
+
+    Durable, so a broker restart does not lose a chord half-way; with
+    ``x-expires``, so the queues of a chord abandoned half-way (its caller and
+    members gone) are deleted by the broker once nobody has looked at them for
+    ``expires_seconds``. Never transient non-exclusive (RabbitMQ 4 denies them).
+    """
+    return QueueDeclaration(name, arguments={"x-expires": _millis(expires_seconds)})

@@ -57,3 +57,17 @@ def delay_hop_queue(prefix: str, exchange: str, routing_key: str) -> str:
     room = 255 - len(head.encode()) - len(word) - 1
     trimmed = readable.encode()[: max(room, 0)].decode(errors="ignore")
     return f"{head}{trimmed}.{word}"
+
+
+#: Prefix of the per-chord queues that gather a chord's results on the broker.
+CHORD_PREFIX = "amqptasks.chord"
+
+
+def chord_results(chord_id: str) -> str:
+    """The queue where the members of chord ``chord_id`` leave their results."""
+    return f"{CHORD_PREFIX}.{chord_id}.results"
+
+
+def chord_token(chord_id: str) -> str:
+    """The queue holding chord ``chord_id``'s one join token (who holds it may join)."""
+    return f"{CHORD_PREFIX}.{chord_id}.token"

@@ -45,10 +45,10 @@ def test_the_standard_rules_sit_where_the_lifecycle_says() -> None:
     }
     assert owners == {
         "on_received": ["DeliveryLimit"],
-        "on_decoded": ["UnsupportedWorkflows", "Timing"],
+        "on_decoded": ["Workflows", "Timing"],
         "before_run": ["RateLimits"],
         "on_failure": ["Retries"],
-        "before_settle": ["TaskSignals", "ResultReplies"],
+        "before_settle": ["Workflows", "TaskSignals", "ResultReplies"],
     }
     assert [type(ext).__name__ for ext in hooks.starters] == ["TaskSignals", "ResultReplies"]
 

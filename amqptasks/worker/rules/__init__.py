@@ -1,21 +1,22 @@
 """The worker's own rules, each a worker extension (see :mod:`amqptasks.worker.extension`).
 
 In the order they are consulted: the delivery cap (before anything is decoded),
-workflows refused until canvas runs them, expiry and ETA, rate limits, retries;
-then task signals and result replies, as each delivery is settled.
+workflows (Celery chords refused; chains, callbacks and chord joins carried on
+as each delivery is settled), expiry and ETA, rate limits, retries; then task
+signals and result replies, as each delivery is settled.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from amqptasks.worker.rules.canvas import Workflows
 from amqptasks.worker.rules.deliveries import DeliveryLimit
 from amqptasks.worker.rules.ratelimits import RateLimits
 from amqptasks.worker.rules.replies import ResultReplies
 from amqptasks.worker.rules.retries import Retries
 from amqptasks.worker.rules.signals import TaskSignals
 from amqptasks.worker.rules.timing import Timing
-from amqptasks.worker.rules.workflows import UnsupportedWorkflows
 
 if TYPE_CHECKING:
     from amqptasks.worker.extension import Extension
@@ -27,7 +28,7 @@ __all__ = [
     "Retries",
     "TaskSignals",
     "Timing",
-    "UnsupportedWorkflows",
+    "Workflows",
     "standard_rules",
 ]
 
@@ -36,7 +37,7 @@ def standard_rules() -> list[Extension]:
     """A fresh instance of each built-in rule, in order (user extensions come after)."""
     return [
         DeliveryLimit(),
-        UnsupportedWorkflows(),
+        Workflows(),
         Timing(),
         RateLimits(),
         Retries(),
