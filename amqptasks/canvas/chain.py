@@ -85,7 +85,7 @@ class chain(Signature):
         joined: list[Signature] = []
         for step in flat:
             if joined and isinstance(joined[-1], group) and not isinstance(step, group):
-                joined[-1] = chord(joined.pop(), step, app=self._app)
+                joined.append(chord(joined.pop(), step, app=self._app))
             else:
                 joined.append(step)
         if not joined:

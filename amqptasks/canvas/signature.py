@@ -169,6 +169,10 @@ class Signature(dict[str, Any]):
         copied.options.update(options)
         return copied
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Signature:
+        # The app is shared, not copied (it holds connections and locks).
+        return from_dict(copy.deepcopy(dict(self), memo), app=self._app)
+
     def set(self, immutable: bool | None = None, **options: Any) -> Signature:
         """Set call options (``queue=``, ``countdown=`` ...) in place; returns the signature."""
         if immutable is not None:
