@@ -12,7 +12,6 @@ import os
 import signal
 import subprocess
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pika
@@ -31,6 +30,7 @@ from tests.integration.conftest import (
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 APP = "tests.integration.apps.workflows:app"
 TIMEOUT = 60.0
