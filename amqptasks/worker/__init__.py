@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from amqptasks.worker.decisions import (
+    CannotSettle,
     DeadLetter,
     Decision,
     Defer,
@@ -20,6 +21,7 @@ __all__ = [
     "EXIT_COLD",
     "EXIT_ERROR",
     "EXIT_OK",
+    "CannotSettle",
     "DeadLetter",
     "Decision",
     "Defer",

@@ -31,7 +31,16 @@ if TYPE_CHECKING:
 
     from amqptasks.worker.outcome import Outcome
 
-__all__ = ["DeadLetter", "Decision", "Defer", "Finish", "Requeue", "RetryLater", "Skip"]
+__all__ = [
+    "CannotSettle",
+    "DeadLetter",
+    "Decision",
+    "Defer",
+    "Finish",
+    "Requeue",
+    "RetryLater",
+    "Skip",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,3 +101,20 @@ class DeadLetter(Decision):
     traceback: str | None = None
     #: Attempts made so far, when known (``x-amqptasks-attempts``).
     attempts: int | None = None
+
+
+class CannotSettle(Exception):
+    """Raised by a ``before_settle`` hook that could not do what must precede the settlement.
+
+    Publishing a workflow's next step before its call is acked, say: when that
+    publish fails the call must not be acked. The worker then handles the
+    delivery as a decision it could not carry out: back to its queue after a
+    broker failure (``cause`` a :class:`~amqptasks.exceptions.BrokerError`; the
+    delivery cap ends a failure that lasts), else to its dead-letter queue as
+    ``worker-error``. Any other exception from
+    ``before_settle`` is logged and the decision carried out as it was.
+    """
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause

@@ -1,8 +1,8 @@
 """Carry out a delivery's decision: publish what it needs (confirmed), then settle it once.
 
 What cannot be carried out does not leave the delivery unsettled: a broker
-failure gives the message back to its queue once (a message delivered before is
-not requeued again, so nothing loops); a copy that cannot be made (a countdown
+failure gives the message back to its queue (where it counts as a delivery, so
+the delivery cap ends a failure that lasts); a copy that cannot be made (a countdown
 the delay levels cannot hold, a header no publisher can encode) dead-letters it;
 a dead letter that cannot be published is rejected to the queue's own
 dead-letter exchange.
@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any
 from amqptasks import constants
 from amqptasks.exceptions import BrokerError, ConfigError
 from amqptasks.logging import get_logger
-from amqptasks.worker.decisions import DeadLetter, Defer, Finish, Requeue, RetryLater, Skip
+from amqptasks.worker.decisions import (
+    CannotSettle,
+    DeadLetter,
+    Defer,
+    Finish,
+    Requeue,
+    RetryLater,
+    Skip,
+)
 from amqptasks.worker.extension import describe, hook_failed
 
 if TYPE_CHECKING:
@@ -34,13 +42,25 @@ class Settler:
         self.sender = sender
         self.hooks = hooks
 
-    async def settle(self, state: MessageState, decision: Decision) -> None:
-        """Tell the extensions, then carry ``decision`` out; settles the delivery once."""
-        await _notify(self.hooks.before_settle, state, decision)
+    async def settle(
+        self, state: MessageState, decision: Decision, *, fallback: bool = False
+    ) -> None:
+        """Tell the extensions, then carry ``decision`` out; settles the delivery once.
+
+        A ``before_settle`` hook that raises :class:`CannotSettle` stops it: the
+        delivery is handled as a decision that could not be carried out (requeued
+        after a broker failure, else dead-lettered). Not for a ``fallback``
+        dead letter, which nothing stops.
+        """
+        try:
+            await _notify(self.hooks.before_settle, state, decision, stoppable=not fallback)
+        except CannotSettle as stopped:
+            await self._could_not_carry_out(state, decision, stopped.cause, attempted=False)
+            return
         try:
             await self._carry_out(state, decision)
         except Exception as exc:
-            await self._could_not_carry_out(state, decision, exc)
+            await self._could_not_carry_out(state, decision, exc, attempted=True)
 
     async def _carry_out(self, state: MessageState, decision: Decision) -> None:
         settlement = state.settlement
@@ -64,14 +84,16 @@ class Settler:
             raise TypeError(f"not a worker decision: {decision!r}")
 
     async def _could_not_carry_out(
-        self, state: MessageState, decision: Decision, exc: Exception
+        self, state: MessageState, decision: Decision, exc: BaseException, *, attempted: bool
     ) -> None:
-        """A copy could not be published: requeue once if the broker failed, else dead-letter.
+        """A copy could not be published: back to the queue after a broker failure, else
+        dead-letter.
 
-        A message that was delivered before is not requeued again (no loop): it
-        goes to its dead-letter queue saying why.
+        A requeued message counts as a delivery (see :mod:`.rules.deliveries`): a
+        broker failure that lasts ends with the message in its dead-letter queue
+        (``delivery-limit``) after ``worker_max_deliveries`` tries, never in a loop.
         """
-        if isinstance(exc, BrokerError) and not state.delivery.redelivered:
+        if isinstance(exc, BrokerError):
             log.error(
                 "could not settle a task; it will be delivered again",
                 task_id=state.task_id,
@@ -79,7 +101,7 @@ class Settler:
             )
             await state.settlement.requeue()
             return
-        if isinstance(decision, DeadLetter):  # _dead_letter fell back already
+        if attempted and isinstance(decision, DeadLetter):  # _dead_letter fell back already
             return
         # A countdown or ETA the delay levels cannot hold, or a copy that cannot be made.
         reason = (
@@ -87,7 +109,7 @@ class Settler:
             if isinstance(exc, ConfigError)
             else constants.REASON_WORKER_ERROR
         )
-        await self.settle(state, DeadLetter(reason, exc))
+        await self.settle(state, DeadLetter(reason, exc), fallback=True)
 
     async def _dead_letter(self, state: MessageState, decision: DeadLetter) -> None:
         """Copy the delivery to its queue's DLQ with why, then ack; else reject it to the DLX."""
@@ -117,9 +139,15 @@ class Settler:
         await state.settlement.ack()
 
 
-async def _notify(hooks: list[Any], state: MessageState, decision: Decision) -> None:
+async def _notify(
+    hooks: list[Any], state: MessageState, decision: Decision, *, stoppable: bool = False
+) -> None:
     for hook in hooks:
         try:
             await hook(state, decision)
+        except CannotSettle:
+            if stoppable:
+                raise
+            hook_failed(hook, state, RuntimeError("CannotSettle where nothing can be stopped"))
         except Exception as exc:
             hook_failed(hook, state, exc)

@@ -98,6 +98,36 @@ def test_an_extension_can_defer_a_call_through_the_delay_levels(
     assert lines(log) == [f"deferred {result.id}"]
 
 
+def test_what_must_precede_an_ack_failing_is_retried_up_to_the_delivery_cap(
+    core: Any,
+    start_worker: Callable[..., WorkerProcess],
+    queue_name: str,
+    broker_url: str,
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "ext.log"
+    start_worker(
+        "-Q",
+        queue_name,
+        "--extension",
+        f"{EXT}:CannotFinish",
+        env={"AMQPTASKS_TEST_EXT_LOG": str(log)},
+    )
+    ledger = tmp_path / "ledger"
+    stuck = core.record.apply_async((str(ledger), "x"), queue=queue_name, task_id="stuck-1")
+    dead = wait_for(
+        lambda: dlq_headers(broker_url, f"{queue_name}.dlq"), timeout=40, what="dead letter"
+    )
+    assert [(h["id"], h["x-amqptasks-reason"]) for h in dead] == [("stuck-1", "delivery-limit")]
+    # Never acked after a run whose continuation failed, and never looping: each
+    # requeue counts as a delivery, and the default cap of 5 ends it.
+    assert lines(log) == ["cannot stuck-1"] * 5
+    assert lines(ledger) == ["x"] * 5
+    with pytest.raises(Exception, match=r"delivered 6 times \(limit 5\)"):
+        stuck.get(timeout=30)
+    assert core.add.apply_async((1, 1), queue=queue_name).get(timeout=30) == 2
+
+
 def test_prefetch_multiplier_given_to_the_worker_sizes_the_ack_hold(
     broker_env: str, queue_name: str
 ) -> None:

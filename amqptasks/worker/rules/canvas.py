@@ -38,7 +38,7 @@ from amqptasks.publishing import prepare_call
 from amqptasks.results import states
 from amqptasks.results.meta import encode_result, rebuild_exception
 from amqptasks.transport import aio
-from amqptasks.worker.decisions import DeadLetter, Finish, Skip
+from amqptasks.worker.decisions import CannotSettle, DeadLetter, Finish, Skip
 from amqptasks.worker.extension import Extension, describe
 from amqptasks.worker.outcome import Outcome
 from amqptasks.worker.outgoing import ReplyTarget
@@ -110,12 +110,12 @@ class Workflows(Extension):
                 await self._failed(message, error, report.traceback if report else None)
         except Exception as exc:
             log.error(
-                "could not carry the workflow on; the call goes back to its queue",
+                "could not carry the workflow on; the call is not acked",
                 task_id=message.id,
                 task=message.task,
                 error=describe(exc),
             )
-            await state.settlement.requeue()
+            raise CannotSettle(exc) from exc
 
     # -- success -------------------------------------------------------------------------------
 

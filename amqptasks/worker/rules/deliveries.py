@@ -82,6 +82,7 @@ class DeliveryLimit(Extension):
                 # both would then be redelivered - copies would multiply.
                 return Defer(COPY_DELAY, {constants.HEADER_DELIVERIES: deliveries})
         error = TaskError(
-            f"delivered {deliveries} times (limit {self.limit}): its workers keep dying"
+            f"delivered {deliveries} times (limit {self.limit}): its workers died or could not "
+            f"settle it"
         )
         return DeadLetter(constants.REASON_DELIVERY_LIMIT, error, attempts=deliveries)

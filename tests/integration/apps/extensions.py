@@ -8,8 +8,8 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from amqptasks.exceptions import TaskError
-from amqptasks.worker import DeadLetter, Defer, Extension
+from amqptasks.exceptions import ConnectionLost, TaskError
+from amqptasks.worker import CannotSettle, DeadLetter, Defer, Extension, Finish
 
 if TYPE_CHECKING:
     from amqptasks.worker import Decision, MessageState, WorkerContext
@@ -76,3 +76,14 @@ class DeferOnce(Extension):
             return None
         _write(f"deferred {state.task_id}")
         return Defer(2, {"x-test-deferred": 1})
+
+
+class CannotFinish(Extension):
+    """Every success of a call whose id starts with "stuck" cannot be settled: what
+    must precede its ack fails as a broker failure would."""
+
+    async def before_settle(self, state: MessageState, decision: Decision) -> None:
+        assert state.message is not None
+        if state.message.id.startswith("stuck") and isinstance(decision, Finish):
+            _write(f"cannot {state.task_id}")
+            raise CannotSettle(ConnectionLost("the next step could not be published"))
