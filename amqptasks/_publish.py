@@ -16,6 +16,7 @@ from amqptasks._context import current_request
 from amqptasks.exceptions import ConfigError
 from amqptasks.protocol.envelope import OutgoingMessage, build_task_message, new_task_id
 from amqptasks.topology import delays, names
+from amqptasks.transport._fieldtable import check_headers
 
 if TYPE_CHECKING:
     from amqptasks.config import Settings
@@ -139,7 +140,8 @@ def prepare_call(
     """Resolve options (call > task > app) and encode the message.
 
     Raises:
-        ConfigError: bad priority, serializer, compression or expires.
+        ConfigError: bad priority, serializer, compression or expires, a header
+            AMQP cannot carry, or a body over ``max_message_size``/``max_inflated_size``.
         TypeError: arguments that the serializer cannot encode.
     """
     # Exact types first: an ABC isinstance check costs more than the common case needs.
@@ -196,6 +198,8 @@ def prepare_call(
         eta_iso = to_utc_iso(when, now=moment)
         exact = (dt.datetime.fromisoformat(eta_iso) - moment).total_seconds()
         wait = delays.delay_seconds(exact)
+    if headers:
+        check_headers(headers)
     new_id = task_id or new_task_id()
     parent = current_request.get()
     message = build_task_message(
@@ -217,6 +221,8 @@ def prepare_call(
         timelimit=(soft_time_limit, time_limit),
         ignore_result=skip_result,
         extra_headers=headers,
+        max_message_size=settings.max_message_size,
+        max_inflated_size=settings.max_inflated_size,
     )
     return PreparedCall(
         message=message,

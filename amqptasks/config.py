@@ -238,9 +238,19 @@ class Settings:
     #: The broker's ``consumer_timeout`` in seconds, when the management API cannot
     #: tell (0: the broker has none). Only used to warn about longer time limits.
     broker_consumer_timeout: float = constants.DEFAULT_BROKER_CONSUMER_TIMEOUT
+    #: Largest message body (bytes, as sent) a worker accepts and a producer sends;
+    #: larger deliveries are dead-lettered ``too-large`` (see docs/worker.md#size-limits).
+    max_message_size: int = constants.DEFAULT_MAX_MESSAGE_SIZE
+    #: Largest body (bytes) a compressed message may inflate to, in a worker and
+    #: before compression in a producer.
+    max_inflated_size: int = constants.DEFAULT_MAX_INFLATED_SIZE
 
     def __post_init__(self) -> None:
         BrokerURL.parse(self.broker_url)
+        for name in ("max_message_size", "max_inflated_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a number of bytes >= 1, got {value!r}")
         if self.worker_pool not in WORKER_POOLS:
             raise ConfigError(
                 f"worker_pool must be one of {', '.join(WORKER_POOLS)}, got {self.worker_pool!r}"
@@ -416,6 +426,8 @@ _ENV_PARSERS: dict[str, Callable[[str], Any]] = {
     "task_time_limit": _optional_float,
     "task_soft_time_limit": _optional_float,
     "broker_consumer_timeout": float,
+    "max_message_size": int,
+    "max_inflated_size": int,
 }
 
 

@@ -20,13 +20,14 @@ from amqptasks import constants, signals
 from amqptasks._publish import PreparedCall
 from amqptasks.exceptions import AmqptasksError, BrokerError, DecodeError, TaskError, WorkerLost
 from amqptasks.logging import get_logger
-from amqptasks.protocol.envelope import TaskMessage, parse_task_message
+from amqptasks.protocol.envelope import TaskMessage
 from amqptasks.results import states
 from amqptasks.routing import Route
 from amqptasks.topology import delays
 from amqptasks.worker import hooks
 from amqptasks.worker.acks import AckBatcher, Settlement
 from amqptasks.worker.deadletter import dead_letter_message
+from amqptasks.worker.decode import decode_delivery
 from amqptasks.worker.execution import Outcome, execute, is_expired, make_request, parse_time
 from amqptasks.worker.outgoing import delayed_copy, result_message
 from amqptasks.worker.pools.base import NotStarted
@@ -104,16 +105,9 @@ class DeliveryHandler:
         """Process one delivery from ``queue``; settles it exactly once."""
         delivery = self.acks.delivered(message)
         try:
-            parsed = parse_task_message(
-                message.body,
-                headers=message.headers,
-                content_type=message.content_type,
-                accept_content=self.app.settings.accept_content,
-                reply_to=message.reply_to,
-                correlation_id=message.correlation_id,
-            )
+            parsed = await decode_delivery(message, self.app.settings)
         except DecodeError as exc:
-            await self.dead_letter(delivery, queue, constants.REASON_DECODE_ERROR, exc)
+            await self.dead_letter(delivery, queue, exc.reason, exc)
             return
         except Exception as exc:  # a header of an unexpected type, say
             await self.dead_letter(delivery, queue, constants.REASON_BAD_MESSAGE, exc)

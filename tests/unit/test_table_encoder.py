@@ -143,7 +143,7 @@ def test_encode_value_matches_pika(value: Any, pika_original: None) -> None:
     assert b"".join(pieces) == b"".join(expected)
 
 
-@pytest.mark.parametrize("value", [(1, 2), {1, 2}, object(), bytearray(b"x"), 1j])
+@pytest.mark.parametrize("value", [(1, 2), {1, 2}, object(), 1j])
 def test_unsupported_values_are_refused_as_pika_does(value: Any, pika_original: None) -> None:
     with pytest.raises(pika.exceptions.UnsupportedAMQPFieldException):
         _pika({"v": value})
