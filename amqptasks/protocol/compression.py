@@ -24,10 +24,13 @@ if TYPE_CHECKING:
 class _Decompressor(Protocol):
     """What zlib, bz2 and lzma decompressor objects have in common."""
 
-    eof: bool
-    unused_data: bytes
+    @property
+    def eof(self) -> bool: ...
 
-    def decompress(self, data: bytes, max_length: int = ..., /) -> bytes: ...
+    @property
+    def unused_data(self) -> bytes: ...
+
+    def decompress(self, data: bytes, max_length: int, /) -> bytes: ...
 
 
 def _inflate(data: bytes) -> bytes:

@@ -412,7 +412,9 @@ def parse_task_message(
         )
     if not all(isinstance(key, str) for key in kwargs):
         raise DecodeError(
-            f"body of {label}: kwargs names must be strings", raw=body, content_type=content_type or ""
+            f"body of {label}: kwargs names must be strings",
+            raw=body,
+            content_type=content_type or "",
         )
     if embed is not None and not (
         isinstance(embed, dict) and all(isinstance(key, str) for key in embed)

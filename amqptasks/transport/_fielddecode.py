@@ -6,8 +6,9 @@ arrives as ``[None, 0]``. It is also the worker's second largest cost per
 delivery after the frame parsing (a dozen ``struct`` calls with format strings
 for the 16 headers of a Celery message). This decoder returns what pika returns
 for every other type (strings decoded as UTF-8 where they can be, else bytes;
-timestamps as aware UTC datetimes, or :class:`Timestamp` past year 9999; decimals as ``Decimal``), dispatching on the
-type byte with precompiled structs.
+timestamps as aware UTC datetimes, or :class:`Timestamp` past year 9999, where
+pika raises; decimals as ``Decimal``), dispatching on the type byte with
+precompiled structs.
 
 :func:`install` makes pika use it (``pika.data.decode_table``/``decode_value``).
 """

@@ -20,7 +20,6 @@ from amqptasks import constants, signals
 from amqptasks._publish import PreparedCall
 from amqptasks.exceptions import AmqptasksError, BrokerError, DecodeError, TaskError, WorkerLost
 from amqptasks.logging import get_logger
-from amqptasks.protocol.envelope import TaskMessage
 from amqptasks.results import states
 from amqptasks.routing import Route
 from amqptasks.topology import delays
@@ -38,6 +37,7 @@ from amqptasks.worker.timelimits import resolve_time_limits
 if TYPE_CHECKING:
     from amqptasks._client import AioClient
     from amqptasks.app import App
+    from amqptasks.protocol.envelope import TaskMessage
     from amqptasks.protocol.serializers import SerializerInfo
     from amqptasks.task import Task
     from amqptasks.transport.aio import AioPublisher
