@@ -24,6 +24,7 @@ pika's functions stay in :data:`PIKA_ENCODE_TABLE` and :data:`PIKA_ENCODE_VALUE`
 
 from __future__ import annotations
 
+import math
 import struct
 from collections import abc
 from typing import TYPE_CHECKING, Any
@@ -182,7 +183,7 @@ def check_headers(headers: Mapping[Any, Any]) -> None:
     """Check that every header can travel in an AMQP field table.
 
     What it carries: ``str``, ``bytes``/``bytearray`` (byte arrays), ``None``,
-    ``bool``, integers of 64 bits (signed), ``float`` (doubles), ``Decimal``
+    ``bool``, integers of 64 bits (signed), finite ``float`` (doubles), ``Decimal``
     (up to 9 digits and 255 decimal places), ``datetime`` from 1970 (whole
     seconds), and lists and dicts of these; keys are strings of up to 255 bytes.
 
@@ -193,6 +194,7 @@ def check_headers(headers: Mapping[Any, Any]) -> None:
         raise ConfigError(f"headers must be a dict, got {type(headers).__name__}")
     for key, value in headers.items():
         try:
+            _check_finite(value)
             table_items({key: value})
         except (
             pika.exceptions.UnsupportedAMQPFieldException,
@@ -208,6 +210,19 @@ def check_headers(headers: Mapping[Any, Any]) -> None:
                 f"({_why(exc)}); use a str, bytes, bool, None, a 64-bit int, float, "
                 f"Decimal, datetime, or a list or dict of these"
             ) from None
+
+
+def _check_finite(value: Any, depth: int = 0) -> None:
+    """Refuse NaN and infinite doubles: AMQP can encode them, but RabbitMQ closes
+    the whole connection (541 INTERNAL_ERROR) on a message that holds one."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value} (RabbitMQ refuses NaN and infinite numbers)")
+    if depth < 100 and isinstance(value, list | tuple):
+        for item in value:
+            _check_finite(item, depth + 1)
+    elif depth < 100 and isinstance(value, abc.Mapping):
+        for item in value.values():
+            _check_finite(item, depth + 1)
 
 
 def _why(exc: Exception) -> str:

@@ -123,7 +123,13 @@ def test_producers_send_every_amqp_type_and_name_a_header_they_cannot(
     else:
         asyncio.run(core.fail.aapply_async(("x",), **options))
     _assert_typed_headers_intact(_dead_letters(amqp, queue_name, 1)[f"{transport}-typed"].headers)
-    for bad in ({"x-set": {1, 2}}, {"x-huge": 2**64}, {"x-obj": object()}, {"k" * 300: 1}):
+    for bad in (
+        {"x-set": {1, 2}},
+        {"x-huge": 2**64},
+        {"x-obj": object()},
+        {"k" * 300: 1},
+        {"x-nan": [float("nan")]},  # RabbitMQ would close the connection
+    ):
         with pytest.raises(ConfigError, match="cannot be sent") as caught:
             if transport == "sync":
                 core.add.apply_async((1, 2), queue=queue_name, headers=bad)
