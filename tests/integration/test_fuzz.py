@@ -38,6 +38,7 @@ from typing import Any
 import msgpack
 import pika
 import pika.exceptions
+import pytest
 import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
@@ -405,6 +406,7 @@ def _check_batch(
     figures.messages += len(batch)
 
 
+@pytest.mark.timeout(120 + float(os.environ.get(SOAK_ENV, "0") or 0))
 def test_fuzzed_messages_never_stall_loop_or_bloat_the_worker(
     start_worker: Any, queue_name: str, amqp: Any, rabbit: Any, tmp_path: Path, broker_env: str
 ) -> None:
