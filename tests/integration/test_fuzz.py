@@ -216,16 +216,7 @@ def fuzz_messages(draw: st.DrawFn) -> FuzzMessage:
     notes.append(f"body={body_kind} embed={embed!r}")
     payload: Any = call
     if body_kind == "json":
-        payload = draw(
-            st.recursive(
-                st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=10)),
-                lambda inner: (
-                    st.lists(inner, max_size=4)
-                    | st.dictionaries(st.text(max_size=5), inner, max_size=3)
-                ),
-                max_leaves=10,
-            )
-        )
+        payload = draw(json_values)
     elif body_kind == "kwargs":
         payload = [
             [tracker],
