@@ -40,7 +40,7 @@ import pika
 import pika.exceptions
 import pytest
 import yaml
-from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 
 from tests.integration.conftest import wait_for
@@ -281,6 +281,41 @@ def fuzz_messages(draw: st.DrawFn) -> FuzzMessage:
     )
 
 
+def _issue_cases() -> list[FuzzMessage]:
+    """The cases issue #13 found by hand, run first in every run (hypothesis ``example``)."""
+
+    def case(note: str, embed: Any = None, body: bytes | None = None, **headers: Any) -> Any:
+        tracker = uuid.uuid4().hex
+        return FuzzMessage(
+            tracker=tracker,
+            body=body if body is not None else json.dumps([[tracker], {}, embed]).encode(),
+            content_type="application/json",
+            content_encoding="utf-8",
+            headers={"task": RECORD, "id": tracker, **headers},
+            reply_to=None,
+            notes=[note],
+        )
+
+    return [
+        case("embed is a list", embed=[1, 2]),
+        case("embed is a string", embed="chain"),
+        case("embed is a number", embed=7),
+        case("a byte-array header", **{"x-trace": b"abc"}),
+        case(
+            "a byte array, then a retry through the delay levels",
+            eta=functools.partial(_iso, 1.0),
+            **{"x-trace": b"\x00\xff"},
+        ),
+        case("deliveries counter zzz", **{"x-amqptasks-deliveries": "zzz"}),
+        case("delivery count zzz", **{"x-delivery-count": "zzz"}),
+        case("negative deliveries", **{"x-amqptasks-deliveries": -100}),
+        case("eta beyond the longest delay", eta="9999-12-31T00:00:00+00:00"),
+        case("retries -3", retries=-3),
+        case('ignore_result "false"', ignore_result="false"),
+        case("a bomb", body=_bomb(), compression="application/x-gzip"),
+    ]
+
+
 # -- the run --------------------------------------------------------------------------------
 
 
@@ -425,6 +460,7 @@ def test_fuzzed_messages_never_stall_loop_or_bloat_the_worker(
         database=None,
     )
     @given(st.lists(fuzz_messages(), min_size=1, max_size=12))
+    @example(_issue_cases())
     def batch_of(batch: list[FuzzMessage]) -> None:
         for message in batch:
             try:
