@@ -172,10 +172,12 @@ def configure_logging(
     # pika and aiormq are chatty at INFO about every connection step.
     # pika and aiormq log every channel the broker closes (406 on a mismatch probe,
     # 404 in passive mode) as warnings; amqptasks reports those itself.
+    # Below debug level not even their errors: amqptasks turns every pika/aiormq failure
+    # into its own one-line error, and pika logs a failed connection with a traceback.
     for noisy in ("pika", "aiormq", "aio_pika"):
         # Even at debug, not their frame dumps (they include message bodies).
         logging.getLogger(noisy).setLevel(
-            logging.INFO if numeric <= logging.DEBUG else logging.ERROR
+            logging.INFO if numeric <= logging.DEBUG else logging.CRITICAL
         )
     structlog.configure(
         processors=[
