@@ -17,13 +17,18 @@ if TYPE_CHECKING:
     from amqptasks.app import App
 
 
+class AppImportError(ConfigError):
+    """``-A module:attribute`` names no importable App (a usage error, not a setting)."""
+
+
 def import_app(path: str) -> App:
     """Import ``module:attribute`` (or ``module``, if it holds exactly one App).
 
     The current directory is put on ``sys.path`` first, as ``python -m`` does.
 
     Raises:
-        ConfigError: the module cannot be imported, or holds no (or several) App.
+        AppImportError: the module cannot be imported, or holds no (or several) App.
+        ConfigError: the App the module builds has a bad setting.
     """
     from amqptasks.app import App
 
@@ -33,17 +38,17 @@ def import_app(path: str) -> App:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"cannot import {module_name!r} (from -A {path}): {exc}") from exc
+        raise AppImportError(f"cannot import {module_name!r} (from -A {path}): {exc}") from exc
     if attribute:
         obj: Any = module
         for part in attribute.split("."):
             obj = getattr(obj, part, None)
         if not isinstance(obj, App):
-            raise ConfigError(f"{path} is not an amqptasks App (got {type(obj).__name__})")
+            raise AppImportError(f"{path} is not an amqptasks App (got {type(obj).__name__})")
         return obj
     apps = [value for value in vars(module).values() if isinstance(value, App)]
     if len(apps) != 1:
-        raise ConfigError(
+        raise AppImportError(
             f"module {module_name!r} has {len(apps)} App objects; name one as {module_name}:NAME"
         )
     return apps[0]

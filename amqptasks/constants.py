@@ -37,6 +37,8 @@ HEADER_QUORUM_DELIVERY_COUNT: Final = "x-delivery-count"
 REASON_UNKNOWN_TASK: Final = "unknown-task"
 REASON_DECODE_ERROR: Final = "decode-error"
 REASON_BAD_MESSAGE: Final = "bad-message"
+#: Over ``max_message_size``, or inflates to more than ``max_inflated_size``.
+REASON_TOO_LARGE: Final = "too-large"
 REASON_MAX_RETRIES: Final = "max-retries-exceeded"
 REASON_REJECTED: Final = "rejected"
 REASON_FAILED: Final = "failed"
@@ -64,6 +66,11 @@ DEFAULT_BROKER_CONSUMER_TIMEOUT: Final = 1800.0
 DEFAULT_RESULT_EXPIRES: Final = 86400.0
 #: How many finished results a client keeps for ``get()`` calls not yet made.
 RESULT_BUFFER_SIZE: Final = 10_000
+
+#: Default ``max_message_size``: RabbitMQ 4's own default ``max_message_size`` (16 MiB).
+DEFAULT_MAX_MESSAGE_SIZE: Final = 16 * 1024 * 1024
+#: Default ``max_inflated_size``: the largest body a compressed message may inflate to.
+DEFAULT_MAX_INFLATED_SIZE: Final = 64 * 1024 * 1024
 
 #: AMQP delivery mode 2: the broker writes the message to disk.
 PERSISTENT: Final = 2

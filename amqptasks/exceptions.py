@@ -38,6 +38,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from amqptasks.constants import REASON_DECODE_ERROR
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -139,12 +141,22 @@ class DecodeError(MessageError):
     Attributes:
         raw: The raw body (possibly truncated by the caller for display).
         content_type: The content type the message declared.
+        reason: Why, as a worker writes it in a dead letter's ``x-amqptasks-reason``
+            (``decode-error``, ``bad-message``, ``too-large``).
     """
 
-    def __init__(self, message: str, *, raw: bytes = b"", content_type: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        raw: bytes = b"",
+        content_type: str = "",
+        reason: str = REASON_DECODE_ERROR,
+    ) -> None:
         super().__init__(message)
         self.raw = raw
         self.content_type = content_type
+        self.reason = reason
 
 
 class BadSignature(MessageError):

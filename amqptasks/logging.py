@@ -22,11 +22,11 @@ import structlog
 if TYPE_CHECKING:
     from structlog.typing import EventDict, Processor, WrappedLogger
 
-# user:password@ with or without a scheme; the password runs to the last "@" before
-# the host, as urlsplit reads it, so a raw "@" inside a password is masked too.
-_URL_PASSWORD = re.compile(
-    r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)?(?P<user>[^:/@\s'\"]*):(?P<pw>[^\s/'\"]*)@"
-)
+# "scheme://": what follows, up to the last "@" before the next URL or line end,
+# holds the credentials (a password may hold "/", "?", "#", "@", ":" or spaces).
+_SCHEME = re.compile(r"[a-zA-Z][a-zA-Z0-9+.-]*://")
+# user:password@ without a scheme; the password runs to the last "@" before the host.
+_BARE_CREDENTIALS = re.compile(r"(?P<user>[^:/@\s'\"]+):(?P<pw>[^\s/'\"]+)@")
 _SECRET_KEY_PARTS = (
     "password",
     "passwd",
@@ -42,14 +42,38 @@ logging.getLogger("amqptasks").addHandler(logging.NullHandler())
 
 
 def redact(text: str) -> str:
-    """Mask the password of every URL in ``text``.
+    """Mask the password of every URL in ``text``, whatever characters it holds.
+
+    After ``scheme://``, everything from the first ``:`` to the last ``@``
+    before the next URL (or the end of the line) is masked, as
+    :meth:`amqptasks.config.BrokerURL.parse` reads credentials; this may mask
+    more than the password, never less.
 
     >>> redact("amqp://guest:s3cret@host:5672//")
     'amqp://guest:***@host:5672//'
+    >>> redact("amqp://guest:pa55/w#o?r@d@host//")
+    'amqp://guest:***@host//'
     """
     if "@" not in text:
         return text
-    return _URL_PASSWORD.sub(lambda m: f"{m['scheme'] or ''}{m['user']}:***@", text)
+    out: list[str] = []
+    done = 0
+    starts = [match.end() for match in _SCHEME.finditer(text)]
+    for index, start in enumerate(starts):
+        stop = starts[index + 1] if index + 1 < len(starts) else len(text)
+        newline = text.find("\n", start, stop)
+        stop = stop if newline < 0 else newline
+        at = text.rfind("@", start, stop)
+        colon = text.find(":", start, at) if at >= 0 else -1
+        if colon >= 0:
+            out.append(text[done : colon + 1])
+            out.append("***")
+            done = at
+    out.append(text[done:])
+    masked = "".join(out)
+    return _BARE_CREDENTIALS.sub(
+        lambda m: m[0] if m["pw"] == "***" else f"{m['user']}:***@", masked
+    )
 
 
 def redact_secrets(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
@@ -124,7 +148,11 @@ def configure_logging(
     renderer: Processor = (
         structlog.processors.JSONRenderer()
         if log_format == "json"
-        else structlog.dev.ConsoleRenderer(colors=False)
+        # structlog's default (rich, when installed) prints each frame's local
+        # variables: task arguments and message headers would end up in the log.
+        else structlog.dev.ConsoleRenderer(
+            colors=False, exception_formatter=structlog.dev.plain_traceback
+        )
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
@@ -144,10 +172,12 @@ def configure_logging(
     # pika and aiormq are chatty at INFO about every connection step.
     # pika and aiormq log every channel the broker closes (406 on a mismatch probe,
     # 404 in passive mode) as warnings; amqptasks reports those itself.
+    # Below debug level not even their errors: amqptasks turns every pika/aiormq failure
+    # into its own one-line error, and pika logs a failed connection with a traceback.
     for noisy in ("pika", "aiormq", "aio_pika"):
         # Even at debug, not their frame dumps (they include message bodies).
         logging.getLogger(noisy).setLevel(
-            logging.INFO if numeric <= logging.DEBUG else logging.ERROR
+            logging.INFO if numeric <= logging.DEBUG else logging.CRITICAL
         )
     structlog.configure(
         processors=[

@@ -17,6 +17,7 @@ from amqptasks.policies.limits import check_priority, check_time_limits
 from amqptasks.protocol.envelope import OutgoingMessage, build_task_message, new_task_id
 from amqptasks.request import current_request
 from amqptasks.topology import delays, names
+from amqptasks.transport._fieldtable import check_headers
 
 if TYPE_CHECKING:
     from amqptasks.config import Settings
@@ -159,7 +160,8 @@ def prepare_call(
     task); ``group_id``/``group_index`` fill Celery's ``group`` headers.
 
     Raises:
-        ConfigError: bad priority, serializer, compression or expires.
+        ConfigError: bad priority, serializer, compression or expires, a header
+            AMQP cannot carry, or a body over ``max_message_size``/``max_inflated_size``.
         TypeError: arguments that the serializer cannot encode.
     """
     # Exact types first: an ABC isinstance check costs more than the common case needs.
@@ -211,6 +213,8 @@ def prepare_call(
         eta_iso = to_utc_iso(when, now=moment)
         exact = (dt.datetime.fromisoformat(eta_iso) - moment).total_seconds()
         wait = delays.delay_seconds(exact)
+    if headers:
+        check_headers(headers)
     new_id = task_id or new_task_id()
     parent = current_request.get()
     if link or link_error:
@@ -241,6 +245,8 @@ def prepare_call(
         ignore_result=skip_result,
         extra_headers=headers,
         embed=embed,
+        max_message_size=settings.max_message_size,
+        max_inflated_size=settings.max_inflated_size,
     )
     return PreparedCall(
         message=message,

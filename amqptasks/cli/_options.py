@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from amqptasks._appref import import_app
+from amqptasks._appref import AppImportError, import_app
 from amqptasks.config import env_name, setting_default
 from amqptasks.exceptions import AmqptasksError, ConfigError
 from amqptasks.logging import configure_logging, redact
@@ -37,8 +37,10 @@ def load_app(path: str) -> App:
     """Import ``module:attribute`` (or ``module``, finding its App) and return the App."""
     try:
         return import_app(path)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from exc
+    except AppImportError as exc:
+        # A bad setting of the App (its broker URL, say) is not a usage error: it
+        # goes on to the ClickException below and exits 1, as docs/errors.md says.
+        raise click.UsageError(redact(str(exc))) from exc
 
 
 def shared_options(func: F) -> F:

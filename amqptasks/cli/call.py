@@ -6,12 +6,52 @@ import json
 from typing import TYPE_CHECKING, Any
 
 import click
+import pika
+import pika.exceptions
 
 from amqptasks.cli._options import shared_options
 from amqptasks.config import setting_default
+from amqptasks.transport import errors
+from amqptasks.transport._pika import connection_parameters
 
 if TYPE_CHECKING:
     from amqptasks.app import App
+
+
+def _queue_state(app: App, queue: str) -> tuple[int, int] | None:
+    """``(messages, consumers)`` of ``queue`` (a passive declare), None if it does not exist."""
+    url = app.settings.broker
+    try:
+        connection = pika.BlockingConnection(connection_parameters(url, "amqptasks call"))
+    except Exception as exc:
+        raise errors.connect_error(exc, url) from exc
+    try:
+        frame = connection.channel().queue_declare(queue, passive=True)
+        return int(frame.method.message_count), int(frame.method.consumer_count)
+    except pika.exceptions.ChannelClosedByBroker as exc:
+        if exc.reply_code == 404:
+            return None
+        raise errors.channel_error(exc.reply_code, exc.reply_text, f"queue {queue!r}") from exc
+    finally:
+        if connection.is_open:
+            connection.close()
+
+
+def _check_queue(app: App, queue: str, *, wait: bool, create: bool) -> None:
+    """Refuse a queue nobody knows (a typo would create it); say when nothing consumes it."""
+    state = _queue_state(app, queue)
+    known = queue in app.router.queues or queue == app.settings.default_queue
+    if state is None and not (known or create):
+        raise click.ClickException(
+            f"queue {queue!r} does not exist on the broker and the app does not declare it: "
+            f"no worker consumes it (a typo?). Pass --create-queue to create it and send anyway"
+        )
+    if wait and (state is None or state[1] == 0):
+        click.echo(
+            f"warning: no worker consumes queue {queue!r} now; the task waits there "
+            f"until one does (--timeout applies)",
+            err=True,
+        )
 
 
 def _json_option(value: str | None, what: str, kind: type) -> Any:
@@ -42,6 +82,12 @@ def _json_option(value: str | None, what: str, kind: type) -> Any:
 )
 @click.option("--wait/--no-wait", default=False, help="Wait for the result and print it.")
 @click.option(
+    "--create-queue",
+    is_flag=True,
+    default=False,
+    help="Send even to a queue that neither the broker nor the app knows (it is created).",
+)
+@click.option(
     "--timeout", type=float, default=30.0, show_default=True, help="Seconds --wait waits."
 )
 def call(
@@ -54,6 +100,7 @@ def call(
     expires: float | None,
     serializer: str | None,
     wait: bool,
+    create_queue: bool,
     timeout: float,
 ) -> None:
     """Send TASK_NAME (no need to import its code) and print its id or, with --wait, result."""
@@ -71,6 +118,9 @@ def call(
         if value is not None
     }
     try:
+        route = app.router.resolve(task_name, args or (), kwargs or {}, queue=queue)
+        if route.queue is not None:
+            _check_queue(app, route.queue.name, wait=wait, create=create_queue)
         result = app.send_task(task_name, args, kwargs, **options)
         if not wait:
             click.echo(result.id)

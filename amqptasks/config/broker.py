@@ -10,7 +10,6 @@ from amqptasks import constants
 from amqptasks.config._group import SettingsGroup
 from amqptasks.config._parse import non_negative_int, optional_str, positive_float
 from amqptasks.exceptions import ConfigError
-from amqptasks.logging import redact
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -24,6 +23,12 @@ URL_PARAMETERS: dict[str, tuple[Callable[[str], Any], Any]] = {
     "connect_timeout": (positive_float, constants.DEFAULT_CONNECT_TIMEOUT),
     "name": (str, ""),
 }
+
+
+def _without_credentials(text: str) -> str:
+    """Text that is not a URL, shown without anything up to its last ``@``."""
+    _before, at, after = text.rpartition("@")
+    return f"***@{after}" if at else text
 
 
 @dataclass(frozen=True)
@@ -48,20 +53,38 @@ class BrokerURL:
     def parse(cls, url: str) -> BrokerURL:
         """Parse and validate ``url``.
 
+        The credentials end at the *last* ``@`` of the URL, so a password holding
+        ``/``, ``?``, ``#``, ``@`` or ``:`` unencoded still parses (and is never
+        taken for a host, port or vhost that an error would show); an ``@`` in
+        the vhost or query must then be written ``%40``.
+
         Raises:
-            ConfigError: naming the part that is wrong (the password is never echoed).
+            ConfigError: naming the part that is wrong (no part of the password
+                is ever echoed).
         """
-        shown = redact(url)
-        try:
-            parts = urlsplit(url)
+        if not isinstance(url, str):
+            raise ConfigError(f"broker URL must be a string, got {type(url).__name__}")
+        scheme_end = url.find("://")
+        if scheme_end < 0:
+            raise ConfigError(
+                f"broker URL {_without_credentials(url)!r} has no scheme: expected "
+                f"a URL such as amqp://localhost:5672//"
+            )
+        scheme = url[:scheme_end].lower()
+        rest = url[scheme_end + 3 :]
+        userinfo, at, location = rest.rpartition("@")
+        username, _colon, password = userinfo.partition(":")
+        shown = f"{url[:scheme_end]}://" + (f"{username}:***@" if at else "") + location
+        if scheme not in _DEFAULT_PORTS:
+            raise ConfigError(
+                f"broker URL {shown!r}: scheme must be amqp:// or amqps://, "
+                f"got {url[:scheme_end][:20]!r}"
+            )
+        try:  # only the part after the credentials: its errors cannot echo them
+            parts = urlsplit(f"{scheme}://{location}")
             port = parts.port
         except ValueError as exc:
             raise ConfigError(f"broker URL {shown!r} is not a valid URL: {exc}") from None
-        scheme = parts.scheme.lower()
-        if scheme not in _DEFAULT_PORTS:
-            raise ConfigError(
-                f"broker URL {shown!r}: scheme must be amqp:// or amqps://, got {parts.scheme!r}"
-            )
         if not parts.hostname:
             raise ConfigError(f"broker URL {shown!r} has no host")
         path = parts.path[1:] if parts.path.startswith("/") else parts.path
@@ -83,8 +106,8 @@ class BrokerURL:
             host=parts.hostname,
             port=port or _DEFAULT_PORTS[scheme],
             vhost=vhost,
-            username=unquote(parts.username) if parts.username else "guest",
-            password=unquote(parts.password) if parts.password else "guest",
+            username=unquote(username) if username else "guest",
+            password=unquote(password) if password else "guest",
             **params,
         )
 

@@ -6,8 +6,9 @@ arrives as ``[None, 0]``. It is also the worker's second largest cost per
 delivery after the frame parsing (a dozen ``struct`` calls with format strings
 for the 16 headers of a Celery message). This decoder returns what pika returns
 for every other type (strings decoded as UTF-8 where they can be, else bytes;
-timestamps as aware UTC datetimes; decimals as ``Decimal``), dispatching on the
-type byte with precompiled structs.
+timestamps as aware UTC datetimes, or :class:`Timestamp` past year 9999, where
+pika raises; decimals as ``Decimal``), dispatching on the type byte with
+precompiled structs.
 
 :func:`install` makes pika use it (``pika.data.decode_table``/``decode_value``).
 """
@@ -49,6 +50,20 @@ _NUMBERS: dict[int, tuple[Any, int]] = {
     ord("u"): (_u16, 2),
     ord("b"): (_i8, 1),
 }
+#: The last second a datetime can hold (9999-12-31T23:59:59Z).
+_MAX_TIMESTAMP = 253402300799
+
+
+class Timestamp(int):
+    """An AMQP timestamp too far ahead for a ``datetime``: seconds since 1970.
+
+    Read instead of failing the whole delivery (pika's decoder raises), and
+    written back as a timestamp (``T``), so a re-published message keeps it.
+    """
+
+    __slots__ = ()
+
+
 _S, _V, _T, _A, _F, _X, _B, _D, _TS = (ord(c) for c in "SVtAFxBDT")
 
 
@@ -113,6 +128,8 @@ def decode_value(encoded: bytes, offset: int) -> tuple[Any, int]:
         return decimal.Decimal(raw) * (decimal.Decimal(10) ** -decimals), offset + 5
     if kind == _TS:
         seconds = _u64(encoded, offset)[0]
+        if seconds > _MAX_TIMESTAMP:  # past 9999-12-31: datetime cannot hold it
+            return Timestamp(seconds), offset + 8
         return dt.datetime.fromtimestamp(seconds, dt.timezone.utc), offset + 8
     raise pika.exceptions.InvalidFieldTypeException(bytes([kind]))
 

@@ -8,7 +8,15 @@ float, bytes), keeps the encoded form of the keys it has seen, and joins each
 table once. Anything else (subclasses, ``Decimal``, ``datetime``, ...) goes to
 pika's own encoder, so the output is what pika produces for every table, except
 that floats are AMQP doubles (``d``), which pika decodes but cannot encode:
-Celery (py-amqp) sends them, e.g. in ``timelimit``.
+Celery (py-amqp) sends them, e.g. in ``timelimit``, and that ``bytearray``
+and ``memoryview`` are byte arrays (``x``) as ``bytes`` are (aio-pika's pamqp
+takes only ``bytearray``).
+
+The worker's aio-pika publisher encodes message headers with this module too
+(:func:`amqptasks.transport.aio.to_aio_message`), so whatever
+:mod:`amqptasks.transport._fielddecode` read from a delivery can be sent again
+by either transport, and :func:`check_headers` tells a producer which header
+the wire cannot carry.
 
 :func:`install` makes pika use it (``pika.data.encode_table``/``encode_value``);
 pika's functions stay in :data:`PIKA_ENCODE_TABLE` and :data:`PIKA_ENCODE_VALUE`.
@@ -16,11 +24,16 @@ pika's functions stay in :data:`PIKA_ENCODE_TABLE` and :data:`PIKA_ENCODE_VALUE`
 
 from __future__ import annotations
 
+import math
 import struct
+from collections import abc
 from typing import TYPE_CHECKING, Any
 
 import pika.data
 import pika.exceptions
+
+from amqptasks.exceptions import ConfigError
+from amqptasks.transport._fielddecode import Timestamp
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -34,6 +47,7 @@ _typed_length = struct.Struct(">cI").pack
 _int = struct.Struct(">ci").pack
 _long = struct.Struct(">cq").pack
 _double = struct.Struct(">cd").pack
+_timestamp = struct.Struct(">cQ").pack
 _INT_MIN = -(2**31)
 _INT_MAX = 2**31 - 1
 
@@ -96,6 +110,12 @@ def _encode(append: Callable[[bytes], None], value: Any) -> None:
     elif kind is bytes:
         append(_typed_length(b"x", len(value)))
         append(value)
+    elif isinstance(value, bytearray | memoryview):  # what aio-pika (pamqp) takes as bytes
+        data = bytes(value)
+        append(_typed_length(b"x", len(data)))
+        append(data)
+    elif isinstance(value, Timestamp):  # a timestamp beyond datetime's range, kept as read
+        append(_timestamp(b"T", value))
     else:  # subclasses, Decimal, datetime, unsupported types: pika decides
         pieces: list[bytes] = []
         pika_encode_value(pieces, value)
@@ -157,3 +177,59 @@ def install() -> None:
     """Make pika encode field tables (message headers, arguments) with this module."""
     pika.data.encode_table = encode_table
     pika.data.encode_value = encode_value
+
+
+def check_headers(headers: Mapping[Any, Any]) -> None:
+    """Check that every header can travel in an AMQP field table.
+
+    What it carries: ``str``, ``bytes``/``bytearray`` (byte arrays), ``None``,
+    ``bool``, integers of 64 bits (signed), finite ``float`` (doubles), ``Decimal``
+    (up to 9 digits and 255 decimal places), ``datetime`` from 1970 (whole
+    seconds), and lists and dicts of these; keys are strings of up to 255 bytes.
+
+    Raises:
+        ConfigError: naming the first header that cannot be encoded, and why.
+    """
+    if not isinstance(headers, abc.Mapping):
+        raise ConfigError(f"headers must be a dict, got {type(headers).__name__}")
+    for key, value in headers.items():
+        try:
+            _check_finite(value)
+            table_items({key: value})
+        except (
+            pika.exceptions.UnsupportedAMQPFieldException,
+            pika.exceptions.ShortStringTooLong,
+            struct.error,
+            TypeError,
+            ValueError,
+            OverflowError,
+            RecursionError,
+        ) as exc:
+            raise ConfigError(
+                f"header {str(key)[:100]!r} cannot be sent in an AMQP message "
+                f"({_why(exc)}); use a str, bytes, bool, None, a 64-bit int, float, "
+                f"Decimal, datetime, or a list or dict of these"
+            ) from None
+
+
+def _check_finite(value: Any, depth: int = 0) -> None:
+    """Refuse NaN and infinite doubles: AMQP can encode them, but RabbitMQ closes
+    the whole connection (541 INTERNAL_ERROR) on a message that holds one."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"{value} (RabbitMQ refuses NaN and infinite numbers)")
+    if depth < 100 and isinstance(value, list | tuple):
+        for item in value:
+            _check_finite(item, depth + 1)
+    elif depth < 100 and isinstance(value, abc.Mapping):
+        for item in value.values():
+            _check_finite(item, depth + 1)
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, pika.exceptions.UnsupportedAMQPFieldException):
+        return f"it holds a {type(exc.args[-1]).__name__}" if exc.args else "unsupported type"
+    if isinstance(exc, pika.exceptions.ShortStringTooLong):
+        return "a key is over 255 bytes"
+    if isinstance(exc, struct.error):
+        return "a number or time out of range"
+    return f"{type(exc).__name__}: {str(exc)[:200]}"

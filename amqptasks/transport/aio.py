@@ -19,6 +19,7 @@ import aio_pika
 import aio_pika.abc
 import aio_pika.exceptions
 import aiormq.exceptions
+import pamqp.commands
 
 from amqptasks.exceptions import ConnectionLost
 from amqptasks.logging import get_logger
@@ -29,7 +30,7 @@ from amqptasks.topology.model import (
     ExchangeBindingDeclaration,
     QueueDeclaration,
 )
-from amqptasks.transport import errors
+from amqptasks.transport import _fieldtable, errors
 from amqptasks.transport.robust import QuietRobustConnection, RobustConnection
 
 if TYPE_CHECKING:
@@ -100,9 +101,32 @@ def cancelled_by_connection() -> bool:
     return cancelling is not None and cancelling() == 0
 
 
+class _Properties(pamqp.commands.Basic.Properties):
+    """Properties whose headers are encoded by :mod:`amqptasks.transport._fieldtable`.
+
+    pamqp (under aio-pika) refuses ``bytes`` (pika sends byte arrays as
+    ``bytes``: every re-publish of such a header failed), writes floats as
+    32-bit ``f`` (a double loses precision, a large one cannot be packed) and
+    truncates keys over 128 bytes. The shared encoder writes what the sync
+    transport writes, and takes whatever the consumer decoded.
+    """
+
+    def encode_property(self, name: str, value: Any) -> bytes:
+        if name == "headers":
+            return _fieldtable.table_bytes(value)
+        return super().encode_property(name, value)
+
+
+class _Message(aio_pika.Message):
+    @property
+    def properties(self) -> pamqp.commands.Basic.Properties:
+        base = super().properties
+        return _Properties(**{name: getattr(base, name) for name in base.__slots__})
+
+
 def to_aio_message(message: OutgoingMessage) -> aio_pika.Message:
     """The aio-pika message for an :class:`OutgoingMessage`."""
-    return aio_pika.Message(
+    return _Message(
         body=message.body,
         headers=message.headers,
         content_type=message.content_type,

@@ -82,6 +82,9 @@ def connect_error(exc: BaseException, url: BrokerURL) -> BrokerError:
         isinstance(exc, vhost_types)
         or isinstance(inner, vhost_types)
         or "NOT_ALLOWED" in str(inner)
+        # aiormq keeps only the text of the Connection.Close that answered our
+        # Connection.Open: the broker refused the vhost (530 NOT_ALLOWED).
+        or ("Connection.OpenOk" in str(inner) and "Connection.Close" in str(inner))
     ):
         return AuthenticationFailed(
             f"broker at {where}: user {url.username!r} may not open vhost {url.vhost!r} "

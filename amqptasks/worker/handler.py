@@ -19,9 +19,9 @@ from amqptasks import constants
 from amqptasks.exceptions import DecodeError, WorkerLost
 from amqptasks.logging import get_logger
 from amqptasks.policies.limits import resolve_time_limits
-from amqptasks.protocol.envelope import TaskMessage, parse_task_message
 from amqptasks.results import states
 from amqptasks.worker.acks import AckBatcher
+from amqptasks.worker.decode import decode_delivery
 from amqptasks.worker.decisions import (
     DeadLetter,
     Decision,
@@ -118,9 +118,9 @@ class DeliveryHandler:
             if decided is not None:
                 return decided
         try:
-            message = self._decode(state.delivery)
+            message = await decode_delivery(state.delivery, self.app.settings)
         except DecodeError as exc:
-            return DeadLetter(getattr(exc, "reason", constants.REASON_DECODE_ERROR), exc)
+            return DeadLetter(exc.reason, exc)
         except Exception as exc:  # a header of an unexpected type, say
             return DeadLetter(constants.REASON_BAD_MESSAGE, exc)
         state.message = message
@@ -180,16 +180,6 @@ class DeliveryHandler:
             report=Outcome(
                 states.FAILURE, exception=outcome.exception, traceback=outcome.traceback
             ),
-        )
-
-    def _decode(self, delivery: Delivery) -> TaskMessage:
-        return parse_task_message(
-            delivery.body,
-            headers=delivery.headers,
-            content_type=delivery.content_type,
-            accept_content=self.app.settings.accept_content,
-            reply_to=delivery.reply_to,
-            correlation_id=delivery.correlation_id,
         )
 
     async def _run(self, state: MessageState) -> Outcome | None:

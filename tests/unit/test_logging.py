@@ -129,10 +129,11 @@ def test_console_logging_hides_the_password() -> None:
 
 @pytest.mark.usefixtures("logging_state")
 def test_configure_logging_quiets_client_libraries() -> None:
-    # Their warnings are about channels amqptasks closes on purpose (mismatch probes).
+    # Their warnings are about channels amqptasks closes on purpose (mismatch probes),
+    # their errors (a failed connection, with a traceback) are reported by amqptasks (#13).
     configure_logging("info", "json", stream=io.StringIO())
     for name in NOISY:
-        assert logging.getLogger(name).getEffectiveLevel() == logging.ERROR
+        assert logging.getLogger(name).getEffectiveLevel() == logging.CRITICAL
 
 
 @pytest.mark.usefixtures("logging_state")
@@ -180,3 +181,35 @@ def test_library_is_silent_until_configured(capsys: pytest.CaptureFixture[str]) 
     # falls back on logging.lastResort and prints to stderr.
     logging.getLogger("not_amqptasks.check").error("visible")
     assert "visible" in capsys.readouterr().err
+
+
+def test_console_tracebacks_show_no_local_variables() -> None:
+    """#13: structlog's rich formatter printed each frame's locals (task arguments)."""
+    import io
+    import logging as stdlib_logging
+
+    from amqptasks.logging import configure_logging
+
+    stream = io.StringIO()
+    configure_logging("DEBUG", "console", stream=stream)
+
+    def run_task(card_number: str) -> None:
+        raise ValueError("declined")
+
+    card = "-".join(["4111", "SECRET", "ARG"])  # only a local variable holds it
+    try:
+        run_task(card)
+    except ValueError:
+        stdlib_logging.getLogger("amqptasks.worker").exception("uncaught")
+    output = stream.getvalue()
+    assert "ValueError: declined" in output
+    assert "4111-SECRET-ARG" not in output
+
+
+@pytest.mark.parametrize("password", ["pa55/w#o?r@d", "a b:c%2Fd", "é☃/@@", "x@y", "p#q", "?/?"])
+def test_redact_masks_passwords_of_any_characters(password: str) -> None:
+    from amqptasks.logging import redact
+
+    text = f"connecting to amqp://user:{password}@rabbit.local:5672/vh failed"
+    masked = redact(text)
+    assert masked == "connecting to amqp://user:***@rabbit.local:5672/vh failed"
