@@ -221,7 +221,9 @@ class Worker:
             try:
                 await aio.apply_declarations(
                     self._connection,
-                    queue.declarations(settings.default_queue_type),
+                    queue.declarations(
+                        settings.default_queue_type, settings.worker_max_deliveries
+                    ),
                     mode,
                     management=self.app.management(),
                 )
@@ -257,7 +259,7 @@ class Worker:
         await aio.wait_connected(self._connection, settings.broker, f"declaring queue {name!r}")
         await aio.apply_declarations(
             self._connection,
-            queue.declarations(settings.default_queue_type),
+            queue.declarations(settings.default_queue_type, settings.worker_max_deliveries),
             mode,
             management=None,
         )
