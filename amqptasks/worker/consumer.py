@@ -26,7 +26,7 @@ from amqptasks.logging import get_logger
 from amqptasks.protocol import serializers
 from amqptasks.transport import aio
 from amqptasks.transport.consumer import ConsumerLink
-from amqptasks.worker.checks import warn_about_long_time_limits
+from amqptasks.worker.checks import warn_about_consumer_timeouts
 from amqptasks.worker.handler import DeliveryHandler
 from amqptasks.worker.pools import make_pool
 from amqptasks.worker.prefetch import split_prefetch
@@ -171,7 +171,7 @@ class Worker:
         # Results and dead letters; the consumer's connection below reports outages.
         self._connection = await aio.connect(url, f"{name} (publisher)", log_outages=False)
         self.consuming = await self._declare_queues()
-        await warn_about_long_time_limits(self.app, self.consuming, self.time_limits[1])
+        await warn_about_consumer_timeouts(self.app, self.consuming, self.time_limits[1])
         await self.execution_pool.start()  # before the first delivery can arrive
         self._handler = DeliveryHandler(
             self.app,
