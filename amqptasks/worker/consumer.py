@@ -221,9 +221,7 @@ class Worker:
             try:
                 await aio.apply_declarations(
                     self._connection,
-                    queue.declarations(
-                        settings.default_queue_type, settings.worker_max_deliveries
-                    ),
+                    queue.declarations(settings.default_queue_type, settings.worker_max_deliveries),
                     mode,
                     management=self.app.management(),
                 )
