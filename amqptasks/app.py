@@ -100,6 +100,7 @@ class App:
             default_queue=settings.default_queue,
             default_exchange=settings.default_exchange,
             default_queue_type=settings.default_queue_type,
+            default_delivery_limit=settings.worker_max_deliveries,
         )
 
     @property
@@ -127,7 +128,9 @@ class App:
         )
         total = Declarations()
         for name in names:
-            total = total + self._router.queue(name).declarations(settings.default_queue_type)
+            total = total + self._router.queue(name).declarations(
+                settings.default_queue_type, settings.worker_max_deliveries
+            )
         if include_delays:
             prefix = settings.delay_prefix
             total = total + delays.infrastructure(prefix, settings.delay_queue_type)

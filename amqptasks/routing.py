@@ -97,10 +97,12 @@ class Router:
         default_queue: str,
         default_exchange: str = "",
         default_queue_type: str = "classic",
+        default_delivery_limit: int | None = None,
     ) -> None:
         self.default_queue = default_queue
         self.default_exchange = default_exchange
         self.default_queue_type = default_queue_type
+        self.default_delivery_limit = default_delivery_limit
         self.queues: dict[str, Queue] = {}
         self._implicit: dict[str, Queue] = {}
         for queue in queues:
@@ -206,11 +208,13 @@ class Router:
         queue, every app queue bound to that exchange.
         """
         if route.queue is not None:
-            return route.queue.declarations(self.default_queue_type)
+            return route.queue.declarations(self.default_queue_type, self.default_delivery_limit)
         total = Declarations()
         for queue in self.queues.values():
             if any(b.exchange_obj.name == route.exchange for b in queue.all_bindings()):
-                total = total + queue.declarations(self.default_queue_type)
+                total = total + queue.declarations(
+                    self.default_queue_type, self.default_delivery_limit
+                )
         return total
 
     def declare_mode(self, queue: Queue | None, app_mode: str) -> str:

@@ -4,6 +4,10 @@ Broker fixtures are lazy: a private RabbitMQ node is started only when a test as
 ``rabbit`` or ``broker_url``, so unit tests run without one.  Set ``AMQPTASKS_TEST_URL``
 to use an existing broker instead (ctl-based helpers are then unavailable).  A broker
 that cannot be started or reached makes the requesting tests ERROR, never skip.
+
+``AMQPTASKS_TEST_BROKER=4`` runs the private node on RabbitMQ 4.x (a Debian trixie
+chroot, see ``deploy/local/rabbitmq-node``) instead of the machine's RabbitMQ; tests
+that depend on the version ask ``broker_version`` (read from the broker, never assumed).
 """
 
 from __future__ import annotations
@@ -17,16 +21,18 @@ import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pika
 import pytest
 
 from amqptasks.testing import RabbitNode
-from amqptasks.testing.node import wait_for_amqp
+from amqptasks.testing.node import BROKERS, wait_for_amqp
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
 TEST_URL_ENV = "AMQPTASKS_TEST_URL"
 KEEP_DIR_ENV = "AMQPTASKS_KEEP_NODE_DIR"
+BROKER_ENV = "AMQPTASKS_TEST_BROKER"
 HANDSHAKE_TIMEOUT = 30.0
 #: The session node's consumer timeout, in milliseconds.
 CONSUMER_TIMEOUT_MS = 60_000
@@ -86,7 +92,10 @@ def rabbit() -> Iterator[RabbitNode | ExternalBroker]:
     base_dir = Path(tempfile.mkdtemp(prefix="amqptasks-test-rabbit-", dir="/tmp"))
     # consumer_timeout of 60 s (default 30 min): tests prove delayed tasks never hold a
     # delivery long enough to trip it (issue #4).
-    node = RabbitNode(base_dir, extra_conf=CONSUMER_TIMEOUT_CONF)
+    broker = os.environ.get(BROKER_ENV) or "system"
+    if broker not in BROKERS:
+        raise pytest.UsageError(f"{BROKER_ENV} must be one of {', '.join(BROKERS)}, got {broker!r}")
+    node = RabbitNode(base_dir, extra_conf=CONSUMER_TIMEOUT_CONF, broker=broker)
     try:
         node.start()
         wait_for_amqp(node.amqp_url, timeout=HANDSHAKE_TIMEOUT)
@@ -107,6 +116,18 @@ def rabbit() -> Iterator[RabbitNode | ExternalBroker]:
 def broker_url(rabbit: RabbitNode | ExternalBroker) -> str:
     """AMQP URL of the session broker."""
     return rabbit.amqp_url
+
+
+@pytest.fixture(scope="session")
+def broker_version(broker_url: str) -> tuple[int, ...]:
+    """The session broker's RabbitMQ version, from its AMQP server properties."""
+    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
+    try:
+        version = connection._impl.server_properties.get("version", b"0")
+    finally:
+        connection.close()
+    text = version.decode() if isinstance(version, bytes) else str(version)
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
 
 
 _SLUG_RE = re.compile(r"[^a-z0-9]+")

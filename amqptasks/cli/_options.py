@@ -11,7 +11,7 @@ import click
 
 from amqptasks._appref import AppImportError, import_app
 from amqptasks.config import env_name, setting_default
-from amqptasks.exceptions import AmqptasksError, ConfigError
+from amqptasks.exceptions import AmqptasksError
 from amqptasks.logging import configure_logging, redact
 
 if TYPE_CHECKING:

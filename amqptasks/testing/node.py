@@ -36,7 +36,11 @@ from amqptasks.testing._script import (
 if TYPE_CHECKING:
     from types import TracebackType
 
+#: What ``broker=`` accepts: the machine's RabbitMQ, or RabbitMQ 4.x in a chroot.
+BROKERS: tuple[str, ...] = ("system", "4")
+
 __all__ = [
+    "BROKERS",
     "SCRIPT_ENV_VAR",
     "RabbitNode",
     "find_script",
@@ -72,6 +76,9 @@ class RabbitNode:
             Default: random, or the name previously used in ``base_dir``.
         extra_conf: Extra ``rabbitmq.conf`` lines, e.g. ``"consumer_timeout = 60000"``.
         start_timeout: Seconds to wait for the broker to boot.
+        broker: ``"system"`` for the machine's RabbitMQ, ``"4"`` for RabbitMQ 4.x from a
+            Debian trixie root filesystem under ``chroot`` (built once, needs root;
+            its deprecated features are denied as RabbitMQ 4.3 denies them).
     """
 
     def __init__(
@@ -81,7 +88,11 @@ class RabbitNode:
         name: str | None = None,
         extra_conf: str = "",
         start_timeout: float = 120.0,
+        broker: str = "system",
     ) -> None:
+        if broker not in BROKERS:
+            raise ValueError(f"broker must be one of {', '.join(BROKERS)}, got {broker!r}")
+        self.broker = broker
         self._owns_dir = base_dir is None
         self._base_dir: Path | None = None if base_dir is None else Path(base_dir).resolve()
         if name is not None and "@" not in name:
@@ -174,7 +185,7 @@ class RabbitNode:
             self._base_dir = Path(tempfile.mkdtemp(prefix="amqptasks-rabbit-", dir="/tmp"))
         self._base_dir.mkdir(parents=True, exist_ok=True)
 
-        args = ["start", "--dir", str(self._base_dir)]
+        args = ["start", "--dir", str(self._base_dir), "--broker", self.broker]
         if self._requested_name:
             args += ["--name", self._requested_name]
         if self.env:
@@ -188,11 +199,13 @@ class RabbitNode:
             conf.write_text(self.extra_conf.rstrip("\n") + "\n")
             args += ["--conf", str(conf)]
 
+        # Building the RabbitMQ 4 root filesystem the first time takes a minute or two.
         boot_timeout = max(10, int(self.start_timeout))
+        build_allowance = 600 if self.broker == "4" else 0
         try:
             proc = self._run_script(
                 *args,
-                timeout=boot_timeout + 60,
+                timeout=boot_timeout + 60 + build_allowance,
                 extra_env={"RABBITMQ_NODE_START_TIMEOUT": str(boot_timeout)},
             )
         except subprocess.TimeoutExpired as exc:

@@ -63,14 +63,25 @@ def _show(value: Any) -> str:
     return _ABSENT if value is None else repr(value)
 
 
+#: Arguments a broker fills in with its default when a declaration leaves them out:
+#: RabbitMQ 4.x reports ``x-queue-type: classic`` on every classic queue, 3.x does not.
+BROKER_DEFAULTS: Mapping[str, Any] = {"x-queue-type": "classic"}
+
+
 def argument_differences(
     wanted: Mapping[str, Any],
     live: Mapping[str, Any],
 ) -> list[tuple[str, Any, Any]]:
-    """``(argument, live value, wanted value)`` for every argument that differs."""
+    """``(argument, live value, wanted value)`` for every argument that differs.
+
+    An argument left out on one side and holding the broker's default
+    (:data:`BROKER_DEFAULTS`) on the other is the same queue, not a difference.
+    """
     keys = sorted(set(wanted) | set(live))
     return [
-        (key, live.get(key), wanted.get(key)) for key in keys if live.get(key) != wanted.get(key)
+        (key, live.get(key), wanted.get(key))
+        for key in keys
+        if live.get(key, BROKER_DEFAULTS.get(key)) != wanted.get(key, BROKER_DEFAULTS.get(key))
     ]
 
 

@@ -71,6 +71,12 @@ class Management:
         """True if the API answers with these credentials."""
         return self._get("/api/overview") is not None
 
+    def version(self) -> str | None:
+        """The broker's RabbitMQ version (``rabbitmq_version``), e.g. ``"4.0.5"``."""
+        found = self._get("/api/overview")
+        version = found.get("rabbitmq_version") if isinstance(found, dict) else None
+        return version if isinstance(version, str) else None
+
     def queue(self, name: str) -> dict[str, Any] | None:
         """The live definition of queue ``name`` (``arguments``, ``durable``, ...)."""
         found = self._get(f"/api/queues/{self._vhost()}/{urllib.parse.quote(name, safe='')}")

@@ -57,6 +57,13 @@ def _positive_number(value: object, what: str, *, integer: bool = False) -> None
         raise ConfigError(f"{what} must be > 0, got {value!r}")
 
 
+_QUORUM_PRIORITY = (
+    "{what}: quorum queues do not take max_priority (x-max-priority); RabbitMQ 4.0+ "
+    "quorum queues deliver priority 5-255 messages first without it, 3.x ignores "
+    "priorities on them; for more levels use a classic queue"
+)
+
+
 def _millis(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
@@ -195,7 +202,13 @@ class Queue:
         overflow: What happens at ``max_length``: ``drop-head``, ``reject-publish``
             or ``reject-publish-dlx``.
         expires: Seconds unused before the broker deletes the queue (``x-expires``).
-        delivery_limit: Quorum queues: deliveries before a message is dead-lettered.
+        consumer_timeout: Seconds a delivery may stay unacknowledged before the broker
+            closes the consumer's channel (``x-consumer-timeout``; RabbitMQ 3.12+,
+            older brokers ignore it and apply their node-wide ``consumer_timeout``).
+        delivery_limit: Quorum queues: returns of a message before the broker
+            dead-letters it (``x-delivery-limit``). Default: the worker's
+            ``worker_max_deliveries``, passed to :meth:`declarations`; ``False``
+            declares none (the broker's default: unlimited on 3.x, 20 on 4.x).
         single_active_consumer: Only one consumer gets messages at a time.
         dead_letter: True (default) for a DLQ named ``<name>.dlq``, a string to name
             it, or False for none.
@@ -218,7 +231,8 @@ class Queue:
     max_length: int | None = None
     overflow: Overflow | None = None
     expires: float | None = None
-    delivery_limit: int | None = None
+    consumer_timeout: float | None = None
+    delivery_limit: int | Literal[False] | None = None
     single_active_consumer: bool = False
     dead_letter: bool | str = True
     arguments: Mapping[str, Any] = field(default_factory=dict, hash=False)
@@ -253,21 +267,18 @@ class Queue:
             ):
                 raise ConfigError(f"{what}: max_priority must be 1-255, got {self.max_priority!r}")
             if self.queue_type == "quorum":
-                raise ConfigError(
-                    f"{what}: quorum queues do not support max_priority "
-                    f"(RabbitMQ 3.10); use a classic queue"
-                )
-        for attr in ("message_ttl", "expires"):
+                raise ConfigError(_QUORUM_PRIORITY.format(what=what))
+        for attr in ("message_ttl", "expires", "consumer_timeout"):
             value = getattr(self, attr)
             if value is not None:
                 _positive_number(value, f"{what} {attr} (seconds)")
         for attr in ("max_length", "delivery_limit"):
             value = getattr(self, attr)
-            if value is not None:
+            if value is not None and not (attr == "delivery_limit" and value is False):
                 _positive_number(value, f"{what} {attr}", integer=True)
         if self.overflow is not None:
             _check_choice(self.overflow, OVERFLOWS, f"{what} overflow")
-        if self.delivery_limit is not None and self.queue_type == "classic":
+        if self.delivery_limit and self.queue_type == "classic":
             raise ConfigError(f"{what}: delivery_limit needs queue_type='quorum'")
         if isinstance(self.dead_letter, str):
             check_name(self.dead_letter, f"{what} dead_letter queue name")
@@ -304,8 +315,16 @@ class Queue:
             first = (Binding(exchange, key),)
         return first + tuple(self.bindings)
 
-    def queue_arguments(self, default_type: str = "classic") -> dict[str, Any]:
-        """The ``x-*`` arguments of ``queue.declare``."""
+    def queue_arguments(
+        self, default_type: str = "classic", default_delivery_limit: int | None = None
+    ) -> dict[str, Any]:
+        """The ``x-*`` arguments of ``queue.declare``.
+
+        Args:
+            default_type: The queue type when the queue does not name one.
+            default_delivery_limit: ``x-delivery-limit`` of a quorum queue that does
+                not set ``delivery_limit`` (the app passes ``worker_max_deliveries``).
+        """
         queue_type = self.queue_type or default_type
         args: dict[str, Any] = {}
         if queue_type == "quorum":
@@ -324,19 +343,28 @@ class Queue:
             args["x-overflow"] = self.overflow
         if self.expires is not None:
             args["x-expires"] = _millis(self.expires)
-        if self.delivery_limit is not None:
-            args["x-delivery-limit"] = self.delivery_limit
+        if self.consumer_timeout is not None:
+            args["x-consumer-timeout"] = _millis(self.consumer_timeout)
+        delivery_limit = (
+            default_delivery_limit if self.delivery_limit is None else self.delivery_limit
+        )
+        if queue_type == "quorum" and delivery_limit:
+            # Always explicit: RabbitMQ 4.0 silently applies 20 to a quorum queue declared
+            # without one, 3.x none. https://www.rabbitmq.com/docs/quorum-queues#poison-message-handling
+            args["x-delivery-limit"] = delivery_limit
         if self.single_active_consumer:
             args["x-single-active-consumer"] = True
         args.update(self.arguments)
         return args
 
-    def declaration(self, default_type: str = "classic") -> QueueDeclaration:
-        """The ``queue.declare`` of the queue itself."""
+    def declaration(
+        self, default_type: str = "classic", default_delivery_limit: int | None = None
+    ) -> QueueDeclaration:
+        """The ``queue.declare`` of the queue itself (arguments as :meth:`queue_arguments`)."""
         quorum = (self.queue_type or default_type) == "quorum"
         if quorum and self.max_priority is not None:
-            raise ConfigError(f"Queue {self.name!r}: quorum queues do not support max_priority")
-        if not quorum and self.delivery_limit is not None:
+            raise ConfigError(_QUORUM_PRIORITY.format(what=f"Queue {self.name!r}"))
+        if not quorum and self.delivery_limit:
             raise ConfigError(
                 f"Queue {self.name!r}: delivery_limit needs a quorum queue "
                 f"(queue_type='quorum' or default_queue_type='quorum')"
@@ -344,16 +372,22 @@ class Queue:
         return QueueDeclaration(
             self.name,
             durable=True if quorum else self.durable,
-            arguments=self.queue_arguments(default_type),
+            arguments=self.queue_arguments(default_type, default_delivery_limit),
         )
 
-    def declarations(self, default_type: str = "classic") -> Declarations:
-        """Exchanges, the DLQ, the queue and its bindings, in declaration order."""
+    def declarations(
+        self, default_type: str = "classic", default_delivery_limit: int | None = None
+    ) -> Declarations:
+        """Exchanges, the DLQ, the queue and its bindings, in declaration order.
+
+        ``default_delivery_limit`` is the ``x-delivery-limit`` of a quorum queue that
+        does not set ``delivery_limit`` (the app passes ``worker_max_deliveries``).
+        """
         queues: list[QueueDeclaration] = []
         dlq = self.dead_letter_queue
         if dlq is not None:
             queues.append(dead_letter_declaration(dlq, self.queue_type or default_type))
-        queues.append(self.declaration(default_type))
+        queues.append(self.declaration(default_type, default_delivery_limit))
         bindings = self.all_bindings()
         exchanges = tuple(
             dict.fromkeys(b.exchange_obj for b in bindings if not b.exchange_obj.is_builtin)

@@ -21,13 +21,13 @@ from amqptasks.logging import get_logger
 from amqptasks.policies.limits import resolve_time_limits
 from amqptasks.results import states
 from amqptasks.worker.acks import AckBatcher
-from amqptasks.worker.decode import decode_delivery
 from amqptasks.worker.decisions import (
     DeadLetter,
     Decision,
     Finish,
     Requeue,
 )
+from amqptasks.worker.decode import decode_delivery
 from amqptasks.worker.execution import execute, make_request
 from amqptasks.worker.extension import Hooks, describe, hook_failed
 from amqptasks.worker.outcome import Outcome

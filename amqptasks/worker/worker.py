@@ -23,7 +23,7 @@ from amqptasks.logging import get_logger
 from amqptasks.protocol import serializers
 from amqptasks.transport import aio
 from amqptasks.transport.consumer import ConsumerLink
-from amqptasks.worker.checks import warn_about_long_time_limits
+from amqptasks.worker.checks import warn_about_consumer_timeouts
 from amqptasks.worker.extension import WorkerContext
 from amqptasks.worker.handler import DeliveryHandler
 from amqptasks.worker.loading import load_extensions
@@ -182,7 +182,9 @@ class Worker:
         # Results and dead letters; the consumer's connection below reports outages.
         self._connection = await aio.connect(url, f"{name} (publisher)", log_outages=False)
         self.consuming = await self._declare_queues()
-        await warn_about_long_time_limits(self.app, self.consuming, self.options.time_limits.hard)
+        await warn_about_consumer_timeouts(
+            self.app, self.consuming, self.options.time_limits.hard
+        )
         await self.pool.start()  # before the first delivery can arrive
         sender = Sender(
             publisher=aio.AioPublisher(
@@ -241,7 +243,7 @@ class Worker:
             try:
                 await aio.apply_declarations(
                     self._connection,
-                    queue.declarations(settings.default_queue_type),
+                    queue.declarations(settings.default_queue_type, settings.worker_max_deliveries),
                     mode,
                     management=self.app.management(),
                 )
@@ -277,7 +279,7 @@ class Worker:
         await aio.wait_connected(self._connection, settings.broker, f"declaring queue {name!r}")
         await aio.apply_declarations(
             self._connection,
-            queue.declarations(settings.default_queue_type),
+            queue.declarations(settings.default_queue_type, settings.worker_max_deliveries),
             mode,
             management=None,
         )

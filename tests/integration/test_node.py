@@ -37,7 +37,8 @@ def _roundtrip(url: str, queue: str, body: bytes) -> bytes | None:
     with pika.BlockingConnection(_params(url)) as conn:
         ch = conn.channel()
         ch.confirm_delivery()
-        ch.queue_declare(queue, durable=False, auto_delete=False)
+        # Durable: RabbitMQ 4.3 refuses transient non-exclusive queues.
+        ch.queue_declare(queue, durable=True)
         try:
             ch.basic_publish("", queue, body, mandatory=True)
             method, _props, got = ch.basic_get(queue, auto_ack=True)
@@ -60,7 +61,7 @@ def test_queue_depths_reports_ready_and_unacked(
     with pika.BlockingConnection(_params(rabbit.amqp_url)) as conn:
         ch = conn.channel()
         ch.confirm_delivery()
-        ch.queue_declare(queue)
+        ch.queue_declare(queue, durable=True)
         try:
             for i in range(3):
                 ch.basic_publish("", queue, b"m%d" % i)

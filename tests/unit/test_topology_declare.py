@@ -19,10 +19,12 @@ from amqptasks.topology.declare import (
     declaration_steps,
     mismatch_report,
 )
+from amqptasks.topology.diff import compare
 from amqptasks.topology.model import (
     BindingDeclaration,
     Declarations,
     Exchange,
+    Queue,
     QueueDeclaration,
 )
 
@@ -319,6 +321,39 @@ def test_argument_differences(
     wanted: dict[str, Any], live: dict[str, Any], expected: list[tuple[str, Any, Any]]
 ) -> None:
     assert argument_differences(wanted, live) == expected
+
+
+@pytest.mark.parametrize(
+    ("wanted", "live", "expected"),
+    [
+        # RabbitMQ 4.x reports the type of every queue; 3.x only when it was declared.
+        ({}, {"x-queue-type": "classic"}, []),
+        ({"x-queue-type": "classic"}, {}, []),
+        ({"x-max-length": 10}, {"x-queue-type": "classic", "x-max-length": 10}, []),
+        # Only the broker's default is filled in: a quorum queue is still a difference.
+        ({}, {"x-queue-type": "quorum"}, [("x-queue-type", "quorum", None)]),
+        ({"x-queue-type": "quorum"}, {}, [("x-queue-type", None, "quorum")]),
+        (
+            {"x-queue-type": "quorum"},
+            {"x-queue-type": "classic"},
+            [("x-queue-type", "classic", "quorum")],
+        ),
+    ],
+)
+def test_a_default_the_broker_fills_in_is_not_a_difference(
+    wanted: dict[str, Any], live: dict[str, Any], expected: list[tuple[str, Any, Any]]
+) -> None:
+    assert argument_differences(wanted, live) == expected
+
+
+def test_diff_of_classic_queues_as_rabbitmq_4_reports_them_is_ok() -> None:
+    wanted = Queue("work", max_priority=5).declarations()
+    live_queues = {
+        q.name: {"durable": True, "arguments": {"x-queue-type": "classic", **q.arguments}}
+        for q in wanted.queues
+    }
+    rows = compare(wanted, live_queues, None, None)
+    assert [(row.name, row.status) for row in rows] == [("work.dlq", "ok"), ("work", "ok")]
 
 
 # -- mismatch_report ------------------------------------------------------------------------

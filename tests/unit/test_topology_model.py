@@ -69,13 +69,13 @@ def test_max_priority_in_range(value: int) -> None:
 
 
 def test_max_priority_is_refused_for_quorum_queues() -> None:
-    with pytest.raises(ConfigError, match="quorum queues do not support max_priority"):
+    with pytest.raises(ConfigError, match="quorum queues do not take max_priority"):
         Queue("q", max_priority=5, queue_type="quorum")
 
 
 def test_max_priority_is_refused_when_the_app_default_is_quorum() -> None:
     queue = Queue("q", max_priority=5)
-    with pytest.raises(ConfigError, match=r"Queue 'q': quorum queues do not support max_priority"):
+    with pytest.raises(ConfigError, match=r"Queue 'q': quorum queues do not take max_priority"):
         queue.declaration("quorum")
     with pytest.raises(ConfigError, match="max_priority"):
         queue.declarations("quorum")
@@ -123,6 +123,48 @@ def test_delivery_limit_is_refused_when_the_app_default_is_classic() -> None:
     assert queue.declaration("quorum").arguments["x-delivery-limit"] == 3
     with pytest.raises(ConfigError, match="delivery_limit"):
         queue.declaration("classic")
+
+
+def test_quorum_queues_get_the_default_delivery_limit_the_app_passes() -> None:
+    # The app passes worker_max_deliveries: never RabbitMQ 4's silent 20.
+    queue = Queue("q", queue_type="quorum")
+    assert queue.declaration(default_delivery_limit=5).arguments["x-delivery-limit"] == 5
+    declarations = queue.declarations(default_delivery_limit=7)
+    assert [q.arguments.get("x-delivery-limit") for q in declarations.queues] == [None, 7]
+    assert "x-delivery-limit" not in queue.queue_arguments()
+
+
+def test_a_queue_delivery_limit_wins_over_the_default() -> None:
+    queue = Queue("q", queue_type="quorum", delivery_limit=3)
+    assert queue.queue_arguments(default_delivery_limit=5)["x-delivery-limit"] == 3
+
+
+def test_delivery_limit_false_declares_none() -> None:
+    queue = Queue("q", queue_type="quorum", delivery_limit=False)
+    assert "x-delivery-limit" not in queue.queue_arguments(default_delivery_limit=5)
+    # False on a classic queue is no contradiction: nothing is declared either way.
+    assert Queue("c", queue_type="classic", delivery_limit=False).queue_arguments() == {
+        "x-dead-letter-exchange": "",
+        "x-dead-letter-routing-key": "c.dlq",
+    }
+
+
+def test_classic_queues_get_no_default_delivery_limit() -> None:
+    queue = Queue("q")
+    assert "x-delivery-limit" not in queue.queue_arguments("classic", default_delivery_limit=5)
+    assert queue.queue_arguments("quorum", default_delivery_limit=5)["x-delivery-limit"] == 5
+
+
+def test_consumer_timeout_is_declared_in_milliseconds() -> None:
+    for queue_type in ("classic", "quorum"):
+        queue = Queue("q", queue_type=queue_type, consumer_timeout=90)  # type: ignore[arg-type]
+        assert queue.queue_arguments()["x-consumer-timeout"] == 90_000
+
+
+@pytest.mark.parametrize("value", [0, -1, "60", True])
+def test_consumer_timeout_must_be_positive_seconds(value: object) -> None:
+    with pytest.raises(ConfigError, match=r"Queue 'q' consumer_timeout \(seconds\) must be"):
+        Queue("q", consumer_timeout=value)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
