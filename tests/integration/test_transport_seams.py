@@ -127,7 +127,7 @@ def two_queues(amqp: BlockingChannel, unique_name: Callable[[str], str]) -> Iter
     """A task queue and a control (pidbox-like) queue, deleted afterwards."""
     names = [unique_name("tasks"), unique_name("pidbox")]
     for name in names:
-        amqp.queue_declare(name, durable=False)
+        amqp.queue_declare(name, durable=True)  # RabbitMQ 4 denies transient non-exclusive queues
     yield names
     if amqp.is_open:
         for name in names:
