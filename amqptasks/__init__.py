@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from amqptasks import signals
 from amqptasks.app import App
+from amqptasks.beat import at, crontab, every, periodic
 from amqptasks.config import BrokerURL, Settings
 from amqptasks.exceptions import (
     AccessRefused,
@@ -83,6 +84,10 @@ __all__ = [
     "Worker",
     "WorkerLost",
     "__version__",
+    "at",
+    "crontab",
+    "every",
+    "periodic",
     "signals",
     "states",
 ]
