@@ -59,7 +59,7 @@ async def change_entry(app: App, op: str, name: str, entry: Entry | None = None)
         channel = await connection.channel(publisher_confirms=True)
         await history.declare(channel, names)
         if op != "add" and name not in code:
-            changes = await _read_changes(connection, names, Changes(code={}))
+            changes = await _read_changes(connection, names, Changes(code={}), utcnow())
             if name not in changes.runtime:
                 raise ConfigError(f"no periodic entry named {name!r}")
         fields: dict[str, Any] = {"entry": entry.to_dict()} if entry is not None else {}
@@ -106,32 +106,35 @@ async def status(app: App, now: dt.datetime | None = None) -> Status:
         await history.declare(channel, names)
         leader_queue = await channel.declare_queue(names.leader, passive=True)
         processes = leader_queue.declaration_result.consumer_count or 0
-        changes = await _read_changes(connection, names, Changes(code=code))
+        changes = await _read_changes(connection, names, Changes(code=code), now)
         last: dict[str, tuple[dt.datetime, str]] = {}
         leader: tuple[dt.datetime, str] | None = None
 
-        def visit(headers: dict[str, Any]) -> None:
+        def visit(headers: dict[str, Any]) -> dt.datetime | None:
             nonlocal leader
             at = history.parse_iso(headers.get(history.HEADER_AT))
             if at is None:
-                return
+                return None
             kind = history.text(headers.get(history.HEADER_KIND))
             if kind is not None:
                 node = history.text(headers.get(history.HEADER_LEADER)) or "?"
                 if leader is None or at >= leader[0]:
                     leader = (at, node)
-                return
+                return at
             entry, task_id = (
                 history.text(headers.get(history.HEADER_ENTRY)),
                 history.text(headers.get("id")),
             )
             if entry and task_id and (entry not in last or at >= last[entry][0]):
                 last[entry] = (at, task_id)
+            return None  # an occurrence's instant says nothing of when it was written
 
         start = now - dt.timedelta(seconds=settings.beat_catch_up_window)
         reader = await connection.channel()
         await reader.set_qos(prefetch_count=history.STREAM_PREFETCH)
-        await _drain(reader, names.history, start, lambda m: visit(dict(m.headers or {})))
+        await _drain(
+            reader, names.history, start, lambda m: visit(dict(m.headers or {})), until=now
+        )
     finally:
         await connection.close()
     rows = []
@@ -161,18 +164,25 @@ async def status(app: App, now: dt.datetime | None = None) -> Status:
 
 
 async def _read_changes(
-    connection: aio_pika.abc.AbstractRobustConnection, names: Names, changes: Changes
+    connection: aio_pika.abc.AbstractRobustConnection,
+    names: Names,
+    changes: Changes,
+    until: dt.datetime,
 ) -> Changes:
     reader = await connection.channel()
     await reader.set_qos(prefetch_count=history.STREAM_PREFETCH)
 
-    def visit(message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        with contextlib.suppress(ValueError):
+    def visit(message: aio_pika.abc.AbstractIncomingMessage) -> dt.datetime | None:
+        try:
             record = json.loads(message.body)
-            if isinstance(record, dict):
-                changes.apply(record)
+        except ValueError:
+            return None
+        if not isinstance(record, dict):
+            return None
+        changes.apply(record)
+        return history.parse_iso(record.get("at"))
 
-    await _drain(reader, names.entries, "first", visit)
+    await _drain(reader, names.entries, "first", visit, until=until)
     return changes
 
 
@@ -181,19 +191,29 @@ async def _drain(
     queue: str,
     offset: str | dt.datetime,
     visit: Any,
+    until: dt.datetime,
 ) -> None:
-    """Read stream ``queue`` from ``offset`` until it stays quiet for :data:`IDLE` seconds."""
+    """Read stream ``queue`` from ``offset`` up to a record stamped ``until`` or later
+    (a running leader writes one every tick), or until it stays quiet for :data:`IDLE` s.
+
+    ``visit`` is called with each message and returns the record's instant (or None).
+    """
     stream = await channel.get_queue(queue, ensure=False)
     arrived = asyncio.Event()
+    reached = asyncio.Event()
 
     async def on_message(message: aio_pika.abc.AbstractIncomingMessage) -> None:
         await message.ack()
-        visit(message)
+        if reached.is_set():
+            return
+        stamp = visit(message)
         arrived.set()
+        if stamp is not None and stamp >= until:
+            reached.set()
 
     tag = await stream.consume(on_message, arguments={"x-stream-offset": offset})
     try:
-        while True:
+        while not reached.is_set():
             arrived.clear()
             try:
                 await asyncio.wait_for(arrived.wait(), IDLE)

@@ -183,10 +183,11 @@ class _Leader:
         log.info("beat leads", node=beat.node_name, entries=len(self.changes.all()))
         beat.leading.set()
         now = utcnow()
+        # From here on, changes go straight into the plan (no await in between).
+        self._live = True
         missed = self.plan.take_over(self._active(), record, now)
         await self._send(missed, now)
         await self._send_triggers(record, now)
-        self._live = True
         last_tick = now
         while self.leadership.leading and not beat._stopping.is_set():
             now = utcnow()
@@ -376,7 +377,12 @@ class _Leader:
         self.beat.sent_count += 1
         if self.beat.record_lateness:
             self.beat.lateness.append((utcnow() - occurrence.instant).total_seconds())
-        log.debug("beat sent", entry=entry.name, task_id=occurrence.task_id)
+        log.debug(
+            "beat sent",
+            entry=entry.name,
+            at=history.iso(occurrence.instant),
+            task_id=occurrence.task_id,
+        )
 
     async def _ensure(self, call: Any) -> None:
         """Declare the call's destination once; bind the history to a named exchange."""
