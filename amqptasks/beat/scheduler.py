@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import aio_pika
 
-from amqptasks._client import destinations, producer_mismatch
+from amqptasks._client import destination_keys, destinations, producer_mismatch
 from amqptasks.beat import history
 from amqptasks.beat.changes import Changes, Trigger
 from amqptasks.beat.entries import code_entries, trigger_id, with_defaults
@@ -33,7 +33,7 @@ from amqptasks.beat.leader import Leadership
 from amqptasks.beat.plan import Occurrence, Plan, Record
 from amqptasks.exceptions import AmqptasksError, TopologyMismatch
 from amqptasks.logging import get_logger
-from amqptasks.publishing import prepare_call
+from amqptasks.publishing import PreparedCall, prepare_call
 from amqptasks.transport import aio
 
 if TYPE_CHECKING:
@@ -384,9 +384,13 @@ class _Leader:
             task_id=occurrence.task_id,
         )
 
-    async def _ensure(self, call: Any) -> None:
+    async def _ensure(self, call: PreparedCall) -> None:
         """Declare the call's destination once; bind the history to a named exchange."""
-        for target in destinations(self.app.router, self.settings, call):
+        if self._declared.issuperset(destination_keys(self.settings, call)):
+            targets = []
+        else:
+            targets = destinations(self.app.router, self.settings, call)
+        for target in targets:
             if target.key in self._declared:
                 continue
             try:
