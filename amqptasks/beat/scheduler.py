@@ -20,7 +20,7 @@ import datetime as dt
 import json
 import os
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aio_pika
 
@@ -37,10 +37,14 @@ from amqptasks.publishing import PreparedCall, prepare_call
 from amqptasks.transport import aio
 
 if TYPE_CHECKING:
+    from collections.abc import Coroutine
+
     from amqptasks.app import App
     from amqptasks.beat.entries import Entry
 
 __all__ = ["Beat"]
+
+T = TypeVar("T")
 
 log = get_logger(__name__)
 
@@ -100,6 +104,9 @@ class Beat:
                 await self._session()
             except (AmqptasksError, aio_pika.exceptions.AMQPException, ConnectionError) as exc:
                 log.warning("beat lost the broker; retrying", error=f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # a beat must not die quietly inside a worker
+                log.error("beat failed; retrying", error=f"{type(exc).__name__}: {exc}")
+                log.debug("beat failure", exc_info=True)
             self.leading.clear()
             if not self._stopping.is_set():
                 with contextlib.suppress(asyncio.TimeoutError):
@@ -176,10 +183,12 @@ class _Leader:
         reader = await self.connection.channel()
         await reader.set_qos(prefetch_count=history.STREAM_PREFETCH)
         # Replay the runtime changes up to our marker, then keep following them.
-        await history.read_stream(
-            reader, self.names.entries, "first", self._on_change(nonce), keep=True
+        await self._unless_lost(
+            history.read_stream(
+                reader, self.names.entries, "first", self._on_change(nonce), keep=True
+            )
         )
-        record = await self._read_history(reader, nonce, now)
+        record = await self._unless_lost(self._read_history(reader, nonce, now))
         log.info("beat leads", node=beat.node_name, entries=len(self.changes.all()))
         beat.leading.set()
         now = utcnow()
@@ -201,6 +210,20 @@ class _Leader:
                 last_tick = now
             await self._sleep(now, last_tick)
         log.info("beat stops leading", node=beat.node_name)
+
+    async def _unless_lost(self, work: Coroutine[Any, Any, T]) -> T:
+        """Await ``work``, or raise ConnectionError if the connection closes first
+        (a stream read would otherwise wait for ever)."""
+        task = asyncio.ensure_future(work)
+        lost = asyncio.ensure_future(self.leadership.lost.wait())
+        try:
+            await asyncio.wait([task, lost], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            lost.cancel()
+        if not task.done():
+            task.cancel()
+            raise ConnectionError("the connection closed while reading the beat's record")
+        return task.result()
 
     def _active(self) -> list[tuple[Entry, dt.datetime | None]]:
         return [(with_defaults(e, self.settings), since) for e, since in self.changes.active()]
