@@ -209,6 +209,25 @@ class App:
             module = self.main
         return f"{module}.{func.__name__}"
 
+    def add_periodic_task(
+        self, schedule: object, sig: object, name: str | None = None, **options: Any
+    ) -> str:
+        """Send ``sig`` (a task, its name, or a signature) on ``schedule``, as Celery's.
+
+        Options: ``args``, ``kwargs``, ``options`` and any ``apply_async`` option
+        (``queue``, ``priority``, ``expires``, ...), ``timezone``, ``catch_up``,
+        ``catch_up_window``. See docs/periodic-tasks.md.
+
+        Returns:
+            The entry's name.
+
+        Example:
+            >>> app.add_periodic_task(crontab(minute=0, hour=3), "proj.nightly", name="nightly")
+        """
+        from amqptasks.beat.entries import add_code_entry
+
+        return add_code_entry(self, schedule, sig, name=name, **options).name
+
     # -- sending ----------------------------------------------------------------------------
 
     def _prepare(self, options: dict[str, Any], reply_to: str) -> PreparedCall:

@@ -7,6 +7,7 @@ import sys
 import click
 
 from amqptasks import __version__
+from amqptasks.cli.beat import beat
 from amqptasks.cli.call import call
 from amqptasks.cli.dlq import delays, dlq
 from amqptasks.cli.topology import topology
@@ -24,6 +25,7 @@ cli.add_command(call)
 cli.add_command(topology)
 cli.add_command(dlq)
 cli.add_command(delays)
+cli.add_command(beat)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from amqptasks.config.beat import BeatSettings
 from amqptasks.config.broker import BrokerSettings
 from amqptasks.config.content import ContentSettings
 from amqptasks.config.publishing import PublishSettings
@@ -41,6 +42,7 @@ class Settings(
     TaskSettings,
     ResultSettings,
     WorkerSettings,
+    BeatSettings,
 ):
     """Every App setting, with its default. See docs/configuration.md.
 

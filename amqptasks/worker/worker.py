@@ -182,9 +182,7 @@ class Worker:
         # Results and dead letters; the consumer's connection below reports outages.
         self._connection = await aio.connect(url, f"{name} (publisher)", log_outages=False)
         self.consuming = await self._declare_queues()
-        await warn_about_consumer_timeouts(
-            self.app, self.consuming, self.options.time_limits.hard
-        )
+        await warn_about_consumer_timeouts(self.app, self.consuming, self.options.time_limits.hard)
         await self.pool.start()  # before the first delivery can arrive
         sender = Sender(
             publisher=aio.AioPublisher(

@@ -10,6 +10,7 @@ import pytest
 
 from amqptasks import App
 from amqptasks.config import Settings, SettingsGroup, env_name, setting_default
+from amqptasks.config.beat import BeatSettings
 from amqptasks.config.broker import BrokerSettings
 from amqptasks.config.content import ContentSettings
 from amqptasks.config.publishing import PublishSettings
@@ -30,6 +31,7 @@ GROUPS = (
     TaskSettings,
     ResultSettings,
     WorkerSettings,
+    BeatSettings,
 )
 
 
