@@ -120,11 +120,7 @@ class App:
         that deliver delayed messages (countdown, eta, retries) to these queues.
         """
         settings = self._settings
-        names = (
-            list(queues)
-            if queues is not None
-            else list(self._router.queues) or [settings.default_queue]
-        )
+        names = list(queues) if queues is not None else self.queue_names()
         total = Declarations()
         for name in names:
             total = total + self._router.queue(name).declarations(settings.default_queue_type)
@@ -139,6 +135,22 @@ class App:
         return total
 
     # -- tasks ------------------------------------------------------------------------------
+
+    def queue_names(self) -> list[str]:
+        """Every queue the app would use: those it defines, then those its tasks name.
+
+        A task's queue is its ``queue=`` option or where its route sends it
+        (``@app.task(queue="mail")`` needs no ``Queue("mail")``); tasks routed
+        only per call by a router function are not known until they are sent.
+        """
+        names = dict.fromkeys(self._router.queues)
+        for name in self.tasks:
+            task = self.tasks.get(name)
+            with contextlib.suppress(Exception):  # a router function needing the call
+                route = self._router.resolve(name, task_queue=task.queue)
+                if route.queue is not None:
+                    names.setdefault(route.queue.name)
+        return list(names) or [self._settings.default_queue]
 
     @overload
     def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
