@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import pytest
 from click.testing import CliRunner
 
 from amqptasks import App, Queue
@@ -12,6 +11,8 @@ from amqptasks.cli import cli
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    import pytest
 
 
 def make_app() -> App:
