@@ -9,7 +9,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, TypeVar, overload
 
-from amqptasks import signals
+from amqptasks import eager, signals
 from amqptasks._client import AioClient, SyncClient
 from amqptasks._retrypublish import PublishRetryPolicy
 from amqptasks.config import Settings, settings_from_object
@@ -73,6 +73,7 @@ class App:
         )
         self._lock = threading.Lock()
         self._batch = threading.local()
+        self._eager_results = eager.EagerStore()
 
     def __repr__(self) -> str:
         return f"<App {self.main} broker={self._settings.broker.redacted()}>"
@@ -258,7 +259,13 @@ class App:
             task_name=str(call.message.headers["task"]),
         )
 
+    def _apply_eagerly(self, options: dict[str, Any]) -> AsyncResult:
+        """``task_always_eager``: run the call here, as a worker would (see amqptasks.eager)."""
+        return eager.apply(self._settings, self._router, self.tasks, self._eager_results, options)
+
     def _send(self, options: dict[str, Any]) -> AsyncResult:
+        if eager.is_eager(self._settings, self.tasks, options):
+            return self._apply_eagerly(options)
         policy = PublishRetryPolicy.resolve(
             self._settings, options.pop("retry", None), options.pop("retry_policy", None)
         )
@@ -281,6 +288,8 @@ class App:
         return self._result(call)
 
     async def _asend(self, options: dict[str, Any]) -> AsyncResult:
+        if eager.is_eager(self._settings, self.tasks, options):
+            return self._apply_eagerly(options)
         policy = PublishRetryPolicy.resolve(
             self._settings, options.pop("retry", None), options.pop("retry_policy", None)
         )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from amqptasks.config.broker import BrokerSettings
 from amqptasks.config.content import ContentSettings
+from amqptasks.config.eager import EagerSettings
 from amqptasks.config.publishing import PublishSettings
 from amqptasks.config.results import ResultSettings
 from amqptasks.config.tasks import TaskSettings
@@ -41,6 +42,7 @@ class Settings(
     TaskSettings,
     ResultSettings,
     WorkerSettings,
+    EagerSettings,
 ):
     """Every App setting, with its default. See docs/configuration.md.
 
