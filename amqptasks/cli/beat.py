@@ -13,7 +13,7 @@ from amqptasks.beat.control import change_entry, status
 from amqptasks.beat.entries import Entry
 from amqptasks.beat.scheduler import Beat
 from amqptasks.beat.schedules import at, cron, every, get_zone
-from amqptasks.cli._options import shared_options
+from amqptasks.cli._options import group_options, need_app
 from amqptasks.cli.call import _json_option
 from amqptasks.config import CATCH_UP_POLICIES
 from amqptasks.exceptions import AmqptasksError, ConfigError
@@ -33,15 +33,16 @@ async def _run(beat: Beat) -> None:
 
 
 @click.group(invoke_without_command=True)
-@shared_options
+@group_options
 @click.option("-n", "--node-name", default=None, help="Name in the history (beat@host:pid).")
 @click.pass_context
-def beat(ctx: click.Context, app: App, node_name: str | None) -> None:
+def beat(ctx: click.Context, app: App | None, node_name: str | None) -> None:
     """Run a beat (any number may run: the broker elects the one that sends), or
     change and show the schedule with a subcommand: amqptasks beat -A proj:app status."""
     ctx.obj = app
     if ctx.invoked_subcommand is not None:
         return
+    app = need_app(app)
     runner = Beat(app, node_name=node_name)
     entries = runner.code_entries()
     click.echo(
@@ -55,9 +56,9 @@ def beat(ctx: click.Context, app: App, node_name: str | None) -> None:
     asyncio.run(_run(runner))
 
 
-def _change(app: App, op: str, name: str, entry: Entry | None = None) -> None:
+def _change(app: App | None, op: str, name: str, entry: Entry | None = None) -> None:
     try:
-        asyncio.run(change_entry(app, op, name, entry))
+        asyncio.run(change_entry(need_app(app), op, name, entry))
     except AmqptasksError as exc:
         raise click.ClickException(redact(f"{type(exc).__name__}: {exc}")) from exc
     click.echo(f"{op} {name}: recorded")
@@ -79,7 +80,7 @@ def _change(app: App, op: str, name: str, entry: Entry | None = None) -> None:
 @click.option("--catch-up-window", type=click.FloatRange(min=0, min_open=True), default=None)
 @click.pass_obj
 def add(
-    app: App,
+    app: App | None,
     name: str,
     task_name: str,
     cron_expr: str | None,
@@ -95,6 +96,7 @@ def add(
     catch_up_window: float | None,
 ) -> None:
     """Add (or replace) runtime entry NAME; the leader picks it up within moments."""
+    app = need_app(app)
     given = [value for value in (cron_expr, seconds, when) if value is not None]
     if len(given) != 1:
         raise click.UsageError("give exactly one of --cron, --every and --at")
@@ -130,7 +132,7 @@ def add(
 def _simple(op: str, help_text: str) -> click.Command:
     @click.argument("name")
     @click.pass_obj
-    def command(app: App, name: str) -> None:
+    def command(app: App | None, name: str) -> None:
         _change(app, op, name)
 
     command.__doc__ = help_text
@@ -151,11 +153,11 @@ def _when(instant: dt.datetime | None, zone: str) -> str:
 
 @beat.command(name="status")
 @click.pass_obj
-def status_command(app: App) -> None:
+def status_command(app: App | None) -> None:
     """Show every entry: schedule, last sent occurrence and task id, next one, paused; and
     which process leads."""
     try:
-        found = asyncio.run(status(app))
+        found = asyncio.run(status(need_app(app)))
     except AmqptasksError as exc:
         raise click.ClickException(redact(f"{type(exc).__name__}: {exc}")) from exc
     leader = (

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from amqptasks.config.beat import BeatSettings
 from amqptasks.config.broker import BrokerSettings
 from amqptasks.config.content import ContentSettings
+from amqptasks.config.eager import EagerSettings
 from amqptasks.config.publishing import PublishSettings
 from amqptasks.config.results import ResultSettings
 from amqptasks.config.tasks import TaskSettings
@@ -43,6 +44,7 @@ class Settings(
     ResultSettings,
     WorkerSettings,
     BeatSettings,
+    EagerSettings,
 ):
     """Every App setting, with its default. See docs/configuration.md.
 

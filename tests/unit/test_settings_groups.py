@@ -13,6 +13,7 @@ from amqptasks.config import Settings, SettingsGroup, env_name, setting_default
 from amqptasks.config.beat import BeatSettings
 from amqptasks.config.broker import BrokerSettings
 from amqptasks.config.content import ContentSettings
+from amqptasks.config.eager import EagerSettings
 from amqptasks.config.publishing import PublishSettings
 from amqptasks.config.results import ResultSettings
 from amqptasks.config.tasks import TaskSettings
@@ -32,6 +33,7 @@ GROUPS = (
     ResultSettings,
     WorkerSettings,
     BeatSettings,
+    EagerSettings,
 )
 
 
