@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from amqptasks import signals
 from amqptasks.app import App
+from amqptasks.beat import at, crontab, every, periodic
 from amqptasks.canvas import Signature, chain, chord, group, signature
 from amqptasks.config import BrokerURL, Settings
 from amqptasks.exceptions import (
@@ -89,9 +90,13 @@ __all__ = [
     "Worker",
     "WorkerLost",
     "__version__",
+    "at",
     "chain",
     "chord",
+    "crontab",
+    "every",
     "group",
+    "periodic",
     "signals",
     "signature",
     "states",

@@ -9,7 +9,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, TypeVar, overload
 
-from amqptasks import signals
+from amqptasks import eager, signals
 from amqptasks._client import AioClient, SyncClient
 from amqptasks._retrypublish import PublishRetryPolicy
 from amqptasks.config import Settings, settings_from_object
@@ -73,6 +73,7 @@ class App:
         )
         self._lock = threading.Lock()
         self._batch = threading.local()
+        self._eager_results = eager.EagerStore()
 
     def __repr__(self) -> str:
         return f"<App {self.main} broker={self._settings.broker.redacted()}>"
@@ -121,11 +122,7 @@ class App:
         that deliver delayed messages (countdown, eta, retries) to these queues.
         """
         settings = self._settings
-        names = (
-            list(queues)
-            if queues is not None
-            else list(self._router.queues) or [settings.default_queue]
-        )
+        names = list(queues) if queues is not None else self.queue_names()
         total = Declarations()
         for name in names:
             total = total + self._router.queue(name).declarations(
@@ -142,6 +139,22 @@ class App:
         return total
 
     # -- tasks ------------------------------------------------------------------------------
+
+    def queue_names(self) -> list[str]:
+        """Every queue the app would use: those it defines, then those its tasks name.
+
+        A task's queue is its ``queue=`` option or where its route sends it
+        (``@app.task(queue="mail")`` needs no ``Queue("mail")``); tasks routed
+        only per call by a router function are not known until they are sent.
+        """
+        names = dict.fromkeys(self._router.queues)
+        for name in self.tasks:
+            task = self.tasks.get(name)
+            with contextlib.suppress(Exception):  # a router function needing the call
+                route = self._router.resolve(name, task_queue=task.queue)
+                if route.queue is not None:
+                    names.setdefault(route.queue.name)
+        return list(names) or [self._settings.default_queue]
 
     @overload
     def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
@@ -209,6 +222,25 @@ class App:
             module = self.main
         return f"{module}.{func.__name__}"
 
+    def add_periodic_task(
+        self, schedule: object, sig: object, name: str | None = None, **options: Any
+    ) -> str:
+        """Send ``sig`` (a task, its name, or a signature) on ``schedule``, as Celery's.
+
+        Options: ``args``, ``kwargs``, ``options`` and any ``apply_async`` option
+        (``queue``, ``priority``, ``expires``, ...), ``timezone``, ``catch_up``,
+        ``catch_up_window``. See docs/periodic-tasks.md.
+
+        Returns:
+            The entry's name.
+
+        Example:
+            >>> app.add_periodic_task(crontab(minute=0, hour=3), "proj.nightly", name="nightly")
+        """
+        from amqptasks.beat.entries import add_code_entry
+
+        return add_code_entry(self, schedule, sig, name=name, **options).name
+
     # -- sending ----------------------------------------------------------------------------
 
     def _prepare(self, options: dict[str, Any], reply_to: str) -> PreparedCall:
@@ -249,7 +281,13 @@ class App:
             task_name=str(call.message.headers["task"]),
         )
 
+    def _apply_eagerly(self, options: dict[str, Any]) -> AsyncResult:
+        """``task_always_eager``: run the call here, as a worker would (see amqptasks.eager)."""
+        return eager.apply(self._settings, self._router, self.tasks, self._eager_results, options)
+
     def _send(self, options: dict[str, Any]) -> AsyncResult:
+        if eager.is_eager(self._settings, self.tasks, options):
+            return self._apply_eagerly(options)
         policy = PublishRetryPolicy.resolve(
             self._settings, options.pop("retry", None), options.pop("retry_policy", None)
         )
@@ -272,6 +310,8 @@ class App:
         return self._result(call)
 
     async def _asend(self, options: dict[str, Any]) -> AsyncResult:
+        if eager.is_eager(self._settings, self.tasks, options):
+            return self._apply_eagerly(options)
         policy = PublishRetryPolicy.resolve(
             self._settings, options.pop("retry", None), options.pop("retry_policy", None)
         )

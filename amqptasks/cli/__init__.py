@@ -7,7 +7,10 @@ import sys
 import click
 
 from amqptasks import __version__
+from amqptasks.cli._options import app_option, broker_option
+from amqptasks.cli.beat import beat
 from amqptasks.cli.call import call
+from amqptasks.cli.dev_node import dev_node
 from amqptasks.cli.dlq import delays, dlq
 from amqptasks.cli.topology import topology
 from amqptasks.cli.worker import worker
@@ -15,8 +18,14 @@ from amqptasks.cli.worker import worker
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="amqptasks")
-def cli() -> None:
-    """amqptasks: RabbitMQ-first background tasks."""
+@app_option
+@broker_option
+def cli(app_path: str | None, broker_url: str | None) -> None:
+    """amqptasks: RabbitMQ-first background tasks.
+
+    -A/--app and -b/--broker-url may be given before the command, as with Celery
+    (amqptasks -A proj:app worker), or after it.
+    """
 
 
 cli.add_command(worker)
@@ -24,6 +33,8 @@ cli.add_command(call)
 cli.add_command(topology)
 cli.add_command(dlq)
 cli.add_command(delays)
+cli.add_command(beat)
+cli.add_command(dev_node)
 
 
 def main() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -43,23 +44,66 @@ def load_app(path: str) -> App:
         raise click.UsageError(redact(str(exc))) from exc
 
 
-def shared_options(func: F) -> F:
-    """Add -A/--app, --broker-url, -l/--loglevel and --log-format to a command."""
+#: Libraries whose connection-error logs repeat what amqptasks says in one line.
+_CHATTY_LIBRARIES = ("pika", "aiormq", "aio_pika")
 
-    @click.option(
-        "-A",
-        "--app",
-        "app_path",
-        envvar="AMQPTASKS_APP",
-        required=True,
-        help="The app, as module:attribute (env AMQPTASKS_APP).",
-    )
-    @click.option(
-        "--broker-url",
-        envvar="AMQPTASKS_BROKER_URL",
-        default=None,
-        help="Override the broker URL (env AMQPTASKS_BROKER_URL).",
-    )
+#: -A/--app and -b/--broker-url may come before the command too, as Celery spells it:
+#: ``amqptasks -A proj:app worker``.
+app_option = click.option(
+    "-A",
+    "--app",
+    "app_path",
+    envvar="AMQPTASKS_APP",
+    default=None,
+    help="The app, as module:attribute or module (env AMQPTASKS_APP).",
+)
+broker_option = click.option(
+    "-b",
+    "--broker-url",
+    envvar="AMQPTASKS_BROKER_URL",
+    default=None,
+    help="Override the broker URL (env AMQPTASKS_BROKER_URL).",
+)
+
+_MISSING_APP = (
+    "Missing option '-A' / '--app': name the app as -A MODULE:ATTRIBUTE (e.g. -A proj:app), "
+    "before or after the command, or set AMQPTASKS_APP"
+)
+
+
+def _from_root(ctx: click.Context, name: str) -> Any:
+    """``name`` as given to this command, else as given before it (``amqptasks -A x cmd``)."""
+    source = ctx.get_parameter_source(name)
+    given = ctx.params.get(name)
+    if given is not None and source is click.core.ParameterSource.COMMANDLINE:
+        return given
+    root = ctx.find_root()
+    if root is not ctx and root.params.get(name) is not None:
+        return root.params[name]
+    return given
+
+
+def quiet_libraries(loglevel: str) -> None:
+    """Below debug, hide pika's and aiormq's own connection-error logs.
+
+    They log each failed step of a connection attempt (about 28 lines when no
+    broker listens); amqptasks turns the failure into one line saying what to do.
+    """
+    if loglevel.lower() != "debug":
+        for name in _CHATTY_LIBRARIES:
+            logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+
+
+def shared_options(func: F, *, app_required: bool = True) -> F:
+    """Add -A/--app, -b/--broker-url, -l/--loglevel and --log-format to a command.
+
+    -A and -b may also be given before the command (``amqptasks -A proj:app worker``);
+    given after it, they win. Without ``app_required`` (a group whose subcommands
+    print their own ``--help``), a missing -A passes ``app=None``.
+    """
+
+    @app_option
+    @broker_option
     @click.option(
         "-l",
         "--loglevel",
@@ -78,13 +122,23 @@ def shared_options(func: F) -> F:
     @functools.wraps(func)
     def wrapper(
         *args: Any,
-        app_path: str,
+        app_path: str | None,
         broker_url: str | None,
         loglevel: str,
         log_format: str,
         **kwargs: Any,
     ) -> Any:
         configure_logging(loglevel, "json" if log_format == "json" else "console")
+        quiet_libraries(loglevel)
+        ctx = click.get_current_context()
+        app_path = _from_root(ctx, "app_path")
+        broker_url = _from_root(ctx, "broker_url")
+        if not app_path:
+            if app_required:
+                raise click.UsageError(_MISSING_APP)
+            return func(*args, app=None, **kwargs)
+        # Worker processes of a supervisor get these as parsed here.
+        ctx.params.update(app_path=app_path, broker_url=broker_url)
         if broker_url:
             os.environ["AMQPTASKS_BROKER_URL"] = broker_url
         try:
@@ -94,3 +148,15 @@ def shared_options(func: F) -> F:
             raise click.ClickException(redact(f"{type(exc).__name__}: {exc}")) from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+def group_options(func: F) -> F:
+    """:func:`shared_options` for a group: -A may be left out until it is needed."""
+    return shared_options(func, app_required=False)
+
+
+def need_app(app: App | None) -> App:
+    """The app a subcommand needs, or the usage error that says how to name it."""
+    if app is None:
+        raise click.UsageError(_MISSING_APP)
+    return app

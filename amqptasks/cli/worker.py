@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from amqptasks import __version__, signals
+from amqptasks.beat.extension import BeatExtension
 from amqptasks.cli._options import setting_help, shared_options
 from amqptasks.config import WORKER_POOLS
 from amqptasks.exceptions import ConfigError
@@ -309,6 +310,14 @@ async def _run_supervised(runner: Worker, launch: ChildLaunch) -> int:
     help="A worker extension to load (an Extension subclass or instance), after those of "
     "the worker_extensions setting; repeat for several (env AMQPTASKS_WORKER_EXTENSIONS).",
 )
+@click.option(
+    "-B",
+    "--beat",
+    is_flag=True,
+    default=False,
+    help="Also run a beat in this worker (periodic tasks; any number of beats may run, "
+    "one sends: see docs/periodic-tasks.md).",
+)
 @click.option("--supervised", default=None, hidden=True)
 def worker(
     app: App,
@@ -327,6 +336,7 @@ def worker(
     pidfile: Path | None,
     workers: int | None,
     extensions: tuple[str, ...],
+    beat: bool,
     supervised: str | None,
 ) -> None:
     """Consume QUEUES and run their tasks until SIGTERM (warm) or a second signal (cold).
@@ -365,7 +375,7 @@ def worker(
         max_memory_per_child=max_memory_per_child,
         time_limit=time_limit,
         soft_time_limit=soft_time_limit,
-        extensions=extensions,
+        extensions=(*extensions, *([BeatExtension()] if beat else [])),
     )
     if launch is None and count > 1:
         sys.exit(_supervise(ctx, count, hostname, logfile, pidfile))

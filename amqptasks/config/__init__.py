@@ -1,12 +1,13 @@
 """Settings and the broker URL, validated early with errors that say what to fix.
 
 One settings group per capability (``broker``, ``topology``, ``publishing``,
-``content``, ``tasks``, ``results``, ``worker``), composed into :class:`Settings`.
+``content``, ``tasks``, ``results``, ``worker``, ``beat``), composed into :class:`Settings`.
 """
 
 from __future__ import annotations
 
 from amqptasks.config._group import SettingsGroup
+from amqptasks.config.beat import CATCH_UP_POLICIES
 from amqptasks.config.broker import URL_PARAMETERS, BrokerURL
 from amqptasks.config.settings import (
     ENV_PREFIX,
@@ -18,6 +19,7 @@ from amqptasks.config.settings import (
 from amqptasks.config.worker import WORKER_POOLS
 
 __all__ = [
+    "CATCH_UP_POLICIES",
     "ENV_PREFIX",
     "URL_PARAMETERS",
     "WORKER_POOLS",

@@ -8,7 +8,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from amqptasks import constants
 from amqptasks.config._group import SettingsGroup
-from amqptasks.config._parse import non_negative_int, optional_str, positive_float
+from amqptasks.config._parse import non_negative_int, optional_str, parse_bool, positive_float
 from amqptasks.exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -143,15 +143,27 @@ class BrokerSettings(SettingsGroup):
     #: The broker's ``consumer_timeout`` in seconds, when the management API cannot
     #: tell (0: the broker has none). Only used to warn about longer time limits.
     broker_consumer_timeout: float = constants.DEFAULT_BROKER_CONSUMER_TIMEOUT
+    #: A worker that cannot reach the broker when it starts keeps trying (as
+    #: Celery's setting of that name); False: it exits with the error at once.
+    broker_connection_retry_on_startup: bool = True
+    #: Connection attempts a starting worker makes before giving up (0: forever).
+    broker_connection_max_retries: int = 100
 
     ENV_PARSERS: ClassVar[Mapping[str, Callable[[str], Any]]] = {
         "management_url": optional_str,
         "broker_consumer_timeout": float,
+        "broker_connection_retry_on_startup": parse_bool,
+        "broker_connection_max_retries": non_negative_int,
     }
 
     def check(self) -> None:
         """The URL parses; the consumer timeout is a number of seconds >= 0."""
         BrokerURL.parse(self.broker_url)
+        retries = self.broker_connection_max_retries
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ConfigError(
+                f"broker_connection_max_retries must be an int >= 0 (0: forever), got {retries!r}"
+            )
         value = self.broker_consumer_timeout
         if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
             raise ConfigError(

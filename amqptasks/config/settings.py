@@ -17,8 +17,10 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from amqptasks.config.beat import BeatSettings
 from amqptasks.config.broker import BrokerSettings
 from amqptasks.config.content import ContentSettings
+from amqptasks.config.eager import EagerSettings
 from amqptasks.config.publishing import PublishSettings
 from amqptasks.config.results import ResultSettings
 from amqptasks.config.tasks import TaskSettings
@@ -41,6 +43,8 @@ class Settings(
     TaskSettings,
     ResultSettings,
     WorkerSettings,
+    BeatSettings,
+    EagerSettings,
 ):
     """Every App setting, with its default. See docs/configuration.md.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import socket
 from typing import TYPE_CHECKING
 
 from amqptasks.exceptions import (
@@ -51,6 +53,24 @@ def _innermost(exc: BaseException) -> BaseException:
     return seen
 
 
+def _socket_cause(exc: BaseException) -> OSError | None:
+    """The refused or unresolvable socket error somewhere inside pika's or aiormq's wrappers."""
+    todo: list[object] = [exc]
+    seen: set[int] = set()
+    while todo:
+        item = todo.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, ConnectionRefusedError | socket.gaierror):
+            return item
+        if isinstance(item, OSError) and item.errno == errno.ECONNREFUSED:
+            return item
+        todo += [*item.args, *(getattr(item, "exceptions", None) or ())]
+        todo += [getattr(item, "exception", None), item.__cause__, item.__context__]
+    return None
+
+
 def _describe(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return redact(text)
@@ -97,6 +117,17 @@ def connect_error(exc: BaseException, url: BrokerURL) -> BrokerError:
         return BrokerUnreachable(
             f"cannot connect to {where}: no answer within {url.connect_timeout:g}s "
             f"(is the broker up and the port right? set ?connect_timeout= to wait longer)"
+        )
+    cause = _socket_cause(exc)
+    if isinstance(cause, socket.gaierror):
+        return BrokerUnreachable(
+            f"cannot connect to {where}: host {url.host!r} is unknown (check the broker "
+            f"URL: AMQPTASKS_BROKER_URL or -b)"
+        )
+    if cause is not None:
+        return BrokerUnreachable(
+            f"cannot connect to {where}: connection refused, no broker listens there "
+            f"(start one with `amqptasks dev-node start`, or set AMQPTASKS_BROKER_URL or -b)"
         )
     return BrokerUnreachable(f"cannot connect to {where}: {_describe(inner)}")
 

@@ -23,6 +23,7 @@ from amqptasks.logging import get_logger
 from amqptasks.protocol import serializers
 from amqptasks.transport import aio
 from amqptasks.transport.consumer import ConsumerLink
+from amqptasks.transport.startup import connect_on_startup
 from amqptasks.worker.checks import warn_about_consumer_timeouts
 from amqptasks.worker.extension import WorkerContext
 from amqptasks.worker.handler import DeliveryHandler
@@ -180,7 +181,13 @@ class Worker:
         url = self.app.settings.broker
         name = f"amqptasks worker {self.hostname}"
         # Results and dead letters; the consumer's connection below reports outages.
-        self._connection = await aio.connect(url, f"{name} (publisher)", log_outages=False)
+        self._connection = await connect_on_startup(
+            url,
+            f"{name} (publisher)",
+            retry=self.app.settings.broker_connection_retry_on_startup,
+            max_retries=self.app.settings.broker_connection_max_retries,
+            log_outages=False,
+        )
         self.consuming = await self._declare_queues()
         await warn_about_consumer_timeouts(self.app, self.consuming, self.options.time_limits.hard)
         await self.pool.start()  # before the first delivery can arrive

@@ -10,8 +10,10 @@ import pytest
 
 from amqptasks import App
 from amqptasks.config import Settings, SettingsGroup, env_name, setting_default
+from amqptasks.config.beat import BeatSettings
 from amqptasks.config.broker import BrokerSettings
 from amqptasks.config.content import ContentSettings
+from amqptasks.config.eager import EagerSettings
 from amqptasks.config.publishing import PublishSettings
 from amqptasks.config.results import ResultSettings
 from amqptasks.config.tasks import TaskSettings
@@ -30,6 +32,8 @@ GROUPS = (
     TaskSettings,
     ResultSettings,
     WorkerSettings,
+    BeatSettings,
+    EagerSettings,
 )
 
 
