@@ -44,7 +44,7 @@ class SharedTask:
     def __repr__(self) -> str:
         return f"<SharedTask {self.name}>"
 
-    def bind(self, app: Any) -> Task[Any, Any]:
+    def for_app(self, app: Any) -> Task[Any, Any]:
         """This task registered with ``app`` (once per app)."""
         with _lock:
             task = self._bound.get(app)
@@ -57,7 +57,7 @@ class SharedTask:
         app = _current.get_current()
         if app is None:
             raise ConfigError(f"shared task {self.name} was used before any amqptasks App was made")
-        return self.bind(app)
+        return self.for_app(app)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._task()(*args, **kwargs)
@@ -102,4 +102,4 @@ def bind_shared(app: Any) -> None:
     with _lock:
         pending = list(_shared)
     for shared in pending:
-        shared.bind(app)
+        shared.for_app(app)

@@ -38,4 +38,7 @@ def installed_apps() -> list[str]:
     from django.apps import apps
 
     setup()
+    # The runner of Django @task calls (a shared task: bound by the discovery).
+    from amqptasks.contrib.django import runner  # noqa: F401
+
     return [config.name for config in apps.get_app_configs()]

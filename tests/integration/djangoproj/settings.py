@@ -17,6 +17,17 @@ DATABASES = {
         "NAME": os.environ.get("AMQPTASKS_TEST_DJANGO_DB", ":memory:"),
     }
 }
+try:  # Django 6 ships the task API; before it, the django-tasks backport is an app
+    import django.tasks  # noqa: F401
+except ImportError:
+    INSTALLED_APPS.append("django_tasks")
+TASKS = {
+    "default": {
+        "BACKEND": "amqptasks.contrib.django.tasks.Backend",
+        "QUEUES": ["default"],
+        "OPTIONS": {"APP": "tests.integration.djangoproj.amqptasks:app"},
+    }
+}
 DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 # Read by app.config_from_object(..., namespace="AMQPTASKS"); the rest of this module is not.
 AMQPTASKS_TASK_MAX_RETRIES = 0
