@@ -10,6 +10,7 @@ from amqptasks import __version__
 from amqptasks.cli.beat import beat
 from amqptasks.cli.call import call
 from amqptasks.cli.dlq import delays, dlq
+from amqptasks.cli.outbox import outbox
 from amqptasks.cli.topology import topology
 from amqptasks.cli.worker import worker
 
@@ -26,6 +27,7 @@ cli.add_command(topology)
 cli.add_command(dlq)
 cli.add_command(delays)
 cli.add_command(beat)
+cli.add_command(outbox)
 
 
 def main() -> None:

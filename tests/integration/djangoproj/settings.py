@@ -10,11 +10,14 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "tests.integration.djangoproj.shop",
     "tests.integration.djangoproj.mail",
+    "amqptasks.contrib.django.outbox",
 ]
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("AMQPTASKS_TEST_DJANGO_DB", ":memory:"),
+        # The relay, the worker and the test write the same file: wait for its lock.
+        "OPTIONS": {"timeout": 30},
     }
 }
 try:  # Django 6 ships the task API; before it, the django-tasks backport is an app

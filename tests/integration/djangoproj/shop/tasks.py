@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from typing import Any
+
 from django.db import connection
 
 from tests.integration.djangoproj.amqptasks import app
@@ -22,3 +25,11 @@ def drop_connection() -> str:
     assert raw is not None
     raw.close()
     return "dropped"
+
+
+@app.task(bind=True)
+def mark(self: Any, n: int) -> int:
+    """Append this call's task id to the file ``AMQPTASKS_TEST_OUTBOX_SEEN`` names."""
+    with open(os.environ["AMQPTASKS_TEST_OUTBOX_SEEN"], "a", encoding="ascii") as seen:
+        seen.write(f"{self.request.id}\n")
+    return n
