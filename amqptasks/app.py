@@ -407,6 +407,16 @@ class App:
         if client is not None:
             client.close()
 
+    async def aconnect(self) -> None:
+        """Connect the running event loop's async producer now, not at the first send.
+
+        Raises:
+            BrokerUnreachable, AuthenticationFailed: the broker cannot be used.
+        """
+        client = self._aclient()
+        await client._connect()
+        await client._ensure_replies()
+
     async def aclose(self) -> None:
         """Close the async producer connection of the running event loop."""
         client = self._aio_clients.pop(asyncio.get_running_loop(), None)
