@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from flask import Flask, current_app, jsonify
-from flask.typing import ResponseReturnValue
 
 from amqptasks import AsyncResult
 from amqptasks.contrib.flask import Amqptasks
+
+if TYPE_CHECKING:
+    from flask.typing import ResponseReturnValue
 
 amqptasks = Amqptasks("flaskproj")
 
