@@ -18,7 +18,16 @@ if TYPE_CHECKING:
 
 @pytest.fixture(scope="session")
 def django_project(broker_env: str, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """``tests.integration.djangoproj`` set up with its tables; returns its amqptasks module."""
+    """``tests.integration.djangoproj`` set up with its tables; returns its amqptasks module.
+
+    Each test module imports this fixture, which makes it one fixture per module:
+    Django is set up by the first only (settings cannot be loaded twice).
+    """
+    if "AMQPTASKS_TEST_DJANGO_DB" in os.environ:
+        from tests.integration.djangoproj import amqptasks as project
+
+        yield project
+        return
     import django
     from django.core.management import call_command
 
@@ -32,6 +41,7 @@ def django_project(broker_env: str, tmp_path_factory: pytest.TempPathFactory) ->
 
     yield amqptasks
     amqptasks.app.close()
+    # Later modules' copies of this fixture find Django set up already.
 
 
 @pytest.fixture

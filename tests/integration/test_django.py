@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pika
 import pytest
 
+from amqptasks._current import set_current
 from tests.integration.django_fixtures import django_project, django_worker_env
 
 if TYPE_CHECKING:
@@ -47,6 +48,8 @@ def test_autodiscovery_finds_tasks_in_two_installed_apps(
     from tests.integration.djangoproj.shop.tasks import count_orders
 
     app = django_project.app
+    # In a project the app is the only one; this test process has made others since.
+    set_current(app)
     assert "tests.integration.djangoproj.shop.tasks.count_orders" in app.tasks
     assert "tests.integration.djangoproj.mail.tasks.greeting" in app.tasks
 

@@ -16,7 +16,7 @@ _api: Any = None
 def tasks_api() -> Any:
     """A namespace: ``BaseTaskBackend``, ``Task``, ``TaskResult``, ``TaskResultStatus``,
     ``TaskError``, ``TaskContext``, ``TaskResultDoesNotExist``, ``task_enqueued``,
-    ``normalize_json``, ``get_module_path``.
+    ``normalize_json``.
 
     Raises:
         ConfigError: neither Django 6 nor the ``django-tasks`` package is installed.
@@ -30,9 +30,11 @@ def tasks_api() -> Any:
             backends = importlib.import_module(f"{package}.backends.base")
             exceptions = importlib.import_module(f"{package}.exceptions")
             signals = importlib.import_module(f"{package}.signals")
-            utils = importlib.import_module(f"{package}.utils")
         except ImportError:
             continue
+        # Django 6 keeps it in django.utils.json; the backport in django_tasks.utils.
+        json_module = "django.utils.json" if package == "django.tasks" else f"{package}.utils"
+        normalize_json = importlib.import_module(json_module).normalize_json
         _api = SimpleNamespace(
             BaseTaskBackend=backends.BaseTaskBackend,
             Task=base.Task,
@@ -42,8 +44,7 @@ def tasks_api() -> Any:
             TaskContext=base.TaskContext,
             TaskResultDoesNotExist=exceptions.TaskResultDoesNotExist,
             task_enqueued=signals.task_enqueued,
-            normalize_json=utils.normalize_json,
-            get_module_path=utils.get_module_path,
+            normalize_json=normalize_json,
         )
         return _api
     raise ConfigError(

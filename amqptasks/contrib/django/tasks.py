@@ -99,7 +99,7 @@ class Backend(tasks_api().BaseTaskBackend):  # type: ignore[misc]
         sent = (
             cast("SharedTask", run_task)
             .for_app(self.app())
-            .apply_async((api.get_module_path(task.func), args, kwargs, self.alias), **options)
+            .apply_async((task.module_path, args, kwargs, self.alias), **options)
         )
         result = self._result(task, sent.id, args, kwargs, dt.datetime.now(dt.timezone.utc))
         with self._lock:
