@@ -80,3 +80,12 @@ def test_a_shared_task_binds_to_the_current_app() -> None:
     second = App("second")
     assert double.app is second  # the app made last is current
     assert "shared.double" in second.tasks
+
+
+def test_a_beat_schedule_comes_from_the_namespace_too() -> None:
+    class Settings:
+        AMQPTASKS_BEAT_SCHEDULE = {"nightly": {"task": "proj.nightly", "schedule": 3600.0}}
+
+    app = App("ns")
+    app.config_from_object(Settings, namespace="AMQPTASKS")
+    assert app.settings.beat_schedule == Settings.AMQPTASKS_BEAT_SCHEDULE
