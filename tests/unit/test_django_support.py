@@ -83,9 +83,8 @@ def test_a_shared_task_binds_to_the_current_app() -> None:
 
 
 def test_a_beat_schedule_comes_from_the_namespace_too() -> None:
-    class Settings:
-        AMQPTASKS_BEAT_SCHEDULE = {"nightly": {"task": "proj.nightly", "schedule": 3600.0}}
-
+    schedule = {"nightly": {"task": "proj.nightly", "schedule": 3600.0}}
+    settings = types.SimpleNamespace(AMQPTASKS_BEAT_SCHEDULE=schedule, BEAT_SCHEDULE="ignored")
     app = App("ns")
-    app.config_from_object(Settings, namespace="AMQPTASKS")
-    assert app.settings.beat_schedule == Settings.AMQPTASKS_BEAT_SCHEDULE
+    app.config_from_object(settings, namespace="AMQPTASKS")
+    assert app.settings.beat_schedule == schedule
