@@ -9,7 +9,7 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any, Concatenate, Literal, TypeVar, overload
 
-from amqptasks import eager, signals
+from amqptasks import _current, eager, signals
 from amqptasks._client import AioClient, SyncClient
 from amqptasks._retrypublish import PublishRetryPolicy
 from amqptasks.config import Settings, settings_from_object
@@ -74,6 +74,7 @@ class App:
         self._lock = threading.Lock()
         self._batch = threading.local()
         self._eager_results = eager.EagerStore()
+        _current.set_current(self)
 
     def __repr__(self) -> str:
         return f"<App {self.main} broker={self._settings.broker.redacted()}>"
@@ -83,13 +84,19 @@ class App:
         """The effective settings (defaults < code < ``AMQPTASKS_*`` environment)."""
         return self._settings
 
-    def config_from_object(self, obj: object | str) -> None:
+    def config_from_object(self, obj: object | str, *, namespace: str | None = None) -> None:
         """Load settings from a module, class or object, or its import path.
+
+        Args:
+            obj: The object, or ``"module"`` / ``"module:attribute"``.
+            namespace: Read only the names with this prefix (``"AMQPTASKS"``:
+                ``AMQPTASKS_BROKER_URL``), as in
+                ``app.config_from_object("django.conf:settings", namespace="AMQPTASKS")``.
 
         Raises:
             ConfigError: an unknown name or bad value.
         """
-        self._given.update(settings_from_object(obj))
+        self._given.update(settings_from_object(obj, namespace))
         self._settings = Settings.build(self._given)
         self._router = self._make_router()
 
@@ -215,6 +222,25 @@ class App:
         if fn is not None:
             return register(fn)
         return register
+
+    def autodiscover_tasks(
+        self, packages: Sequence[str] | None = None, related_name: str = "tasks"
+    ) -> None:
+        """Import ``<package>.tasks`` of each package, the first time the tasks are needed.
+
+        Without ``packages``, the packages are Django's installed apps
+        (``django.setup()`` is called first if it was not, from
+        ``DJANGO_SETTINGS_MODULE``), and the worker's database clean-up is set up
+        (see docs/django.md). The imports wait until the app's tasks are first
+        read, so this may be called while Django's settings are being imported.
+
+        Example:
+            >>> app.autodiscover_tasks()  # every INSTALLED_APPS' tasks.py
+            >>> app.autodiscover_tasks(["proj.billing", "proj.mail"])
+        """
+        from amqptasks.discovery import loader
+
+        self.tasks.add_loader(loader(self, packages, related_name))
 
     def _default_name(self, func: Callable[..., Any]) -> str:
         module = func.__module__
@@ -401,6 +427,16 @@ class App:
             client, self._sync_client = self._sync_client, None
         if client is not None:
             client.close()
+
+    async def aconnect(self) -> None:
+        """Connect the running event loop's async producer now, not at the first send.
+
+        Raises:
+            BrokerUnreachable, AuthenticationFailed: the broker cannot be used.
+        """
+        client = self._aclient()
+        await client._connect()
+        await client._ensure_replies()
 
     async def aclose(self) -> None:
         """Close the async producer connection of the running event loop."""

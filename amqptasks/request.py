@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import contextvars
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
 
 
 @dataclass(frozen=True)
@@ -34,3 +38,10 @@ class Request:
 current_request: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
     "amqptasks_current_request", default=None
 )
+
+
+#: Entered around every plain-function task body a worker runs, in the thread or
+#: child process that runs it (Django's connection clean-up, Flask's app context).
+#: Integrations append to it when they are set up in that process; each factory is
+#: called with the request and must return a context manager.
+call_wrappers: list[Callable[[Request], AbstractContextManager[object]]] = []

@@ -205,6 +205,29 @@ class Task(Generic[P, R]):
         """Async :meth:`apply_async` (aio-pika); same arguments and errors."""
         return await self.app._asend(self._options(args, kwargs, options))
 
+    def delay_on_commit(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        """:meth:`delay` once the current Django transaction commits (nothing on rollback).
+
+        Outside a transaction the task is sent at once. As Celery's, it returns
+        None: there is no call until the commit. A process that dies between the
+        commit and the publish loses the call; the outbox does not (docs/django.md).
+        """
+        self.apply_async_on_commit(args, kwargs)
+
+    def apply_async_on_commit(
+        self,
+        args: Sequence[Any] | None = None,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        using: str | None = None,
+        **options: Unpack[PublishOptions],
+    ) -> None:
+        """:meth:`apply_async` through Django's ``transaction.on_commit`` (database ``using``)."""
+        from django.db import transaction
+
+        self._options(args, kwargs, options)  # a bad option fails now, not after the commit
+        transaction.on_commit(lambda: self.apply_async(args, kwargs, **options), using=using)
+
     # -- workflows (amqptasks.canvas) --------------------------------------------------------
 
     def s(self, *args: Any, **kwargs: Any) -> Signature:

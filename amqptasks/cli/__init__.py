@@ -12,6 +12,7 @@ from amqptasks.cli.beat import beat
 from amqptasks.cli.call import call
 from amqptasks.cli.dev_node import dev_node
 from amqptasks.cli.dlq import delays, dlq
+from amqptasks.cli.outbox import outbox
 from amqptasks.cli.topology import topology
 from amqptasks.cli.worker import worker
 
@@ -35,6 +36,7 @@ cli.add_command(dlq)
 cli.add_command(delays)
 cli.add_command(beat)
 cli.add_command(dev_node)
+cli.add_command(outbox)
 
 
 def main() -> None:

@@ -113,25 +113,40 @@ def env_name(name: str) -> str:
     return ENV_PREFIX + name.upper()
 
 
-def settings_from_object(obj: object | str) -> dict[str, Any]:
+def settings_from_object(obj: object | str, namespace: str | None = None) -> dict[str, Any]:
     """Read settings from a module, class or object (or its import path).
 
     Lower-case public attributes whose names are settings are taken; upper-case
     names are accepted too (``BROKER_URL``), as in Django settings modules.
+    A path may name an attribute of a module: ``"django.conf:settings"``.
+
+    With a ``namespace`` (``"AMQPTASKS"``), only names that start with it and an
+    underscore are read, without that prefix (``AMQPTASKS_BROKER_URL`` is
+    ``broker_url``), as Celery's ``namespace=``: the rest of a Django settings
+    module is left alone.
     """
     if isinstance(obj, str):
+        module_name, _, attribute = obj.partition(":")
         try:
-            obj = importlib.import_module(obj)
+            obj = importlib.import_module(module_name)
         except ImportError as exc:
-            raise ConfigError(f"cannot import settings module {obj!r}: {exc}") from exc
+            raise ConfigError(f"cannot import settings module {module_name!r}: {exc}") from exc
+        if attribute:
+            try:
+                obj = getattr(obj, attribute)
+            except AttributeError:
+                raise ConfigError(f"settings module {module_name!r} has no {attribute!r}") from None
     known = {f.name for f in dataclasses.fields(Settings)}
+    prefix = f"{namespace.lower()}_" if namespace else "amqptasks_"
     found: dict[str, Any] = {}
     for attr in dir(obj):
         if attr.startswith("_"):
             continue
         name = attr.lower()
-        if name.startswith("amqptasks_"):
-            name = name[len("amqptasks_") :]
+        if name.startswith(prefix):
+            name = name[len(prefix) :]
+        elif namespace:
+            continue
         if name in known:
             found[name] = getattr(obj, attr)
     return found

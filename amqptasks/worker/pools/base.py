@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import contextvars
 from typing import TYPE_CHECKING, Any
 
-from amqptasks.request import current_request
+from amqptasks.request import call_wrappers, current_request
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -77,7 +78,12 @@ def call_task(task: Task[Any, Any], request: Request) -> Any:
     """Call ``task`` with the request's arguments, ``self.request`` set for its duration."""
     token = current_request.set(request)
     try:
-        return task(*request.args, **request.kwargs)
+        if not call_wrappers:
+            return task(*request.args, **request.kwargs)
+        with contextlib.ExitStack() as stack:
+            for wrapper in list(call_wrappers):
+                stack.enter_context(wrapper(request))
+            return task(*request.args, **request.kwargs)
     finally:
         current_request.reset(token)
 
