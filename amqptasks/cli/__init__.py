@@ -9,7 +9,9 @@ import click
 from amqptasks import __version__
 from amqptasks.cli.beat import beat
 from amqptasks.cli.call import call
+from amqptasks.cli.control import control
 from amqptasks.cli.dlq import delays, dlq
+from amqptasks.cli.inspect import inspect
 from amqptasks.cli.topology import topology
 from amqptasks.cli.worker import worker
 
@@ -26,6 +28,8 @@ cli.add_command(topology)
 cli.add_command(dlq)
 cli.add_command(delays)
 cli.add_command(beat)
+cli.add_command(inspect)
+cli.add_command(control)
 
 
 def main() -> None:
