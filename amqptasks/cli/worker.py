@@ -401,7 +401,11 @@ def worker(
         soft_time_limit=soft_time_limit,
         extensions=(*extensions, *([BeatExtension()] if beat else [])),
     )
-    attach_fleet(runner, events=task_events, control=control)
+    attach_fleet(
+        runner,
+        events=task_events or app.settings.worker_send_task_events,
+        control=control or app.settings.worker_enable_remote_control,
+    )
     if metrics_port is not None and not (launch is None and count > 1):
         serve_metrics(runner, metrics_port + (launch.index - 1 if launch is not None else 0))
     if launch is None and count > 1:

@@ -14,14 +14,42 @@ import os
 import resource
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from amqptasks import __version__
 from amqptasks.exceptions import ConfigError
 from amqptasks.policies.limits import parse_rate_limit
 
 if TYPE_CHECKING:
-    from amqptasks.control.fleet import Fleet
+    from amqptasks.app import App
+    from amqptasks.control.book import TaskBook
+    from amqptasks.control.events import EventClock
+    from amqptasks.control.revokes import RevokeLog
+    from amqptasks.worker.options import WorkerOptions
+
+
+class Fleet(Protocol):
+    """What commands use of the worker's :class:`~amqptasks.control.fleet.Fleet`."""
+
+    book: TaskBook
+    clock: EventClock
+    revokes: RevokeLog
+    events_enabled: bool
+
+    @property
+    def app(self) -> App: ...
+    @property
+    def options(self) -> WorkerOptions: ...
+    @property
+    def hostname(self) -> str: ...
+    def consumed_queues(self) -> list[str]: ...
+    def forget_rate(self, task_name: str) -> None: ...
+    async def revoke(self, task_ids: list[str], *, terminate: bool = False) -> None: ...
+    async def add_consumer(self, queue: str) -> str | None: ...
+    async def cancel_consumer(self, queue: str) -> str | None: ...
+    def shutdown(self, reason: str) -> None: ...
+    async def heartbeat(self, type_: str) -> None: ...
+
 
 Handler = Callable[..., Awaitable[Any]]
 COMMANDS: dict[str, Handler] = {}
