@@ -40,7 +40,7 @@ def _call(
     print_answers(answers, as_json)
 
 
-@control.command()
+@control.command("rate_limit")
 @shared_options
 @click.argument("task_name")
 @click.argument("rate")
@@ -55,7 +55,7 @@ def rate_limit(
     _call(app, "rate_limit", arguments, destination, timeout, as_json)
 
 
-@control.command()
+@control.command("time_limit")
 @shared_options
 @click.argument("task_name")
 @click.argument("soft", type=float)
@@ -77,7 +77,7 @@ def time_limit(
     _call(app, "time_limit", arguments, destination, timeout, as_json)
 
 
-@control.command()
+@control.command("revoke")
 @shared_options
 @click.argument("task_ids", nargs=-1, required=True)
 @click.option(
@@ -95,7 +95,7 @@ def revoke(app: App, task_ids: tuple[str, ...], expires: float | None) -> None:
     click.echo(f"revoked: {', '.join(task_ids)}")
 
 
-@control.command()
+@control.command("add_consumer")
 @shared_options
 @click.argument("queue")
 @destination_option
@@ -108,7 +108,7 @@ def add_consumer(
     _call(app, "add_consumer", {"queue": queue}, destination, timeout, as_json)
 
 
-@control.command()
+@control.command("cancel_consumer")
 @shared_options
 @click.argument("queue")
 @destination_option
@@ -121,7 +121,7 @@ def cancel_consumer(
     _call(app, "cancel_consumer", {"queue": queue}, destination, timeout, as_json)
 
 
-@control.command()
+@control.command("shutdown")
 @shared_options
 @destination_option
 @_timeout

@@ -44,7 +44,12 @@ from amqptasks.control.pidbox import (
     pidbox_queue,
     reply_message,
 )
-from amqptasks.control.revokes import RevokeLog, revoke_message, revokes_declarations
+from amqptasks.control.revokes import (
+    DEFAULT_HOLD,
+    RevokeLog,
+    revoke_message,
+    revokes_declarations,
+)
 from amqptasks.logging import get_logger
 from amqptasks.results import states
 from amqptasks.topology.model import Declarations
@@ -348,7 +353,7 @@ class Fleet(Extension):
     async def revoke(self, task_ids: list[str], *, terminate: bool = False) -> None:
         """Revoke ``task_ids`` here and on the revokes stream (for every worker, now and later)."""
         message = revoke_message(task_ids, terminate=terminate)
-        self.revokes.add(task_ids, time.time() + 1.0e9)
+        self.revokes.add(task_ids, time.time() + DEFAULT_HOLD)
         if self._publisher is not None and self.control:
             await self._publisher.publish(message)
 

@@ -275,3 +275,51 @@ def test_a_revoke_made_while_no_worker_runs_holds_when_workers_start(
     assert ran == ["marker"]
     wait_for(lambda: waiting.state == "REVOKED", timeout=TIMEOUT, what="waiting revoked")
     wait_for(lambda: delayed.state == "REVOKED", timeout=TIMEOUT, what="delayed revoked")
+
+
+def _amqptasks(broker_url: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "amqptasks", *args, "-A", "tests.integration.apps.core:app"],
+        cwd=REPO,
+        env=cli_env(broker_url),
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    return done.stdout.decode(errors="replace") + done.stderr.decode(errors="replace")
+
+
+def test_amqptasks_inspect_and_control_add_and_cancel_a_consumer(
+    broker_url: str, fleet: Fleet, core: Any, unique_name: Callable[[str], str]
+) -> None:
+    registered = json.loads(
+        _amqptasks(broker_url, "inspect", "registered", "-d", fleet.hostname, "--json")
+    )
+    assert core.add.name in registered[fleet.hostname]
+    extra = unique_name("fleet-extra")
+    out = _amqptasks(broker_url, "control", "add_consumer", extra, "-d", fleet.hostname)
+    assert f"add consumer {extra}" in out, out
+    queues = json.loads(
+        _amqptasks(broker_url, "inspect", "active_queues", "-d", fleet.hostname, "--json")
+    )
+    assert {q["name"] for q in queues[fleet.hostname]} == {fleet.queue, extra}
+    assert core.add.apply_async((20, 22), queue=extra).get(timeout=TIMEOUT) == 42
+    out = _amqptasks(broker_url, "control", "cancel_consumer", extra, "-d", fleet.hostname)
+    assert f"no longer consuming from {extra}" in out, out
+    queues = json.loads(
+        _amqptasks(broker_url, "inspect", "active_queues", "-d", fleet.hostname, "--json")
+    )
+    assert [q["name"] for q in queues[fleet.hostname]] == [fleet.queue]
+
+
+def test_celery_control_revoke_skips_a_call_waiting_in_the_delay_levels(
+    broker_url: str, fleet: Fleet, core: Any, tmp_path: Path
+) -> None:
+    ledger = tmp_path / "ledger"
+    delayed = core.stamp.apply_async((str(ledger), "delayed"), queue=fleet.queue, countdown=3)
+    out = _celery(broker_url, "control", "revoke", delayed.id, "-d", fleet.hostname)
+    assert "flagged as revoked" in out, out
+    revoked = _celery_json(broker_url, "inspect", "revoked", "-d", fleet.hostname)
+    assert delayed.id in revoked[fleet.hostname]
+    wait_for(lambda: delayed.state == "REVOKED", timeout=TIMEOUT, what="the call skipped")
+    assert lines(ledger) == []
