@@ -11,6 +11,7 @@ from amqptasks.cli.beat import beat
 from amqptasks.cli.call import call
 from amqptasks.cli.control import control
 from amqptasks.cli.dlq import delays, dlq
+from amqptasks.cli.events import events
 from amqptasks.cli.inspect import inspect
 from amqptasks.cli.topology import topology
 from amqptasks.cli.worker import worker
@@ -30,6 +31,7 @@ cli.add_command(delays)
 cli.add_command(beat)
 cli.add_command(inspect)
 cli.add_command(control)
+cli.add_command(events)
 
 
 def main() -> None:

@@ -323,3 +323,27 @@ def test_celery_control_revoke_skips_a_call_waiting_in_the_delay_levels(
     assert delayed.id in revoked[fleet.hostname]
     wait_for(lambda: delayed.state == "REVOKED", timeout=TIMEOUT, what="the call skipped")
     assert lines(ledger) == []
+
+
+def test_amqptasks_events_shows_workers_states_failures_and_queues(
+    broker_url: str, fleet: Fleet, core: Any
+) -> None:
+    command = [sys.executable, "-m", "amqptasks", "events", "-A", "tests.integration.apps.core:app"]
+    command += ["-Q", fleet.queue, "--duration", "5"]
+    proc = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env={**cli_env(broker_url), "COLUMNS": "160"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stderr is not None
+    assert "listening" in proc.stderr.readline().decode()
+    core.add.apply_async((1, 1), queue=fleet.queue).get(timeout=TIMEOUT)
+    with pytest.raises(ValueError):
+        core.fail.apply_async(("dashboard-boom",), queue=fleet.queue).get(timeout=TIMEOUT)
+    out, _err = proc.communicate(timeout=60)
+    last = out.decode(errors="replace")
+    assert fleet.hostname in last
+    assert "dashboard-boom" in last
+    assert f"{fleet.queue}.dlq" in last
