@@ -22,6 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from amqptasks.control.client import Control
+from amqptasks.control.sent import send_sent_events
 from tests.integration.conftest import REPO, WorkerProcess, cli_env, lines, wait_for
 from tests.integration.test_celery_interop import CeleryWorker
 
@@ -150,7 +151,11 @@ def test_flower_lists_the_worker_and_its_tasks_with_their_states(
     flower: str, fleet: Fleet, core: Any, tmp_path: Path
 ) -> None:
     ledger = str(tmp_path / "ledger")
-    ok = core.add.apply_async((2, 3), queue=fleet.queue)
+    sent = send_sent_events(core.app)
+    try:
+        ok = core.add.apply_async((2, 3), queue=fleet.queue)
+    finally:
+        sent.disconnect()
     bad = core.fail.apply_async(("boom",), queue=fleet.queue)
     flaky = core.flaky.apply_async((ledger, "f", 1), queue=fleet.queue)
     assert ok.get(timeout=TIMEOUT) == 5
@@ -169,6 +174,8 @@ def test_flower_lists_the_worker_and_its_tasks_with_their_states(
     assert tasks[ok.id]["name"] == core.add.name
     assert tasks[ok.id]["worker"] == fleet.hostname
     assert tasks[ok.id]["result"] == "5"
+    assert tasks[ok.id]["sent"] is not None  # task-sent from the producer
+    assert tasks[ok.id]["routing_key"] == fleet.queue
     assert "boom" in tasks[bad.id]["exception"]
     assert tasks[flaky.id]["retries"] == 1  # the retried attempt was received again
     workers = _get(f"{flower}/api/workers?refresh=1")
