@@ -13,6 +13,7 @@ from amqptasks.cli.control import control
 from amqptasks.cli.dlq import delays, dlq
 from amqptasks.cli.events import events
 from amqptasks.cli.inspect import inspect
+from amqptasks.cli.status import purge, status
 from amqptasks.cli.topology import topology
 from amqptasks.cli.worker import worker
 
@@ -32,6 +33,8 @@ cli.add_command(beat)
 cli.add_command(inspect)
 cli.add_command(control)
 cli.add_command(events)
+cli.add_command(status)
+cli.add_command(purge)
 
 
 def main() -> None:

@@ -354,3 +354,16 @@ def test_amqptasks_events_shows_workers_states_failures_and_queues(
     assert fleet.hostname in last
     assert "dashboard-boom" in last
     assert f"{fleet.queue}.dlq" in last
+
+
+def test_amqptasks_status_and_purge(
+    broker_url: str, fleet: Fleet, core: Any, unique_name: Callable[[str], str]
+) -> None:
+    out = _amqptasks(broker_url, "status")
+    assert f"-> {fleet.hostname}: OK" in out, out
+    parked = unique_name("fleet-parked")
+    for i in range(2):
+        core.add.apply_async((i, i), queue=parked)
+    assert f"purged 2 message(s) from {parked}" in _amqptasks(broker_url, "purge", parked, "-f")
+    missing = _amqptasks(broker_url, "purge", f"{parked}-missing", "-f")
+    assert "NOT_FOUND" in missing and "Traceback" not in missing, missing
