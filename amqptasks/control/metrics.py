@@ -17,17 +17,27 @@ metric                               meaning
 ``amqptasks_tasks_prefetched``       calls received and not started yet
 ``amqptasks_task_retries_total``     retries published, by ``task``
 ``amqptasks_dead_letters_total``     messages dead-lettered, by ``task`` and ``reason``
+``amqptasks_queue_messages``         messages waiting in each consumed queue and its DLQ
+``amqptasks_queue_consumers``        consumers of each consumed queue
+``amqptasks_delay_messages``         messages waiting in the delay levels, all levels together
 ==================================== ===========================================================
+
+Queue depths are read every :data:`POLL_INTERVAL` seconds with passive declares
+on a connection of the metrics' own.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any
 
 from amqptasks.exceptions import ConfigError
 from amqptasks.logging import get_logger
+from amqptasks.topology import delays, names
+from amqptasks.transport import aio
 from amqptasks.worker.decisions import DeadLetter, Defer, Finish, Requeue, RetryLater, Skip
 from amqptasks.worker.extension import Extension
 
@@ -41,6 +51,8 @@ __all__ = ["Metrics", "serve_metrics"]
 
 log = get_logger(__name__)
 
+#: Seconds between two looks at the queues' depths (the first is 2 s after start).
+POLL_INTERVAL = 15.0
 _RECEIVED = "metrics.received"
 _STARTED = "metrics.started"
 #: Buckets (seconds) of both histograms: 5 ms to 10 min.
@@ -78,6 +90,25 @@ def _eta_seconds(eta: str | None) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
     return when.timestamp()
+
+
+async def _depth(connection: Any, queue: str) -> tuple[int, int] | None:
+    """``(messages, consumers)`` of ``queue``; None when it does not exist (or the broker
+    is away): a passive declare, on a channel of its own since a 404 closes it."""
+    try:
+        channel = await connection.channel()
+    except Exception:
+        return None
+    try:
+        declared = await channel.declare_queue(queue, passive=True)
+        result = declared.declaration_result
+        return int(result.message_count or 0), int(result.consumer_count or 0)
+    except Exception:
+        return None
+    finally:
+        with contextlib.suppress(Exception):
+            if not channel.is_closed:
+                await channel.close()
 
 
 class Metrics(Extension):
@@ -126,7 +157,17 @@ class Metrics(Extension):
             ["task", "reason"],
             registry=registry,
         )
+        self.queue_messages = client.Gauge(
+            "amqptasks_queue_messages", "Messages waiting", ["queue"], registry=registry
+        )
+        self.queue_consumers = client.Gauge(
+            "amqptasks_queue_consumers", "Consumers", ["queue"], registry=registry
+        )
+        self.delay_messages = client.Gauge(
+            "amqptasks_delay_messages", "Messages in the delay levels", registry=registry
+        )
         self._server: Any = None
+        self._polling: asyncio.Task[None] | None = None
 
     async def on_worker_start(self, worker: WorkerContext) -> None:
         client = _client()
@@ -136,8 +177,48 @@ class Metrics(Extension):
         self._server = served[0] if isinstance(served, tuple) else None
         self.port = self._server.server_port if self._server is not None else self.requested_port
         log.info("metrics served", port=self.port)
+        self._polling = asyncio.ensure_future(self._poll(worker))
+
+    async def _poll(self, worker: WorkerContext) -> None:
+        settings = worker.app.settings
+        try:
+            connection = await aio.connect(
+                settings.broker, f"amqptasks worker {worker.hostname} (metrics)", log_outages=False
+            )
+        except Exception as exc:
+            log.warning("queue depths not measured", error=f"{type(exc).__name__}: {exc}")
+            return
+        levels = [names.delay_level(settings.delay_prefix, n) for n in range(delays.LEVELS)]
+        wait = 2.0
+        try:
+            while not worker.stopping.is_set():
+                with contextlib.suppress(asyncio.TimeoutError, TimeoutError):
+                    await asyncio.wait_for(worker.stopping.wait(), wait)
+                if worker.stopping.is_set():
+                    return
+                wait = POLL_INTERVAL
+                for queue in worker.options.queues:
+                    depth = await _depth(connection, queue)
+                    if depth is not None:
+                        self.queue_messages.labels(queue).set(depth[0])
+                        self.queue_consumers.labels(queue).set(depth[1])
+                    dlq = await _depth(connection, names.dead_letter_queue(queue))
+                    if dlq is not None:
+                        self.queue_messages.labels(names.dead_letter_queue(queue)).set(dlq[0])
+                waiting = 0
+                for level in levels:
+                    depth = await _depth(connection, level)
+                    waiting += depth[0] if depth is not None else 0
+                self.delay_messages.set(waiting)
+        finally:
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     async def on_worker_stop(self, worker: WorkerContext) -> None:
+        if self._polling is not None:
+            self._polling.cancel()
+            with contextlib.suppress(BaseException):
+                await self._polling
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()

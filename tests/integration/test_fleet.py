@@ -256,6 +256,18 @@ def test_metrics_parse_and_count_the_tasks_run(fleet: Fleet, core: Any) -> None:
     reason = (("reason", "failed"), ("task", core.fail.name))
     assert samples[("amqptasks_dead_letters_total", reason)] >= 2
 
+    def queue_gauges() -> tuple[float, float] | None:
+        found = _metrics(fleet.metrics_port)
+        consumers = found.get(("amqptasks_queue_consumers", (("queue", fleet.queue),)))
+        dead = found.get(("amqptasks_queue_messages", (("queue", f"{fleet.queue}.dlq"),)))
+        if consumers is None or dead is None or dead < 2:
+            return None
+        return consumers, dead
+
+    consumers, _dead = wait_for(queue_gauges, timeout=40, what="queue depths in the metrics")
+    assert consumers == 1
+    assert ("amqptasks_delay_messages", ()) in _metrics(fleet.metrics_port)
+
 
 def test_a_revoke_made_while_no_worker_runs_holds_when_workers_start(
     broker_url: str,
