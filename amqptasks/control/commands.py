@@ -48,6 +48,9 @@ class Fleet(Protocol):
     async def add_consumer(self, queue: str) -> str | None: ...
     async def cancel_consumer(self, queue: str) -> str | None: ...
     def shutdown(self, reason: str) -> None: ...
+    def terminate(
+        self, task_ids: list[str], signal: str | int | None
+    ) -> tuple[list[str], list[str]]: ...
     async def heartbeat(self, type_: str) -> None: ...
 
 
@@ -288,13 +291,15 @@ async def cmd_revoke(
 ) -> Any:
     ids = [task_id] if isinstance(task_id, str) else list(task_id)
     await fleet.revoke(ids, terminate=terminate)
-    running = [i for i in ids if i in fleet.book.entries and fleet.book.entries[i].started]
-    if terminate and running:
+    if not terminate:
+        return ok(f"tasks {', '.join(ids)} flagged as revoked")
+    stopped, left = fleet.terminate(ids, signal)
+    if left:
         return ok(
-            f"terminate: not supported by the {fleet.options.pool_name} pool; "
-            f"running calls finish: {', '.join(running)}"
+            f"terminate: {', '.join(stopped) or 'none'}; the {fleet.options.pool_name} pool "
+            f"cannot stop running calls: {', '.join(left)}"
         )
-    return ok(f"tasks {', '.join(ids)} flagged as revoked")
+    return ok(f"terminate: {', '.join(stopped)}" if stopped else "terminate: tasks unknown")
 
 
 @command()

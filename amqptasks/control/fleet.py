@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -80,6 +81,17 @@ HEARTBEAT_INTERVAL = 2.0
 #: Longest ``result`` repr in a ``task-succeeded`` event.
 RESULT_REPR_LIMIT = 1024
 _REVOKED = "fleet.revoked"
+_TERMINATED = "fleet.terminated"
+
+
+def _signal_number(name: str | int | None) -> int:
+    """``SIGTERM``, ``TERM``, ``15`` or None (SIGTERM) as a signal number."""
+    if name is None or name == "":
+        return int(signal.SIGTERM)
+    if isinstance(name, int) or str(name).isdigit():
+        return int(name)
+    text = str(name).upper()
+    return int(getattr(signal, text if text.startswith("SIG") else f"SIG{text}", signal.SIGTERM))
 
 
 def attach(worker: Worker, *, events: bool = False, control: bool = False) -> Fleet | None:
@@ -123,6 +135,7 @@ class Fleet(Extension):
         self._link: ConsumerLink | None = None
         self._beating: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Future[Any]] = set()
+        self._terminated: set[str] = set()
 
     # -- what commands read ----------------------------------------------------------------------
 
@@ -279,8 +292,13 @@ class Fleet(Extension):
         outcome = state.outcome
         if isinstance(decision, Skip):
             revoked = bool(state.noted(_REVOKED))
+            terminated = bool(state.noted(_TERMINATED))
             self._emit(
-                "task-revoked", uuid=task_id, terminated=False, signum=None, expired=not revoked
+                "task-revoked",
+                uuid=task_id,
+                terminated=terminated,
+                signum=int(signal.SIGTERM) if terminated else None,
+                expired=not revoked,
             )
         elif isinstance(decision, RetryLater):
             error = decision.error
@@ -356,6 +374,36 @@ class Fleet(Extension):
         self.revokes.add(task_ids, time.time() + DEFAULT_HOLD)
         if self._publisher is not None and self.control:
             await self._publisher.publish(message)
+
+    def terminate(
+        self, task_ids: list[str], signal_name: str | int | None
+    ) -> tuple[list[str], list[str]]:
+        """Stop the running calls of ``task_ids`` as far as the pool can: returns the ids
+        stopped and the running ids the pool could not stop."""
+        signum = _signal_number(signal_name)
+        stopped: list[str] = []
+        left: list[str] = []
+        pool = self.worker.pool if self.worker is not None else None
+        for task_id in task_ids:
+            entry = self.book.entries.get(task_id)
+            if entry is None or entry.started is None:
+                continue
+            if pool is not None and pool.terminate(task_id, signum):
+                self._terminated.add(task_id)
+                stopped.append(task_id)
+            else:
+                left.append(task_id)
+        return stopped, left
+
+    async def after_run(self, state: MessageState) -> Decision | None:
+        task_id = state.task_id
+        if task_id is not None and task_id in self._terminated:
+            # Its pool process was stopped on purpose: revoked, not lost (no redelivery).
+            self._terminated.discard(task_id)
+            state.note(_TERMINATED, True)
+            state.note(_REVOKED, True)
+            return Skip(report=Outcome(states.REVOKED))
+        return None
 
     def forget_rate(self, task_name: str) -> None:
         """A task's rate limit changed: its bucket is made again from the new one."""

@@ -7,6 +7,7 @@ over the session broker.
 
 from __future__ import annotations
 
+import importlib
 import json
 import socket
 import subprocess
@@ -379,3 +380,24 @@ def test_amqptasks_status_and_purge(
     assert f"purged 2 message(s) from {parked}" in _amqptasks(broker_url, "purge", parked, "-f")
     missing = _amqptasks(broker_url, "purge", f"{parked}-missing", "-f")
     assert "NOT_FOUND" in missing and "Traceback" not in missing, missing
+
+
+def test_revoke_with_terminate_stops_a_call_running_in_a_pool_process(
+    broker_env: str,
+    core: Any,
+    tmp_path: Path,
+    start_worker: Callable[..., WorkerProcess],
+    unique_name: Callable[[str], str],
+) -> None:
+    queue = unique_name("terminate")
+    hostname = f"terminate-{uuid.uuid4().hex[:6]}@localhost"
+    start_worker("-Q", queue, "-P", "processes", "-c", "1", "--control", "--hostname", hostname)
+    ledger = tmp_path / "ledger"
+    running = core.slow.apply_async((str(ledger), "t", 60.0), queue=queue)
+    wait_for(lambda: lines(ledger), timeout=TIMEOUT, what="the call to start")
+    capp = importlib.import_module(CELERY_APP).app
+    replies = capp.control.revoke(running.id, destination=[hostname], terminate=True, reply=True)
+    assert replies == [{hostname: {"ok": f"terminate: {running.id}"}}]
+    wait_for(lambda: running.state == "REVOKED", timeout=TIMEOUT, what="the call revoked")
+    assert core.add.apply_async((1, 2), queue=queue).get(timeout=TIMEOUT) == 3  # a new child
+    assert lines(ledger) == ["start t"]
