@@ -10,9 +10,13 @@ from amqptasks import __version__
 from amqptasks.cli._options import app_option, broker_option
 from amqptasks.cli.beat import beat
 from amqptasks.cli.call import call
+from amqptasks.cli.control import control
 from amqptasks.cli.dev_node import dev_node
 from amqptasks.cli.dlq import delays, dlq
+from amqptasks.cli.events import events
+from amqptasks.cli.inspect import inspect
 from amqptasks.cli.outbox import outbox
+from amqptasks.cli.status import purge, status
 from amqptasks.cli.topology import topology
 from amqptasks.cli.worker import worker
 
@@ -37,6 +41,11 @@ cli.add_command(delays)
 cli.add_command(beat)
 cli.add_command(dev_node)
 cli.add_command(outbox)
+cli.add_command(inspect)
+cli.add_command(control)
+cli.add_command(events)
+cli.add_command(status)
+cli.add_command(purge)
 
 
 def main() -> None:

@@ -14,6 +14,8 @@ from amqptasks import __version__, signals
 from amqptasks.beat.extension import BeatExtension
 from amqptasks.cli._options import setting_help, shared_options
 from amqptasks.config import WORKER_POOLS
+from amqptasks.control import attach as attach_fleet
+from amqptasks.control.metrics import serve_metrics
 from amqptasks.exceptions import ConfigError
 from amqptasks.logging import configure_logging, configured, get_logger
 from amqptasks.worker import EXIT_COLD, Worker
@@ -318,6 +320,25 @@ async def _run_supervised(runner: Worker, launch: ChildLaunch) -> int:
     help="Also run a beat in this worker (periodic tasks; any number of beats may run, "
     "one sends: see docs/periodic-tasks.md).",
 )
+@click.option(
+    "-E",
+    "--task-events",
+    is_flag=True,
+    default=False,
+    help="Send Celery's task and worker events (Flower, celery events): docs/monitoring.md.",
+)
+@click.option(
+    "--control",
+    is_flag=True,
+    default=False,
+    help="Answer celery inspect/control and amqptasks inspect/control; follow revokes.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(min=0, max=65535),
+    default=None,
+    help="Serve Prometheus metrics on this port (with --workers: port + process index - 1).",
+)
 @click.option("--supervised", default=None, hidden=True)
 def worker(
     app: App,
@@ -337,6 +358,9 @@ def worker(
     workers: int | None,
     extensions: tuple[str, ...],
     beat: bool,
+    task_events: bool,
+    control: bool,
+    metrics_port: int | None,
     supervised: str | None,
 ) -> None:
     """Consume QUEUES and run their tasks until SIGTERM (warm) or a second signal (cold).
@@ -377,6 +401,13 @@ def worker(
         soft_time_limit=soft_time_limit,
         extensions=(*extensions, *([BeatExtension()] if beat else [])),
     )
+    attach_fleet(
+        runner,
+        events=task_events or app.settings.worker_send_task_events,
+        control=control or app.settings.worker_enable_remote_control,
+    )
+    if metrics_port is not None and not (launch is None and count > 1):
+        serve_metrics(runner, metrics_port + (launch.index - 1 if launch is not None else 0))
     if launch is None and count > 1:
         sys.exit(_supervise(ctx, count, hostname, logfile, pidfile))
     if logfile is not None:

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from amqptasks import constants
 from amqptasks.config._group import SettingsGroup
-from amqptasks.config._parse import check_optional_int, optional_int, str_tuple
+from amqptasks.config._parse import check_optional_int, optional_int, parse_bool, str_tuple
 from amqptasks.exceptions import ConfigError
 
 if TYPE_CHECKING:
@@ -40,6 +40,10 @@ class WorkerSettings(SettingsGroup):
     #: Worker extensions every worker of this app loads: ``module:attribute`` paths
     #: (environment: comma-separated), or in code the extensions or their classes.
     worker_extensions: tuple[Any, ...] = ()
+    #: Send Celery's task and worker events (``-E``; Flower): docs/monitoring.md.
+    worker_send_task_events: bool = False
+    #: Answer ``celery inspect|control`` and follow revokes (``--control``).
+    worker_enable_remote_control: bool = False
 
     ENV_PARSERS: ClassVar[Mapping[str, Callable[[str], Any]]] = {
         "worker_max_deliveries": int,
@@ -50,6 +54,8 @@ class WorkerSettings(SettingsGroup):
         "worker_max_tasks_per_child": optional_int,
         "worker_max_memory_per_child": optional_int,
         "worker_extensions": str_tuple,
+        "worker_send_task_events": parse_bool,
+        "worker_enable_remote_control": parse_bool,
     }
 
     def check(self) -> None:

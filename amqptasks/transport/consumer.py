@@ -425,9 +425,15 @@ class ConsumerLink:
                 continue
             log.info("consuming again", queue=consumer.queue)
 
-    async def cancel(self) -> None:
-        """Stop every consumer (deliveries already received can still be settled)."""
-        for consumer in self._consumers.values():
+    async def cancel(self, queue: str | None = None) -> None:
+        """Stop every consumer, or only ``queue``'s (deliveries already received can still
+        be settled; a queue cancelled alone is not consumed again after an outage)."""
+        if queue is None:
+            consumers = list(self._consumers.values())
+        else:
+            one = self._consumers.pop(queue, None)
+            consumers = [one] if one is not None else []
+        for consumer in consumers:
             if consumer.restoring is not None:
                 consumer.restoring.cancel()
             calls, tag = consumer.calls, consumer.tag

@@ -90,3 +90,8 @@ class RateLimiter:
         bucket = self._buckets.get(name)
         if bucket is not None:
             bucket.cancel(delay)
+
+    def forget(self, name: str) -> None:
+        """Drop task ``name``'s bucket: its next call reads the task's ``rate_limit`` again
+        (``celery control rate_limit`` changed it)."""
+        self._buckets.pop(name, None)

@@ -62,6 +62,12 @@ class ExecutionPool(abc.ABC):
         """Resolve the calls queued but not started with :class:`NotStarted`; how many."""
         return 0
 
+    def terminate(self, task_id: str, signum: int) -> bool:
+        """Stop the running call of ``task_id`` (``revoke(terminate=True)``), as far as the
+        pool can; returns whether it did. Only the ``processes`` pool can: it signals the
+        child that runs the call (a thread or a coroutine cannot be stopped from outside)."""
+        return False
+
     async def close(self, *, cold: bool = False) -> None:  # noqa: B027 - optional hook
         """Release the pool; ``cold`` stops work still running (as far as the pool can)."""
 

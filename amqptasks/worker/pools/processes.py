@@ -74,6 +74,7 @@ class _Child:
         "process",
         "ready",
         "retiring",
+        "task_id",
         "tasks",
     )
 
@@ -87,6 +88,8 @@ class _Child:
         self.tasks = 0
         self.retiring = False
         self.killed_for_limit: TimeLimitExceeded | None = None
+        #: The id of the call it runs (for ``terminate``).
+        self.task_id: str | None = None
 
     @property
     def usable(self) -> bool:
@@ -325,6 +328,7 @@ class ProcessPool(ExecutionPool):
             self._idle.put_nowait(child)
             return Outcome.failure(TypeError(f"cannot send {task.name} to a pool process: {exc}"))
         child.job = job
+        child.task_id = request.id
         with contextlib.suppress(OSError):  # it died: its sentinel resolves the job
             child.conn.send_bytes(data)
         timer = (
@@ -337,6 +341,23 @@ class ProcessPool(ExecutionPool):
         finally:
             if timer is not None:
                 timer.cancel()
+
+    def terminate(self, task_id: str, signum: int) -> bool:
+        """Signal the child running ``task_id`` (its call then ends as ``WorkerLost``).
+
+        Children ignore SIGTERM, SIGINT and SIGQUIT (those stop the worker, which stops
+        its children itself): asked for one of them, the child is sent SIGKILL.
+        """
+        if signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            signum = signal.SIGKILL
+        for child in self._children:
+            job = child.job
+            if job is not None and not job.done() and child.task_id == task_id:
+                log.warning("terminating a running task", task_id=task_id, pid=child.pid)
+                with contextlib.suppress(OSError):
+                    os.kill(child.pid, signum)
+                return True
+        return False
 
     def _hard_limit(
         self, child: _Child, job: asyncio.Future[Outcome], request: Request, hard: float

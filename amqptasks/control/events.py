@@ -1,0 +1,118 @@
+"""Celery's events: the dictionaries Flower and ``celery events`` read, and how they are sent.
+
+An event is a JSON object with a ``type`` (``task-succeeded``, ``worker-heartbeat``
+...), the sender's ``hostname``, ``pid``, ``utcoffset``, a ``timestamp`` and a
+Lamport ``clock``, plus the fields of its type, published to the ``celeryev``
+topic exchange with the type as routing key, dashes made dots
+(``task.succeeded``), as ``celery.events.dispatcher.EventDispatcher`` does.
+
+Events are sent without ``mandatory`` and without waiting for a confirm: an
+exchange nobody listens to drops them, and a lost event never holds up a task.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import platform
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from amqptasks import __version__
+from amqptasks.protocol.envelope import OutgoingMessage
+from amqptasks.topology.model import Exchange
+
+if TYPE_CHECKING:
+    from amqptasks.protocol.envelope import TaskMessage
+
+__all__ = [
+    "EVENT_EXCHANGE",
+    "SOFTWARE_INFO",
+    "EventClock",
+    "event_message",
+    "make_event",
+    "task_fields",
+    "utcoffset",
+]
+
+#: Celery's event exchange (``event_exchange`` setting), topic, durable.
+EVENT_EXCHANGE = Exchange("celeryev", "topic")
+#: What a worker says it runs (``worker-*`` events; Flower shows them).
+SOFTWARE_INFO = {
+    "sw_ident": "py-amqptasks",
+    "sw_ver": __version__,
+    "sw_sys": platform.system(),
+}
+#: Events expire unread after this long in a monitor's queue (Celery's default, 60 min).
+TRANSIENT = 1
+
+
+class EventClock:
+    """A Lamport clock: forwarded for every event sent, adjusted by the ones read."""
+
+    def __init__(self) -> None:
+        self._counter = itertools.count(1)
+        self.value = 0
+
+    def forward(self) -> int:
+        """The next value."""
+        self.value = next(self._counter)
+        return self.value
+
+    def adjust(self, other: int) -> None:
+        """Move past ``other`` (a clock value seen in a message)."""
+        if other > self.value:
+            self._counter = itertools.count(other + 1)
+            self.value = other
+
+
+def utcoffset() -> int:
+    """Hours west of UTC, as Celery's ``celery.utils.time.utcoffset`` gives it."""
+    if time.localtime().tm_isdst and time.daylight:
+        return time.altzone // 3600
+    return time.timezone // 3600
+
+
+def make_event(type_: str, hostname: str, clock: EventClock, **fields: Any) -> dict[str, Any]:
+    """The event of ``type_`` sent by ``hostname``, with Celery's common fields."""
+    return {
+        **fields,
+        "hostname": hostname,
+        "utcoffset": utcoffset(),
+        "pid": os.getpid(),
+        "clock": clock.forward(),
+        "timestamp": time.time(),
+        "type": type_,
+    }
+
+
+def task_fields(message: TaskMessage) -> dict[str, Any]:
+    """``task-received`` / ``task-sent`` fields of a task message, as Celery fills them."""
+    headers = message.headers
+    return {
+        "uuid": message.id,
+        "name": message.task,
+        "args": headers.get("argsrepr") or repr(tuple(message.args)),
+        "kwargs": headers.get("kwargsrepr") or repr(dict(message.kwargs)),
+        "root_id": message.root_id,
+        "parent_id": message.parent_id,
+        "retries": message.retries,
+        "eta": message.eta,
+        "expires": message.expires,
+    }
+
+
+def event_message(event: dict[str, Any]) -> OutgoingMessage:
+    """``event`` as a message to the event exchange (JSON, transient)."""
+    return OutgoingMessage(
+        exchange=EVENT_EXCHANGE.name,
+        routing_key=str(event["type"]).replace("-", "."),
+        body=json.dumps(event, default=repr).encode(),
+        content_type="application/json",
+        content_encoding="utf-8",
+        headers={"hostname": event["hostname"]},
+        message_id=str(uuid.uuid4()),
+        delivery_mode=TRANSIENT,
+    )
