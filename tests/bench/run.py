@@ -116,6 +116,14 @@ def _variants() -> list[Variant]:
     add(
         "drain",
         "amqptasks",
+        "threads-observed",
+        "amqptasks -P threads -c 4, events + metrics on",
+        pool="threads",
+        observed=True,
+    )
+    add(
+        "drain",
+        "amqptasks",
         "threads2x2",
         "amqptasks --workers 2 -P threads -c 2",
         pool="threads",
@@ -280,6 +288,9 @@ class Bench:
                 "-l",
                 "info",
             ]
+            if p.get("observed"):
+                # The cost of operating a fleet (#17): Celery's events and a metrics port.
+                argv += ["-E", "--metrics-port", str(harness.free_port())]
             workers = p.get("workers", 1)
             if workers > 1:
                 # A supervisor and its worker processes: the harness's CPU and RSS
