@@ -380,7 +380,7 @@ def parse_task_message(
             ``too-large`` when it inflates past ``max_inflated_size``.
     """
     headers = headers or {}
-    if not isinstance(headers, Mapping):
+    if type(headers) is not dict and not isinstance(headers, Mapping):
         raise _bad("headers are not a table", body, content_type)
     try:
         task = _optional_str(headers, "task")
@@ -427,14 +427,16 @@ def parse_task_message(
             raw=body,
             content_type=content_type or "",
         )
-    if not all(isinstance(key, str) for key in kwargs):
+    # JSON object keys are always text; other serializers' may not be.
+    keys_checked = info.name == "json"
+    if kwargs and not keys_checked and not all(isinstance(key, str) for key in kwargs):
         raise DecodeError(
             f"body of {label}: kwargs names must be strings",
             raw=body,
             content_type=content_type or "",
         )
     if embed is not None and not (
-        isinstance(embed, dict) and all(isinstance(key, str) for key in embed)
+        isinstance(embed, dict) and (keys_checked or all(isinstance(key, str) for key in embed))
     ):
         raise DecodeError(
             f"body of {label}: the third item (callbacks, errbacks, chain, chord) must be "

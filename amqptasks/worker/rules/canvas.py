@@ -57,6 +57,10 @@ log = get_logger(__name__)
 
 def _carries_workflow(message: TaskMessage) -> bool:
     embed = message.embed
+    if not embed:
+        return False
+    if type(embed) is dict:  # the common case: no generator
+        return any(embed.values())
     return isinstance(embed, Mapping) and any(embed.get(key) for key in embed)
 
 
