@@ -396,7 +396,10 @@ def test_revoke_with_terminate_stops_a_call_running_in_a_pool_process(
     running = core.slow.apply_async((str(ledger), "t", 60.0), queue=queue)
     wait_for(lambda: lines(ledger), timeout=TIMEOUT, what="the call to start")
     capp = importlib.import_module(CELERY_APP).app
-    replies = capp.control.revoke(running.id, destination=[hostname], terminate=True, reply=True)
+    with capp.connection_for_write() as connection:  # not a pooled one an earlier test left idle
+        replies = capp.control.revoke(
+            running.id, destination=[hostname], terminate=True, reply=True, connection=connection
+        )
     assert replies == [{hostname: {"ok": f"terminate: {running.id}"}}]
     wait_for(lambda: running.state == "REVOKED", timeout=TIMEOUT, what="the call revoked")
     assert core.add.apply_async((1, 2), queue=queue).get(timeout=TIMEOUT) == 3  # a new child
