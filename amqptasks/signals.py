@@ -134,6 +134,8 @@ class Signal:
 
     def has_receivers(self, sender: object) -> bool:
         """True if :meth:`send` from ``sender`` would call any receiver."""
+        if not self._receivers:
+            return False
         return any(wanted is None or _matches(wanted, sender) for _, wanted in self._receivers)
 
     def send(self, sender: object, /, **kwargs: Any) -> None:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from amqptasks.config import Settings
     from amqptasks.transport.consumer import Delivery
 
-__all__ = ["INLINE_INFLATE", "decode_delivery"]
+__all__ = ["INLINE_INFLATE", "decode_delivery", "decode_inline", "decode_off_loop"]
 
 #: Bytes a compressed body may inflate to on the event loop (about a millisecond of work).
 INLINE_INFLATE = 1024 * 1024
@@ -56,6 +56,15 @@ async def decode_delivery(delivery: Delivery, settings: Settings) -> TaskMessage
             ``max_inflated_size``, ``bad-message`` for a header of the wrong
             type or value, ``decode-error`` for a body that cannot be decoded.
     """
+    message = decode_inline(delivery, settings)
+    if message is None:
+        message = await decode_off_loop(delivery, settings)
+    return message
+
+
+def decode_inline(delivery: Delivery, settings: Settings) -> TaskMessage | None:
+    """:func:`decode_delivery` on the loop; None for a body that inflates past
+    :data:`INLINE_INFLATE` (hand it to :func:`decode_off_loop`)."""
     size = len(delivery.body)
     if size > settings.max_message_size:
         raise DecodeError(
@@ -70,5 +79,11 @@ async def decode_delivery(delivery: Delivery, settings: Settings) -> TaskMessage
     except DecodeError as exc:
         if exc.reason != constants.REASON_TOO_LARGE or limit <= INLINE_INFLATE:
             raise
+    return None
+
+
+async def decode_off_loop(delivery: Delivery, settings: Settings) -> TaskMessage:
+    """Decode ``delivery`` in the loop's executor, inflating up to ``max_inflated_size``."""
     loop = asyncio.get_running_loop()
+    limit = settings.max_inflated_size
     return await loop.run_in_executor(None, functools.partial(_parse, delivery, settings, limit))

@@ -14,8 +14,12 @@ Every delivery goes through the same points, in this order::
     before_settle    any decision, before it is carried out
 
 A hook that returns a :mod:`decision <amqptasks.worker.decisions>` ends the
-delivery there (the first one wins); ``None`` lets it go on. With no decision
-after the run, a success is a ``Finish`` and a failure a ``DeadLetter``.
+delivery there (the first one wins); ``None`` lets it go on. A hook may be an
+``async def``, or a plain ``def`` that returns its answer, or returns an
+awaitable only when it has to wait (a plain hook costs the delivery no
+coroutine; the worker's own rules are written so, see
+:class:`~amqptasks.worker.rules.RateLimits`). With no decision after the run, a
+success is a ``Finish`` and a failure a ``DeadLetter``.
 ``on_worker_start`` and ``on_worker_stop`` bracket the worker's life; the
 :class:`WorkerContext` given to ``on_worker_start`` lets an extension publish.
 
@@ -37,22 +41,29 @@ Example:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from amqptasks.logging import get_logger
+from amqptasks.worker.decisions import Decision
 
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Awaitable
 
     from amqptasks.app import App
-    from amqptasks.worker.decisions import DeadLetter, Decision, RetryLater
+    from amqptasks.worker.decisions import DeadLetter, RetryLater
     from amqptasks.worker.options import WorkerOptions
     from amqptasks.worker.sender import Sender
     from amqptasks.worker.state import MessageState
 
-__all__ = ["HOOKS", "Extension", "Hooks", "WorkerContext"]
+__all__ = ["HOOKS", "Extension", "Hooks", "MaybeDecision", "MaybeWait", "WorkerContext"]
 
 log = get_logger(__name__)
+
+#: What a decision hook returns: a decision, None, or an awaitable of either.
+MaybeDecision: TypeAlias = "Decision | Awaitable[Decision | None] | None"
+#: What a notification hook returns: None, or an awaitable to wait for.
+MaybeWait: TypeAlias = "Awaitable[None] | None"
 
 #: The lifecycle points, in the order a delivery meets them.
 HOOKS = (
@@ -95,15 +106,15 @@ class Extension:
     async def on_worker_stop(self, worker: WorkerContext) -> None:
         """The worker stopped consuming and finished (or abandoned) its tasks."""
 
-    async def on_received(self, state: MessageState) -> Decision | None:
+    def on_received(self, state: MessageState) -> MaybeDecision:
         """A delivery arrived; only ``state.delivery`` is known (nothing decoded yet)."""
         return None
 
-    async def on_decoded(self, state: MessageState) -> Decision | None:
+    def on_decoded(self, state: MessageState) -> MaybeDecision:
         """``state.message`` and ``state.task`` are known."""
         return None
 
-    async def before_run(self, state: MessageState) -> Decision | None:
+    def before_run(self, state: MessageState) -> MaybeDecision:
         """About to hand the call to the pool; may wait (a rate limit, say)."""
         return None
 
@@ -114,21 +125,21 @@ class Extension:
     def on_start(self, state: MessageState) -> None:
         """The call starts now (sync, on the loop; the task body waits for it)."""
 
-    async def after_run(self, state: MessageState) -> Decision | None:
+    def after_run(self, state: MessageState) -> MaybeDecision:
         """The call ended; ``state.outcome`` says how."""
         return None
 
-    async def on_failure(self, state: MessageState) -> Decision | None:
+    def on_failure(self, state: MessageState) -> MaybeDecision:
         """The call raised ``state.outcome.exception``: retry, dead-letter, or None."""
         return None
 
-    async def on_retry(self, state: MessageState, decision: RetryLater) -> None:
+    def on_retry(self, state: MessageState, decision: RetryLater) -> MaybeWait:
         """The call is about to be published again as its next attempt."""
 
-    async def on_dead_letter(self, state: MessageState, decision: DeadLetter) -> None:
+    def on_dead_letter(self, state: MessageState, decision: DeadLetter) -> MaybeWait:
         """The message is about to go to its queue's dead-letter queue."""
 
-    async def before_settle(self, state: MessageState, decision: Decision) -> None:
+    def before_settle(self, state: MessageState, decision: Decision) -> MaybeWait:
         """``decision`` is about to be carried out (replies, signals, events)."""
 
 
@@ -154,6 +165,35 @@ class Hooks:
         self.on_retry = [ext.on_retry for ext in at("on_retry")]
         self.on_dead_letter = [ext.on_dead_letter for ext in at("on_dead_letter")]
         self.before_settle = [ext.before_settle for ext in at("before_settle")]
+
+
+def consult(hooks: list[Any], state: MessageState) -> MaybeDecision:
+    """The first decision of ``hooks`` (None if none decides), or, when a hook has to
+    wait, an awaitable of it: plain hooks cost no coroutine."""
+    for index, hook in enumerate(hooks):
+        decided = hook(state)
+        if decided is None or isinstance(decided, Decision):
+            if decided is not None:
+                return decided
+            continue
+        return _consult_after(decided, hooks[index + 1 :], state)
+    return None
+
+
+async def _consult_after(
+    waiting: Awaitable[Decision | None], rest: list[Any], state: MessageState
+) -> Decision | None:
+    decided = await waiting
+    if decided is not None:
+        return decided
+    return await resolved(consult(rest, state))
+
+
+async def resolved(decided: MaybeDecision) -> Decision | None:
+    """What :func:`consult` answered, once any waiting is over."""
+    if decided is None or isinstance(decided, Decision):
+        return decided
+    return await decided
 
 
 def describe(exc: BaseException) -> str:

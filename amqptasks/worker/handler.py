@@ -13,6 +13,7 @@ message rather than losing it.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 from amqptasks import constants
@@ -27,9 +28,9 @@ from amqptasks.worker.decisions import (
     Finish,
     Requeue,
 )
-from amqptasks.worker.decode import decode_delivery
+from amqptasks.worker.decode import decode_inline, decode_off_loop
 from amqptasks.worker.execution import execute, make_request
-from amqptasks.worker.extension import Hooks, describe, hook_failed
+from amqptasks.worker.extension import Hooks, consult, describe, hook_failed, resolved
 from amqptasks.worker.outcome import Outcome
 from amqptasks.worker.pools.base import NotStarted
 from amqptasks.worker.settle import Settler
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
     from amqptasks.worker.sender import Sender
 
 log = get_logger(__name__)
+#: Asked before a per-task debug line: building a structlog event costs microseconds.
+_debug_log = logging.getLogger(__name__)
 
 
 class DeliveryHandler:
@@ -113,12 +116,13 @@ class DeliveryHandler:
     # -- deciding ------------------------------------------------------------------------------
 
     async def _decide(self, state: MessageState) -> Decision:
-        for hook in self.hooks.on_received:
-            decided = await hook(state)
-            if decided is not None:
-                return decided
+        decided = consult(self.hooks.on_received, state)
+        if decided is not None and (decided := await resolved(decided)) is not None:
+            return decided
         try:
-            message = await decode_delivery(state.delivery, self.app.settings)
+            message = decode_inline(state.delivery, self.app.settings)
+            if message is None:  # inflates past what the loop should inflate
+                message = await decode_off_loop(state.delivery, self.app.settings)
         except DecodeError as exc:
             return DeadLetter(exc.reason, exc)
         except Exception as exc:  # a header of an unexpected type, say
@@ -129,10 +133,9 @@ class DeliveryHandler:
             # A caller waiting on the result (Celery replies NotRegistered) learns why.
             return DeadLetter(constants.REASON_UNKNOWN_TASK, self.app.tasks.unknown(message.task))
         state.task = task
-        for hook in self.hooks.on_decoded:
-            decided = await hook(state)
-            if decided is not None:
-                return decided
+        decided = consult(self.hooks.on_decoded, state)
+        if decided is not None and (decided := await resolved(decided)) is not None:
+            return decided
         state.acks_early = (
             task.acks_early if task.acks_early is not None else self.app.settings.task_acks_early
         )
@@ -140,10 +143,9 @@ class DeliveryHandler:
         state.limits = resolve_time_limits(
             message.timelimit, (task.soft_time_limit, task.time_limit), (limits.soft, limits.hard)
         )
-        for hook in self.hooks.before_run:
-            decided = await hook(state)
-            if decided is not None:
-                return decided
+        decided = consult(self.hooks.before_run, state)
+        if decided is not None and (decided := await resolved(decided)) is not None:
+            return decided
         if self.queue_ahead and not task.is_async:
             # No slot to wait for: the pool queues what its threads cannot start yet.
             outcome = await self._run(state)
@@ -167,12 +169,12 @@ class DeliveryHandler:
             )
             return Requeue()
         if outcome.exception is None:
-            log.debug("task succeeded", task_id=message.id, task=message.task)
+            if _debug_log.isEnabledFor(logging.DEBUG):
+                log.debug("task succeeded", task_id=message.id, task=message.task)
             return Finish(report=outcome)
-        for hook in self.hooks.on_failure:
-            decided = await hook(state)
-            if decided is not None:
-                return decided
+        decided = consult(self.hooks.on_failure, state)
+        if decided is not None and (decided := await resolved(decided)) is not None:
+            return decided
         return DeadLetter(
             constants.REASON_FAILED,
             outcome.exception,
@@ -221,7 +223,9 @@ class DeliveryHandler:
     async def _after(self, state: MessageState) -> Decision | None:
         for hook in self.hooks.after_run:
             try:
-                decided = await hook(state)
+                decided = hook(state)
+                if decided is not None and not isinstance(decided, Decision):
+                    decided = await decided
             except Exception as exc:
                 hook_failed(hook, state, exc)
                 continue

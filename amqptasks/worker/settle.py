@@ -144,7 +144,9 @@ async def _notify(
 ) -> None:
     for hook in hooks:
         try:
-            await hook(state, decision)
+            waiting = hook(state, decision)
+            if waiting is not None:
+                await waiting
         except CannotSettle:
             if stoppable:
                 raise

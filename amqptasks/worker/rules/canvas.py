@@ -44,6 +44,8 @@ from amqptasks.worker.outcome import Outcome
 from amqptasks.worker.outgoing import ReplyTarget
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     import aio_pika
 
     from amqptasks.canvas.plan import Action
@@ -81,7 +83,7 @@ class Workflows(Extension):
         if connection is not None and not connection.is_closed:
             await connection.close()
 
-    async def on_decoded(self, state: MessageState) -> Decision | None:
+    def on_decoded(self, state: MessageState) -> Decision | None:
         message = state.message
         assert message is not None
         embed = message.embed
@@ -97,10 +99,13 @@ class Workflows(Extension):
             return _refuse(message, "a chord made by Celery (joined in a result store)")
         return None
 
-    async def before_settle(self, state: MessageState, decision: Decision) -> None:
+    def before_settle(self, state: MessageState, decision: Decision) -> Awaitable[None] | None:
         message = state.message
         if message is None or not _carries_workflow(message):
-            return
+            return None
+        return self._carry_on(message, decision)
+
+    async def _carry_on(self, message: TaskMessage, decision: Decision) -> None:
         report = decision.report
         try:
             if (

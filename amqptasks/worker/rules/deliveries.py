@@ -57,7 +57,7 @@ class DeliveryLimit(Extension):
         assert router is not None
         return (router.queue(queue).queue_type or router.default_queue_type) == "quorum"
 
-    async def on_received(self, state: MessageState) -> Decision | None:
+    def on_received(self, state: MessageState) -> Decision | None:
         delivery = state.delivery
         if not delivery.redelivered:
             return None

@@ -14,6 +14,8 @@ from amqptasks.worker.extension import Extension
 from amqptasks.worker.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from amqptasks.worker.decisions import Decision
     from amqptasks.worker.extension import WorkerContext
     from amqptasks.worker.state import MessageState
@@ -29,7 +31,7 @@ class RateLimits(Extension):
     async def on_worker_start(self, worker: WorkerContext) -> None:
         self._stopping = worker.stopping
 
-    async def before_run(self, state: MessageState) -> Decision | None:
+    def before_run(self, state: MessageState) -> Awaitable[Decision | None] | None:
         task = state.task
         assert task is not None
         if not task.rate_limit:
@@ -37,10 +39,13 @@ class RateLimits(Extension):
         delay = self.limiter.reserve(task.name, task.rate_limit)
         if delay <= 0:
             return None
+        return self._wait_turn(task.name, delay)
+
+    async def _wait_turn(self, name: str, delay: float) -> Decision | None:
         assert self._stopping is not None
         try:
             await asyncio.wait_for(self._stopping.wait(), delay)
         except asyncio.TimeoutError:
             return None
-        self.limiter.cancel(task.name, delay)
+        self.limiter.cancel(name, delay)
         return Requeue()  # the worker stops while the call waited for its turn

@@ -18,6 +18,8 @@ from amqptasks.worker.outcome import Outcome
 from amqptasks.worker.outgoing import ReplyTarget
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from amqptasks.worker.decisions import Decision
     from amqptasks.worker.extension import WorkerContext
     from amqptasks.worker.sender import Sender
@@ -58,16 +60,21 @@ class ResultReplies(Extension):
             reply = self._sender.reply(target, Outcome(states.STARTED))
             state.note(_STARTED, asyncio.ensure_future(reply))
 
-    async def before_settle(self, state: MessageState, decision: Decision) -> None:
+    def before_settle(self, state: MessageState, decision: Decision) -> Awaitable[None] | None:
         started = state.noted(_STARTED)
-        if started is not None:  # the STARTED state leaves before the outcome's
-            await started
         report = decision.report
         if report is None and isinstance(decision, DeadLetter):
             report = Outcome(states.FAILURE, exception=decision.error)
-        if report is None:
-            return
-        target = reply_target(state)
-        if target is not None:
+        target = reply_target(state) if report is not None else None
+        if started is None and target is None:
+            return None
+        return self._reply(started, target, report)
+
+    async def _reply(
+        self, started: Awaitable[None] | None, target: ReplyTarget | None, report: Outcome | None
+    ) -> None:
+        if started is not None:  # the STARTED state leaves before the outcome's
+            await started
+        if target is not None and report is not None:
             assert self._sender is not None
             await self._sender.reply(target, report)

@@ -24,7 +24,7 @@ log = get_logger(__name__)
 class Retries(Extension):
     """Applies each task's retry policy to its failures."""
 
-    async def on_failure(self, state: MessageState) -> Decision | None:
+    def on_failure(self, state: MessageState) -> Decision | None:
         message, task, outcome = state.message, state.task, state.outcome
         assert message is not None and task is not None and outcome is not None
         assert outcome.exception is not None

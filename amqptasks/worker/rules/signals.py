@@ -31,9 +31,11 @@ class TaskSignals(Extension):
             request=request,
         )
 
-    async def after_run(self, state: MessageState) -> Decision | None:
+    def after_run(self, state: MessageState) -> Decision | None:
         task, request, outcome = state.task, state.request, state.outcome
         assert task is not None and request is not None and outcome is not None
+        if not signals.task_postrun.has_receivers(task):
+            return None
         signals.task_postrun.send(
             task,
             task_id=request.id,
@@ -45,7 +47,7 @@ class TaskSignals(Extension):
         )
         return None
 
-    async def before_settle(self, state: MessageState, decision: Decision) -> None:
+    def before_settle(self, state: MessageState, decision: Decision) -> None:
         task, message, outcome = state.task, state.message, state.outcome
         if outcome is None or task is None or message is None or isinstance(decision, Requeue):
             return  # not run, or back to its queue unfinished: no task signal

@@ -42,7 +42,7 @@ def seconds_until(eta: str | None, now: dt.datetime | None = None) -> float:
 class Timing(Extension):
     """Expired calls are not run (REVOKED); early ones wait in the delay levels."""
 
-    async def on_decoded(self, state: MessageState) -> Decision | None:
+    def on_decoded(self, state: MessageState) -> Decision | None:
         message = state.message
         assert message is not None
         if message.expires is not None and is_expired(message):

@@ -39,7 +39,7 @@ class CountAndForbid(Extension):
     async def on_worker_stop(self, worker: WorkerContext) -> None:
         _write(f"stop received={self.received}")
 
-    async def on_received(self, state: MessageState) -> Decision | None:
+    def on_received(self, state: MessageState) -> Decision | None:  # a plain hook
         self.received += 1
         _write(f"received {self.received}")
         return None
@@ -50,7 +50,7 @@ class CountAndForbid(Extension):
             return DeadLetter("forbidden", TaskError(f"{FORBIDDEN} is not run here"))
         return None
 
-    async def before_settle(self, state: MessageState, decision: Decision) -> None:
+    def before_settle(self, state: MessageState, decision: Decision) -> None:
         _write(f"settle {state.task_id} {type(decision).__name__}")
 
 
@@ -70,7 +70,7 @@ class Broken(Extension):
 class DeferOnce(Extension):
     """Sends every call back through the delay levels once (2 s) before it runs."""
 
-    async def before_run(self, state: MessageState) -> Decision | None:
+    def before_run(self, state: MessageState) -> Decision | None:
         headers = state.delivery.headers or {}
         if headers.get("x-test-deferred"):
             return None
