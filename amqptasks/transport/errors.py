@@ -15,10 +15,12 @@ from amqptasks.exceptions import (
     ConnectionLost,
     NotFound,
     PublishNotConfirmed,
+    TLSError,
     TopologyMismatch,
     Unroutable,
 )
 from amqptasks.logging import redact
+from amqptasks.transport import tls_errors
 
 if TYPE_CHECKING:
     from amqptasks.config import BrokerURL
@@ -81,6 +83,11 @@ def connect_error(exc: BaseException, url: BrokerURL) -> BrokerError:
     import aiormq.exceptions
     import pika.exceptions
 
+    if isinstance(exc, TLSError):  # a client certificate or CA file that does not load
+        return exc
+    found = tls_errors.diagnose(exc, url)
+    if found is not None:
+        return found
     inner = _innermost(exc)
     where = url.redacted()
     auth_types: tuple[type[BaseException], ...] = (
