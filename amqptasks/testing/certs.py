@@ -47,6 +47,9 @@ class Certificates:
     #: A client certificate signed by the CA that expired a day ago.
     expired_client: Path
     expired_client_key: Path
+    #: A client certificate signed by the CA for ``unmapped_name``, a user the node lacks.
+    unmapped_client: Path
+    unmapped_client_key: Path
     #: A client certificate signed by another CA (``other_ca``), which the node does not trust.
     stranger_client: Path
     stranger_client_key: Path
@@ -56,6 +59,8 @@ class Certificates:
     expired_server_key: Path
     #: The client certificate's common name (the user EXTERNAL logs in as).
     client_name: str
+    #: The common name of ``unmapped_client``.
+    unmapped_name: str
 
 
 def _name(common_name: str) -> x509.Name:
@@ -145,6 +150,7 @@ def make_certificates(
     directory: str | Path,
     *,
     client_name: str = "amqptasks-client",
+    unmapped_name: str = "amqptasks-unmapped",
     server_names: tuple[str, ...] = ("localhost",),
     key_password: str = "test-key-password",
 ) -> Certificates:
@@ -166,6 +172,7 @@ def make_certificates(
         "expired-server": (server_names[0], (ca, ca_key), server_names, True),
         "client": (client_name, (ca, ca_key), (), False),
         "expired-client": (client_name, (ca, ca_key), (), True),
+        "unmapped-client": (unmapped_name, (ca, ca_key), (), False),
         "stranger-client": (client_name, (other, other_key), (), False),
     }
     keys: dict[str, _Key] = {}
@@ -193,10 +200,13 @@ def make_certificates(
         key_password=key_password,
         expired_client=made["expired-client"][0],
         expired_client_key=made["expired-client"][1],
+        unmapped_client=made["unmapped-client"][0],
+        unmapped_client_key=made["unmapped-client"][1],
         stranger_client=made["stranger-client"][0],
         stranger_client_key=made["stranger-client"][1],
         other_ca=out / "other-ca.pem",
         expired_server=made["expired-server"][0],
         expired_server_key=made["expired-server"][1],
         client_name=client_name,
+        unmapped_name=unmapped_name,
     )
