@@ -132,9 +132,13 @@ class BrokerURL:
         return f"{self.name}: {role}" if self.name else role
 
     def redacted(self) -> str:
-        """The URL with the password masked, for messages and logs."""
+        """The URL with the password masked, for messages and logs.
+
+        With the EXTERNAL login no user or password is sent, and none is shown.
+        """
         vhost = "/" + ("" if self.vhost == "/" else self.vhost)
-        return f"{self.scheme}://{self.username}:***@{self.host}:{self.port}{vhost}"
+        login = "" if self.external_login else f"{self.username}:***@"
+        return f"{self.scheme}://{login}{self.host}:{self.port}{vhost}"
 
     def __str__(self) -> str:
         return self.redacted()

@@ -113,8 +113,9 @@ def connect_error(exc: BaseException, url: BrokerURL) -> BrokerError:
         # Connection.Open: the broker refused the vhost (530 NOT_ALLOWED).
         or ("Connection.OpenOk" in str(inner) and "Connection.Close" in str(inner))
     ):
+        user = tls_errors.certificate_user(url) if url.external_login else url.username
         return AuthenticationFailed(
-            f"broker at {where}: user {url.username!r} may not open vhost {url.vhost!r} "
+            f"broker at {where}: user {user!r} may not open vhost {url.vhost!r} "
             f"(does it exist, and does the user have permissions on it?)"
         )
     described = str(inner).lower()

@@ -129,15 +129,17 @@ def _external_refused(text: str, url: BrokerURL, where: str) -> AuthenticationFa
             f"{where}: the broker does not offer the EXTERNAL login: enable its "
             f"rabbitmq_auth_mechanism_ssl plugin and add EXTERNAL to its auth_mechanisms"
         )
-    common_name = ""
-    certificate = _load_certificate(cert)
-    if certificate is not None:
-        common_name = _common_name(certificate.subject)
-    user = f"user {common_name!r} (the common name of {cert!r})" if common_name else repr(cert)
+    user = f"user {certificate_user(url)!r} (the common name of {cert!r})"
     return AuthenticationFailed(
         f"{where}: the broker refused the EXTERNAL login of {user}: create that user "
         f"(rabbitmqctl add_user, set_permissions) or check the broker's ssl_cert_login_from"
     )
+
+
+def certificate_user(url: BrokerURL) -> str:
+    """The user an EXTERNAL login maps to, as far as we can tell: the certificate's CN."""
+    certificate = _load_certificate(url.tls.cert_file if url.tls else None)
+    return _common_name(certificate.subject) if certificate is not None else "?"
 
 
 def _server_certificate_problem(error: ssl.SSLCertVerificationError, url: BrokerURL) -> str:

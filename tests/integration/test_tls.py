@@ -336,7 +336,7 @@ def test_external_login_without_a_user_for_the_certificate(
     error = failure(app, transport)
     assert isinstance(error, AuthenticationFailed)
     assert str(error) == (
-        f"cannot connect to amqps://guest:***@localhost:{node.tls_port}/: the broker refused "
+        f"cannot connect to amqps://localhost:{node.tls_port}/: the broker refused "
         f"the EXTERNAL login of user '{certs.unmapped_name}' (the common name of "
         f"'{certs.unmapped_client}'): create that user (rabbitmqctl add_user, "
         f"set_permissions) or check the broker's ssl_cert_login_from"
