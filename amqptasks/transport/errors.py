@@ -21,6 +21,7 @@ from amqptasks.exceptions import (
 )
 from amqptasks.logging import redact
 from amqptasks.transport import tls_errors
+from amqptasks.transport._causes import exception_chain
 
 if TYPE_CHECKING:
     from amqptasks.config import BrokerURL
@@ -57,19 +58,11 @@ def _innermost(exc: BaseException) -> BaseException:
 
 def _socket_cause(exc: BaseException) -> OSError | None:
     """The refused or unresolvable socket error somewhere inside pika's or aiormq's wrappers."""
-    todo: list[object] = [exc]
-    seen: set[int] = set()
-    while todo:
-        item = todo.pop()
-        if not isinstance(item, BaseException) or id(item) in seen:
-            continue
-        seen.add(id(item))
+    for item in exception_chain(exc):
         if isinstance(item, ConnectionRefusedError | socket.gaierror):
             return item
         if isinstance(item, OSError) and item.errno == errno.ECONNREFUSED:
             return item
-        todo += [*item.args, *(getattr(item, "exceptions", None) or ())]
-        todo += [getattr(item, "exception", None), item.__cause__, item.__context__]
     return None
 
 

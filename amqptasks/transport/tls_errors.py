@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from amqptasks.exceptions import AuthenticationFailed, TLSError
+from amqptasks.transport._causes import exception_chain
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from cryptography import x509
 
     from amqptasks.config import BrokerURL
@@ -46,23 +45,9 @@ _SET_HOSTNAME = (
 )
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and every exception pika's and aiormq's wrappers keep inside it."""
-    todo: list[object] = [exc]
-    seen: set[int] = set()
-    while todo:
-        item = todo.pop()
-        if not isinstance(item, BaseException) or id(item) in seen:
-            continue
-        seen.add(id(item))
-        yield item
-        todo += [*item.args, *(getattr(item, "exceptions", None) or ())]
-        todo += [getattr(item, "exception", None), item.__cause__, item.__context__]
-
-
 def diagnose(exc: BaseException, url: BrokerURL) -> BrokerError | None:
     """The TLS or EXTERNAL-login error ``exc`` stands for, or None if it is neither."""
-    chain = list(_chain(exc))
+    chain = list(exception_chain(exc))
     text = " | ".join(f"{type(item).__name__}: {item}" for item in chain)
     where = f"cannot connect to {url.redacted()}"
     if url.external_login and _auth_failure(text):

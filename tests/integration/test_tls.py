@@ -14,6 +14,7 @@ import asyncio
 import os
 import re
 import subprocess
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -25,7 +26,7 @@ from amqptasks.testing.node import RabbitNode
 from tests.integration.conftest import CORE_APP, REPO, WorkerProcess, cli_env, worker_command
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
 URL_PASSWORD = "url-s3cret-pw"
@@ -180,167 +181,184 @@ def test_server_hostname_override_accepts_a_certificate_for_another_name(
 
 # -- each bad case: one line that says what to fix --------------------------------------------
 
+#: Stands for a certificate's end date in the expected messages.
+DATE = "{DATE}"
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_unknown_ca(node: RabbitNode, certs: Certificates, transport: str) -> None:
-    settings = {**good_settings(certs), "broker_tls_ca_file": str(certs.other_ca)}
-    app = App("tls-bad", broker_url=tls_url(node, password=URL_PASSWORD), **settings)
-    error = failure(app, transport)
-    assert isinstance(error, TLSError)
-    assert str(error) == (
+
+@dataclass(frozen=True)
+class Bad:
+    """A producer's broker URL and settings, and the one line its connection fails with."""
+
+    url: str
+    settings: dict[str, Any]
+    error: type[BrokerError]
+    message: str
+
+    def check(self, transport: str) -> None:
+        app = App("tls-bad", broker_url=self.url, **self.settings)
+        error = failure(app, transport)
+        assert isinstance(error, self.error), repr(error)
+        pattern = re.escape(self.message).replace(re.escape(DATE), r"\d{4}-\d\d-\d\d \d\d:\d\d UTC")
+        assert re.fullmatch(pattern, str(error)), str(error)
+        assert_clean(error)
+
+
+def client_certificate(certs: Certificates, cert: Path, key: Path) -> dict[str, Any]:
+    return {
+        **good_settings(certs),
+        "broker_tls_cert_file": str(cert),
+        "broker_tls_key_file": str(key),
+    }
+
+
+def unknown_ca(node: RabbitNode, certs: Certificates) -> Bad:
+    return Bad(
+        tls_url(node, password=URL_PASSWORD),
+        {**good_settings(certs), "broker_tls_ca_file": str(certs.other_ca)},
+        TLSError,
         f"cannot connect to amqps://guest:***@localhost:{node.tls_port}/: the broker's "
         f"certificate at localhost:{node.tls_port} (issuer 'amqptasks test CA') is signed by "
         f"a CA not in broker_tls_ca_file '{certs.other_ca}': set broker_tls_ca_file "
-        f"(AMQPTASKS_BROKER_TLS_CA_FILE) to the CA certificate that signed it"
+        f"(AMQPTASKS_BROKER_TLS_CA_FILE) to the CA certificate that signed it",
     )
-    assert_clean(error)
 
 
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_wrong_host_name(node: RabbitNode, certs: Certificates, transport: str) -> None:
-    app = App(
-        "tls-bad", broker_url=tls_url(node, "127.0.0.1", URL_PASSWORD), **good_settings(certs)
+def ca_not_in_the_system_store(node: RabbitNode, certs: Certificates) -> Bad:
+    settings = {**good_settings(certs)}
+    del settings["broker_tls_ca_file"]
+    return Bad(
+        tls_url(node, password=URL_PASSWORD),
+        settings,
+        TLSError,
+        f"cannot connect to amqps://guest:***@localhost:{node.tls_port}/: the broker's "
+        f"certificate at localhost:{node.tls_port} (issuer 'amqptasks test CA') is signed by "
+        f"a CA not in the system's CA store: set broker_tls_ca_file "
+        f"(AMQPTASKS_BROKER_TLS_CA_FILE) to the CA certificate that signed it",
     )
-    error = failure(app, transport)
-    assert isinstance(error, TLSError)
-    assert str(error) == (
+
+
+def wrong_host_name(node: RabbitNode, certs: Certificates) -> Bad:
+    return Bad(
+        tls_url(node, "127.0.0.1", URL_PASSWORD),
+        good_settings(certs),
+        TLSError,
         f"cannot connect to amqps://guest:***@127.0.0.1:{node.tls_port}/: the broker's "
         f"certificate at 127.0.0.1:{node.tls_port} is for 'localhost', not '127.0.0.1': "
         f"connect with a host name it names, or set broker_tls_server_hostname "
-        f"(AMQPTASKS_BROKER_TLS_SERVER_HOSTNAME) to one of them"
+        f"(AMQPTASKS_BROKER_TLS_SERVER_HOSTNAME) to one of them",
     )
-    assert_clean(error)
+
+
+def expired_client_certificate(node: RabbitNode, certs: Certificates) -> Bad:
+    return Bad(
+        tls_url(node, password=URL_PASSWORD),
+        client_certificate(certs, certs.expired_client, certs.expired_client_key),
+        TLSError,
+        f"cannot connect to amqps://guest:***@localhost:{node.tls_port}/: the broker at "
+        f"localhost:{node.tls_port} refused the client certificate '{certs.expired_client}': "
+        f"it expired on {DATE}: renew it (broker_tls_cert_file)",
+    )
+
+
+def client_certificate_from_another_ca(node: RabbitNode, certs: Certificates) -> Bad:
+    return Bad(
+        tls_url(node, password=URL_PASSWORD),
+        client_certificate(certs, certs.stranger_client, certs.stranger_client_key),
+        TLSError,
+        f"cannot connect to amqps://guest:***@localhost:{node.tls_port}/: the broker at "
+        f"localhost:{node.tls_port} refused the client certificate '{certs.stranger_client}' "
+        f"(issuer 'amqptasks other CA'): it does not trust its issuer: use a certificate "
+        f"signed by a CA in the broker's ssl_options.cacertfile (broker_tls_cert_file)",
+    )
+
+
+def no_client_certificate(node: RabbitNode, certs: Certificates) -> Bad:
+    return Bad(
+        tls_url(node, password=URL_PASSWORD),
+        {"broker_tls_ca_file": str(certs.ca)},
+        TLSError,
+        f"cannot connect to amqps://guest:***@localhost:{node.tls_port}/: the broker at "
+        f"localhost:{node.tls_port} requires a client certificate: set broker_tls_cert_file "
+        f"and broker_tls_key_file",
+    )
+
+
+def plain_amqp_to_the_tls_port(node: RabbitNode, certs: Certificates) -> Bad:
+    return Bad(
+        f"amqp://guest:{URL_PASSWORD}@localhost:{node.tls_port}//",
+        {},
+        TLSError,
+        f"cannot connect to amqp://guest:***@localhost:{node.tls_port}/: port {node.tls_port} "
+        f"speaks TLS, not plain AMQP: use amqps:// for it (or the broker's plain AMQP port, "
+        f"usually 5672)",
+    )
+
+
+def tls_to_the_plain_port(node: RabbitNode, certs: Certificates) -> Bad:
+    return Bad(
+        f"amqps://guest:{URL_PASSWORD}@localhost:{node.amqp_port}//",
+        good_settings(certs),
+        TLSError,
+        f"cannot connect to amqps://guest:***@localhost:{node.amqp_port}/: port "
+        f"{node.amqp_port} speaks plain AMQP, not TLS: use amqp:// for it (or the broker's "
+        f"TLS port, usually 5671)",
+    )
+
+
+def external_login_without_a_user(node: RabbitNode, certs: Certificates) -> Bad:
+    return Bad(
+        f"amqps://localhost:{node.tls_port}//",
+        {
+            **client_certificate(certs, certs.unmapped_client, certs.unmapped_client_key),
+            "broker_login_method": "EXTERNAL",
+        },
+        AuthenticationFailed,
+        f"cannot connect to amqps://localhost:{node.tls_port}/: the broker refused the "
+        f"EXTERNAL login of user '{certs.unmapped_name}' (the common name of "
+        f"'{certs.unmapped_client}'): create that user (rabbitmqctl add_user, "
+        f"set_permissions) or check the broker's ssl_cert_login_from",
+    )
+
+
+BAD_CASES = [
+    unknown_ca,
+    ca_not_in_the_system_store,
+    wrong_host_name,
+    expired_client_certificate,
+    client_certificate_from_another_ca,
+    no_client_certificate,
+    plain_amqp_to_the_tls_port,
+    tls_to_the_plain_port,
+    external_login_without_a_user,
+]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+@pytest.mark.parametrize("case", BAD_CASES, ids=lambda case: case.__name__)
+def test_bad_case_fails_with_one_line_that_says_what_to_fix(
+    node: RabbitNode,
+    certs: Certificates,
+    case: Callable[[RabbitNode, Certificates], Bad],
+    transport: str,
+) -> None:
+    case(node, certs).check(transport)
 
 
 def test_expired_server_certificate(node: RabbitNode, certs: Certificates) -> None:
     node.serve_certificate(certs.expired_server, certs.expired_server_key)
+    bad = Bad(
+        tls_url(node, password=URL_PASSWORD),
+        good_settings(certs),
+        TLSError,
+        f"cannot connect to amqps://guest:***@localhost:{node.tls_port}/: the broker's "
+        f"certificate at localhost:{node.tls_port} (subject 'localhost') expired on {DATE}: "
+        f"renew it on the broker (its ssl_options.certfile)",
+    )
     try:
         for transport in TRANSPORTS:
-            app = App(
-                "tls-bad", broker_url=tls_url(node, password=URL_PASSWORD), **good_settings(certs)
-            )
-            error = failure(app, transport)
-            assert isinstance(error, TLSError)
-            assert re.fullmatch(
-                rf"cannot connect to amqps://guest:\*\*\*@localhost:{node.tls_port}/: the "
-                rf"broker's certificate at localhost:{node.tls_port} \(subject 'localhost'\) "
-                r"expired on \d{4}-\d\d-\d\d \d\d:\d\d UTC: renew it on the broker \(its "
-                r"ssl_options.certfile\)",
-                str(error),
-            ), str(error)
-            assert_clean(error)
+            bad.check(transport)
     finally:
         node.serve_certificate(certs.server, certs.server_key)
-
-
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_expired_client_certificate(node: RabbitNode, certs: Certificates, transport: str) -> None:
-    settings = {
-        **good_settings(certs),
-        "broker_tls_cert_file": str(certs.expired_client),
-        "broker_tls_key_file": str(certs.expired_client_key),
-    }
-    app = App("tls-bad", broker_url=tls_url(node, password=URL_PASSWORD), **settings)
-    error = failure(app, transport)
-    assert isinstance(error, TLSError)
-    assert re.fullmatch(
-        rf"cannot connect to amqps://guest:\*\*\*@localhost:{node.tls_port}/: the broker at "
-        rf"localhost:{node.tls_port} refused the client certificate "
-        rf"'{re.escape(str(certs.expired_client))}': it expired on "
-        r"\d{4}-\d\d-\d\d \d\d:\d\d UTC: renew it \(broker_tls_cert_file\)",
-        str(error),
-    ), str(error)
-    assert_clean(error)
-
-
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_client_certificate_from_another_ca_is_refused(
-    node: RabbitNode, certs: Certificates, transport: str
-) -> None:
-    settings = {
-        **good_settings(certs),
-        "broker_tls_cert_file": str(certs.stranger_client),
-        "broker_tls_key_file": str(certs.stranger_client_key),
-    }
-    app = App("tls-bad", broker_url=tls_url(node, password=URL_PASSWORD), **settings)
-    error = failure(app, transport)
-    assert isinstance(error, TLSError)
-    assert str(error) == (
-        f"cannot connect to amqps://guest:***@localhost:{node.tls_port}/: the broker at "
-        f"localhost:{node.tls_port} refused the client certificate '{certs.stranger_client}' "
-        f"(issuer 'amqptasks other CA'): it does not trust its issuer: use a certificate "
-        f"signed by a CA in the broker's ssl_options.cacertfile (broker_tls_cert_file)"
-    )
-    assert_clean(error)
-
-
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_no_client_certificate(node: RabbitNode, certs: Certificates, transport: str) -> None:
-    app = App(
-        "tls-bad",
-        broker_url=tls_url(node, password=URL_PASSWORD),
-        broker_tls_ca_file=str(certs.ca),
-    )
-    error = failure(app, transport)
-    assert isinstance(error, TLSError)
-    assert str(error) == (
-        f"cannot connect to amqps://guest:***@localhost:{node.tls_port}/: the broker at "
-        f"localhost:{node.tls_port} requires a client certificate: set broker_tls_cert_file "
-        f"and broker_tls_key_file"
-    )
-    assert_clean(error)
-
-
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_plain_amqp_sent_to_the_tls_port(node: RabbitNode, transport: str) -> None:
-    app = App("tls-bad", broker_url=f"amqp://guest:{URL_PASSWORD}@localhost:{node.tls_port}//")
-    error = failure(app, transport)
-    assert isinstance(error, TLSError)
-    assert str(error) == (
-        f"cannot connect to amqp://guest:***@localhost:{node.tls_port}/: port {node.tls_port} "
-        f"speaks TLS, not plain AMQP: use amqps:// for it (or the broker's plain AMQP port, "
-        f"usually 5672)"
-    )
-    assert_clean(error)
-
-
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_tls_sent_to_the_plain_port(node: RabbitNode, certs: Certificates, transport: str) -> None:
-    url = f"amqps://guest:{URL_PASSWORD}@localhost:{node.amqp_port}//"
-    app = App("tls-bad", broker_url=url, **good_settings(certs))
-    error = failure(app, transport)
-    assert isinstance(error, TLSError)
-    assert str(error) == (
-        f"cannot connect to amqps://guest:***@localhost:{node.amqp_port}/: port "
-        f"{node.amqp_port} speaks plain AMQP, not TLS: use amqp:// for it (or the broker's "
-        f"TLS port, usually 5671)"
-    )
-    assert_clean(error)
-
-
-@pytest.mark.parametrize("transport", TRANSPORTS)
-def test_external_login_without_a_user_for_the_certificate(
-    node: RabbitNode, certs: Certificates, transport: str
-) -> None:
-    settings = {
-        **good_settings(certs),
-        "broker_tls_cert_file": str(certs.unmapped_client),
-        "broker_tls_key_file": str(certs.unmapped_client_key),
-    }
-    app = App(
-        "tls-bad",
-        broker_url=f"amqps://localhost:{node.tls_port}//",
-        broker_login_method="EXTERNAL",
-        **settings,
-    )
-    error = failure(app, transport)
-    assert isinstance(error, AuthenticationFailed)
-    assert str(error) == (
-        f"cannot connect to amqps://localhost:{node.tls_port}/: the broker refused "
-        f"the EXTERNAL login of user '{certs.unmapped_name}' (the common name of "
-        f"'{certs.unmapped_client}'): create that user (rabbitmqctl add_user, "
-        f"set_permissions) or check the broker's ssl_cert_login_from"
-    )
 
 
 def test_worker_startup_error_is_one_line(
