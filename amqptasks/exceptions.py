@@ -9,6 +9,7 @@ so callers never need to import a client library to catch a broker problem::
      ├── BrokerError                 anything the broker or the network did
      │    ├── BrokerUnreachable      TCP connect / handshake failed or timed out
      │    ├── AuthenticationFailed   the broker refused the login
+     │    ├── TLSError               TLS failed: certificate, host name, or a TLS/plain port mix-up
      │    ├── ConnectionLost         an open connection went away
      │    └── ChannelError           the broker closed a channel or refused a frame
      │         ├── TopologyMismatch      406: exists with other arguments
@@ -62,6 +63,14 @@ class BrokerUnreachable(BrokerError):
 
 class AuthenticationFailed(BrokerError):
     """The broker refused the username/password (or the vhost access)."""
+
+
+class TLSError(BrokerError):
+    """TLS to the broker failed: an untrusted, expired or misnamed certificate on either
+    side, a client key that does not load, or TLS and plain AMQP mixed up on a port.
+
+    Not retried by a starting worker: waiting does not fix a certificate.
+    """
 
 
 class ConnectionLost(BrokerError):

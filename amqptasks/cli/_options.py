@@ -65,6 +65,45 @@ broker_option = click.option(
     help="Override the broker URL (env AMQPTASKS_BROKER_URL).",
 )
 
+#: TLS to the broker (docs/tls.md): option name -> (setting, help). Each sets its
+#: ``AMQPTASKS_<SETTING>`` variable, as -b does, so supervised worker processes get it
+#: too. The key password has no option (it would show in ``ps``): set
+#: AMQPTASKS_BROKER_TLS_KEY_PASSWORD.
+_TLS_OPTIONS = {
+    "--broker-tls-ca-file": (
+        "broker_tls_ca_file",
+        "PEM file of the CA that signed the broker's certificate",
+    ),
+    "--broker-tls-cert-file": ("broker_tls_cert_file", "PEM file of the client certificate"),
+    "--broker-tls-key-file": ("broker_tls_key_file", "PEM file of the client certificate's key"),
+    "--broker-tls-server-hostname": (
+        "broker_tls_server_hostname",
+        "The name the broker's certificate must carry, if not the URL's host",
+    ),
+    "--broker-login-method": (
+        "broker_login_method",
+        "PLAIN (the URL's user and password) or EXTERNAL (the client certificate)",
+    ),
+}
+
+
+def tls_options(func: F) -> F:
+    """Add the ``--broker-tls-*`` and ``--broker-login-method`` options to a command."""
+    for flag, (name, text) in reversed(_TLS_OPTIONS.items()):
+        func = click.option(
+            flag, name, envvar=env_name(name), default=None, help=setting_help(text, name)
+        )(func)
+    return func
+
+
+def _export_tls_options(kwargs: dict[str, Any]) -> None:
+    """Move the TLS options out of ``kwargs`` into the environment the settings read."""
+    for name, _text in _TLS_OPTIONS.values():
+        value = kwargs.pop(name, None)
+        if value:
+            os.environ[env_name(name)] = value
+
+
 _MISSING_APP = (
     "Missing option '-A' / '--app': name the app as -A MODULE:ATTRIBUTE (e.g. -A proj:app), "
     "before or after the command, or set AMQPTASKS_APP"
@@ -104,6 +143,7 @@ def shared_options(func: F, *, app_required: bool = True) -> F:
 
     @app_option
     @broker_option
+    @tls_options
     @click.option(
         "-l",
         "--loglevel",
@@ -128,6 +168,7 @@ def shared_options(func: F, *, app_required: bool = True) -> F:
         log_format: str,
         **kwargs: Any,
     ) -> Any:
+        _export_tls_options(kwargs)
         configure_logging(loglevel, "json" if log_format == "json" else "console")
         quiet_libraries(loglevel)
         ctx = click.get_current_context()

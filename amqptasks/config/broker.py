@@ -14,6 +14,8 @@ from amqptasks.exceptions import ConfigError
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
+    from amqptasks.config.tls_options import TLSOptions
+
 _DEFAULT_PORTS = {"amqp": 5672, "amqps": 5671, "pyamqp": 5672}
 
 
@@ -48,6 +50,10 @@ class BrokerURL:
     heartbeat: int = constants.DEFAULT_HEARTBEAT
     connect_timeout: float = constants.DEFAULT_CONNECT_TIMEOUT
     name: str = ""
+    #: TLS options (set from the ``broker_tls_*`` settings; None: the defaults for amqps://).
+    tls: TLSOptions | None = None
+    #: ``PLAIN`` (the URL's user and password) or ``EXTERNAL`` (the client certificate).
+    login_method: str = "PLAIN"
 
     @classmethod
     def parse(cls, url: str) -> BrokerURL:
@@ -113,17 +119,26 @@ class BrokerURL:
 
     @property
     def ssl(self) -> bool:
-        """True for ``amqps://``."""
-        return self.scheme == "amqps"
+        """True for ``amqps://``, or TLS asked for by the settings (Celery's ``broker_use_ssl``)."""
+        return self.scheme == "amqps" or self.tls is not None
+
+    @property
+    def external_login(self) -> bool:
+        """True when the broker takes the user from the client certificate (EXTERNAL)."""
+        return self.login_method == "EXTERNAL"
 
     def connection_name(self, role: str) -> str:
         """The name shown in the management UI: ``?name=`` from the URL, then ``role``."""
         return f"{self.name}: {role}" if self.name else role
 
     def redacted(self) -> str:
-        """The URL with the password masked, for messages and logs."""
+        """The URL with the password masked, for messages and logs.
+
+        With the EXTERNAL login no user or password is sent, and none is shown.
+        """
         vhost = "/" + ("" if self.vhost == "/" else self.vhost)
-        return f"{self.scheme}://{self.username}:***@{self.host}:{self.port}{vhost}"
+        login = "" if self.external_login else f"{self.username}:***@"
+        return f"{self.scheme}://{login}{self.host}:{self.port}{vhost}"
 
     def __str__(self) -> str:
         return self.redacted()

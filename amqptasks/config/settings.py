@@ -24,6 +24,7 @@ from amqptasks.config.eager import EagerSettings
 from amqptasks.config.publishing import PublishSettings
 from amqptasks.config.results import ResultSettings
 from amqptasks.config.tasks import TaskSettings
+from amqptasks.config.tls import TLSSettings
 from amqptasks.config.topology import TopologySettings
 from amqptasks.config.worker import WorkerSettings
 from amqptasks.exceptions import ConfigError
@@ -36,6 +37,7 @@ ENV_PREFIX = "AMQPTASKS_"
 
 @dataclass(frozen=True)
 class Settings(
+    TLSSettings,  # before BrokerSettings: it adds TLS to the broker URL
     BrokerSettings,
     TopologySettings,
     PublishSettings,

@@ -79,6 +79,11 @@ class RabbitNode:
         broker: ``"system"`` for the machine's RabbitMQ, ``"4"`` for RabbitMQ 4.x from a
             Debian trixie root filesystem under ``chroot`` (built once, needs root;
             its deprecated features are denied as RabbitMQ 4.3 denies them).
+        tls_dir: A directory holding ``ca.pem``, ``server.pem`` and ``server.key``
+            (:func:`amqptasks.testing.certs.make_certificates` writes them): the node
+            then also listens for TLS on :attr:`tls_port` (:attr:`amqps_url`), requires
+            client certificates signed by ``ca.pem``, and offers the EXTERNAL login
+            (the user is the client certificate's common name).
     """
 
     def __init__(
@@ -89,6 +94,7 @@ class RabbitNode:
         extra_conf: str = "",
         start_timeout: float = 120.0,
         broker: str = "system",
+        tls_dir: str | Path | None = None,
     ) -> None:
         if broker not in BROKERS:
             raise ValueError(f"broker must be one of {', '.join(BROKERS)}, got {broker!r}")
@@ -99,6 +105,7 @@ class RabbitNode:
             name = f"{name}@localhost"
         self._requested_name = name
         self.extra_conf = extra_conf
+        self.tls_dir = None if tls_dir is None else Path(tls_dir).resolve()
         self.start_timeout = start_timeout
         self.env: dict[str, str] = {}
         self._started = False
@@ -139,6 +146,16 @@ class RabbitNode:
     def amqp_url(self) -> str:
         """AMQP URL for the default vhost, as guest."""
         return self._require("AMQP_URL")
+
+    @property
+    def tls_port(self) -> int:
+        """TLS (amqps) port on 127.0.0.1, for a node started with ``tls_dir``."""
+        return int(self._require("TLS_PORT"))
+
+    @property
+    def amqps_url(self) -> str:
+        """``amqps://guest:guest@localhost:<tls_port>/%2F``, for a node started with ``tls_dir``."""
+        return self._require("AMQPS_URL")
 
     @property
     def mgmt_url(self) -> str:
@@ -194,6 +211,10 @@ class RabbitNode:
             args += ["--port", str(self.amqp_port), "--mgmt-port", str(self.mgmt_port)]
             if self.env.get("DIST_PORT"):
                 args += ["--dist-port", self.env["DIST_PORT"]]
+            if self.env.get("TLS_PORT") and self.tls_dir is not None:
+                args += ["--tls-port", self.env["TLS_PORT"]]
+        if self.tls_dir is not None:
+            args += ["--tls", str(self.tls_dir)]
         if self.extra_conf.strip():
             conf = self._base_dir / "extra.conf"
             conf.write_text(self.extra_conf.rstrip("\n") + "\n")
@@ -306,6 +327,19 @@ class RabbitNode:
                 f"{(proc.stderr or proc.stdout).strip()}"
             )
         return proc.stdout
+
+    def serve_certificate(self, certificate: str | Path, key: str | Path) -> None:
+        """Make the TLS listener present ``certificate`` (with ``key``) to new connections.
+
+        The files replace the node's ``server.pem`` and ``server.key`` and Erlang's
+        PEM cache is cleared, as RabbitMQ's certificate rotation does: no restart.
+        """
+        tls = self.base_dir / "tls"
+        if not (tls / "server.pem").exists():
+            raise RuntimeError(f"node {self.name} was not started with tls_dir")
+        shutil.copyfile(certificate, tls / "server.pem")
+        shutil.copyfile(key, tls / "server.key")
+        self.ctl("eval", "ssl:clear_pem_cache().")
 
     def stop_app(self) -> None:
         """Stop the RabbitMQ application, keeping the Erlang VM running.

@@ -12,11 +12,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import pika
+import pika.credentials
 import pika.heartbeat
 from pika.adapters.asyncio_connection import AsyncioConnection as _PikaAsyncioConnection
 from pika.adapters.utils.io_services_utils import _AsyncPlaintextTransport
 
-from amqptasks.transport import _fielddecode, _fieldtable
+from amqptasks.config.tls_options import TLSOptions
+from amqptasks.transport import _fielddecode, _fieldtable, tls
 from amqptasks.transport.reconnect import dead_peer_timeout
 
 if TYPE_CHECKING:
@@ -114,14 +116,18 @@ def connection_parameters(url: BrokerURL, connection_name: str) -> pika.Connecti
     """pika parameters for ``url``, with our timeouts and a connection name."""
     ssl_options = None
     if url.ssl:
-        import ssl
-
-        ssl_options = pika.SSLOptions(ssl.create_default_context(), url.host)
+        context = tls.ssl_context(url.tls or TLSOptions())
+        ssl_options = pika.SSLOptions(context, tls.server_hostname(url))
+    credentials: pika.credentials.PlainCredentials | pika.credentials.ExternalCredentials
+    if url.external_login:
+        credentials = pika.credentials.ExternalCredentials()
+    else:
+        credentials = pika.PlainCredentials(url.username, url.password, erase_on_connect=False)
     return pika.ConnectionParameters(
         host=url.host,
         port=url.port,
         virtual_host=url.vhost,
-        credentials=pika.PlainCredentials(url.username, url.password, erase_on_connect=False),
+        credentials=credentials,
         heartbeat=url.heartbeat,
         socket_timeout=url.connect_timeout,
         stack_timeout=url.connect_timeout,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +20,7 @@ import aio_pika.exceptions
 import aiormq.exceptions
 import pamqp.commands
 
+from amqptasks.config.tls_options import TLSOptions
 from amqptasks.exceptions import ConnectionLost
 from amqptasks.logging import get_logger
 from amqptasks.topology.declare import Step, declaration_steps
@@ -30,7 +30,7 @@ from amqptasks.topology.model import (
     ExchangeBindingDeclaration,
     QueueDeclaration,
 )
-from amqptasks.transport import _fieldtable, errors
+from amqptasks.transport import _fieldtable, errors, tls
 from amqptasks.transport.robust import QuietRobustConnection, RobustConnection
 
 if TYPE_CHECKING:
@@ -58,10 +58,12 @@ async def connect(
         AuthenticationFailed: bad credentials or vhost.
     """
     kwargs: dict[str, Any] = {}
-    if url.ssl:
-        kwargs["ssl"] = True
-        kwargs["ssl_context"] = ssl.create_default_context()
+    if url.external_login:
+        kwargs["auth"] = "external"
     try:
+        if url.ssl:
+            kwargs["ssl"] = True
+            kwargs["ssl_context"] = tls.ssl_context(url.tls or TLSOptions())
         return await asyncio.wait_for(
             aio_pika.connect_robust(
                 host=url.host,

@@ -15,10 +15,13 @@ from amqptasks.exceptions import (
     ConnectionLost,
     NotFound,
     PublishNotConfirmed,
+    TLSError,
     TopologyMismatch,
     Unroutable,
 )
 from amqptasks.logging import redact
+from amqptasks.transport import tls_errors
+from amqptasks.transport._causes import exception_chain
 
 if TYPE_CHECKING:
     from amqptasks.config import BrokerURL
@@ -55,19 +58,11 @@ def _innermost(exc: BaseException) -> BaseException:
 
 def _socket_cause(exc: BaseException) -> OSError | None:
     """The refused or unresolvable socket error somewhere inside pika's or aiormq's wrappers."""
-    todo: list[object] = [exc]
-    seen: set[int] = set()
-    while todo:
-        item = todo.pop()
-        if not isinstance(item, BaseException) or id(item) in seen:
-            continue
-        seen.add(id(item))
+    for item in exception_chain(exc):
         if isinstance(item, ConnectionRefusedError | socket.gaierror):
             return item
         if isinstance(item, OSError) and item.errno == errno.ECONNREFUSED:
             return item
-        todo += [*item.args, *(getattr(item, "exceptions", None) or ())]
-        todo += [getattr(item, "exception", None), item.__cause__, item.__context__]
     return None
 
 
@@ -81,6 +76,11 @@ def connect_error(exc: BaseException, url: BrokerURL) -> BrokerError:
     import aiormq.exceptions
     import pika.exceptions
 
+    if isinstance(exc, TLSError):  # a client certificate or CA file that does not load
+        return exc
+    found = tls_errors.diagnose(exc, url)
+    if found is not None:
+        return found
     inner = _innermost(exc)
     where = url.redacted()
     auth_types: tuple[type[BaseException], ...] = (
@@ -106,8 +106,9 @@ def connect_error(exc: BaseException, url: BrokerURL) -> BrokerError:
         # Connection.Open: the broker refused the vhost (530 NOT_ALLOWED).
         or ("Connection.OpenOk" in str(inner) and "Connection.Close" in str(inner))
     ):
+        user = tls_errors.certificate_user(url) if url.external_login else url.username
         return AuthenticationFailed(
-            f"broker at {where}: user {url.username!r} may not open vhost {url.vhost!r} "
+            f"broker at {where}: user {user!r} may not open vhost {url.vhost!r} "
             f"(does it exist, and does the user have permissions on it?)"
         )
     described = str(inner).lower()

@@ -17,6 +17,7 @@ from amqptasks.config.eager import EagerSettings
 from amqptasks.config.publishing import PublishSettings
 from amqptasks.config.results import ResultSettings
 from amqptasks.config.tasks import TaskSettings
+from amqptasks.config.tls import TLSSettings
 from amqptasks.config.topology import TopologySettings
 from amqptasks.config.worker import WorkerSettings
 from amqptasks.exceptions import ConfigError
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
 
 GROUPS = (
     BrokerSettings,
+    TLSSettings,
     TopologySettings,
     PublishSettings,
     ContentSettings,
