@@ -149,7 +149,7 @@ def _unit(path: Path) -> dict[str, dict[str, str]]:
 
 def _systemd_analyze() -> str:
     found = shutil.which("systemd-analyze")
-    assert found, "systemd-analyze is missing: apt-get install systemd (deploy/local/run-tests does)"
+    assert found, "systemd-analyze is missing: apt-get install systemd (run-tests installs it)"
     return found
 
 
