@@ -20,6 +20,7 @@ from amqptasks.multi.pidfile import alive, read_pid
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from pathlib import Path
 
     from amqptasks.multi.nodes import Node
 
@@ -29,6 +30,15 @@ START_TIMEOUT = 60.0
 POLL_INTERVAL = 0.1
 #: Seconds ``kill`` waits for a SIGKILLed process to go.
 KILL_WAIT = 5.0
+
+
+def _marker(node: Node) -> Path:
+    """Beside the pid file: the pid that ``stop`` sent SIGTERM to (removed once it exited)."""
+    return node.pidfile.with_name(node.pidfile.name + ".stopping")
+
+
+def _stopping(node: Node) -> int | None:
+    return read_pid(_marker(node))
 
 
 def _last_line(node: Node) -> str:
@@ -72,6 +82,7 @@ class Cluster:
         if node.pidfile.exists():
             node.pidfile.unlink()
             self.say(f"\t> {node.name}: stale pid file {node.pidfile} removed")
+        _marker(node).unlink(missing_ok=True)
         try:
             node.pidfile.parent.mkdir(parents=True, exist_ok=True)
             node.logfile.parent.mkdir(parents=True, exist_ok=True)
@@ -118,9 +129,11 @@ class Cluster:
         for node in self.nodes:
             pid = read_pid(node.pidfile)
             if pid is None:
+                _marker(node).unlink(missing_ok=True)
                 self.say(f"> {node.name}: DOWN (not running: no pid file at {node.pidfile})")
             elif not alive(pid):
                 node.pidfile.unlink(missing_ok=True)
+                _marker(node).unlink(missing_ok=True)
                 self.say(f"> {node.name}: DOWN (stale pid file removed: pid {pid} is not running)")
             else:
                 running.append((node, pid))
@@ -128,6 +141,14 @@ class Cluster:
 
     def _signal(self, running: list[tuple[Node, int]], signum: signal.Signals) -> None:
         for node, pid in running:
+            if signum == signal.SIGTERM:
+                # A second SIGTERM would be a cold shutdown: a node that an earlier
+                # stop already asked to stop is only waited for.
+                if _stopping(node) == pid:
+                    self.say(f"\t> {node.name}: already stopping (pid {pid})")
+                    continue
+                with contextlib.suppress(OSError):
+                    _marker(node).write_text(f"{pid}\n")
             self.say(f"\t> {node.name}: {signum.name.removeprefix('SIG')} -> {pid}")
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signum)
@@ -149,6 +170,7 @@ class Cluster:
                     # A worker removes its pid file; one that was killed cannot.
                     if read_pid(node.pidfile) == pid:
                         node.pidfile.unlink(missing_ok=True)
+                    _marker(node).unlink(missing_ok=True)
                     self.say(f"\t> {node.name}: OK")
             if left:
                 if deadline is not None and time.monotonic() > deadline:
