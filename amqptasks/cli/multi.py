@@ -65,6 +65,14 @@ def multi(verb: str, args: tuple[str, ...]) -> None:
         if app_path and not any(a in ("-A", "--app") or a.startswith("--app=") for a in options):
             nodes_args = [*options[:names_end], "-A", app_path, *options[names_end:]]
         nodes = parse_nodes(nodes_args)
+        if verb in ("start", "restart", "show") and not (
+            os.environ.get("AMQPTASKS_APP")
+            or any(a in ("-A", "--app") or a.startswith("--app=") for a in nodes_args)
+        ):
+            raise MultiUsageError(
+                f"multi {verb} needs the app: amqptasks multi {verb} w1 w2 -A proj:app "
+                "(or AMQPTASKS_APP)"
+            )
     except MultiUsageError as exc:
         raise click.UsageError(str(exc)) from exc
     env = dict(os.environ)

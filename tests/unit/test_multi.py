@@ -146,3 +146,11 @@ def test_start_reports_a_worker_that_fails_with_its_error(tmp_path: Path) -> Non
     assert "w1@" in line and "FAILED (exit 2)" in line and "no_such_module" in line
     assert f"[log: {tmp_path}/w1.log]" in line
     assert not (tmp_path / "w1.pid").exists()
+
+
+def test_start_without_an_app_says_how_to_name_it(tmp_path: Path) -> None:
+    runner = CliRunner(env={"AMQPTASKS_APP": None})
+    result = runner.invoke(cli, ["multi", "start", "w1", "--pidfile", f"{tmp_path}/%n.pid"])
+    assert result.exit_code == 2
+    assert "multi start needs the app: amqptasks multi start w1 w2 -A proj:app" in result.output
+    assert not list(tmp_path.iterdir())  # nothing started, no file written
