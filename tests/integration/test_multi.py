@@ -74,28 +74,43 @@ def test_multi_start_restart_stopwait_stop(
 
         # stop returns at once; stopwait then waits for the running task (without a second
         # SIGTERM, which would be a cold shutdown): it finishes, is acked, nothing is left.
-        ledger = tmp_path / "ledger"
-        slow = core.slow.apply_async((str(ledger), "t1", 3.0), queue=queue_name)
+        ledger, flag = tmp_path / "ledger", tmp_path / "flag"
+        flag.touch()  # the task runs until the flag is removed
+        held = core.wait_for_flag.apply_async((str(flag), str(ledger), "t1"), queue=queue_name)
         wait_for(lambda: "start t1" in lines(ledger), what="the task to start")
         asked = _multi(broker_url, "stop", *nodes, *paths)
         assert asked.returncode == 0, asked.stdout + asked.stderr
-        assert lines(ledger) == ["start t1"]  # stop did not wait
         assert f"> w1@{HOST}: TERM -> {new_pids[0]}" in asked.stdout
+        assert "Waiting" not in asked.stdout and not held.ready()  # stop did not wait
         pids_re = "|".join(str(p) for p in new_pids)
-        began = time.monotonic()
-        stopped = _multi(broker_url, "stopwait", *nodes, *paths)
-        waited = time.monotonic() - began
-        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
-        assert lines(ledger) == ["start t1", "done t1"]  # done before stopwait returned
-        assert waited > 0.5
+        waiting = subprocess.Popen(
+            [sys.executable, "-m", "amqptasks", "multi", "stopwait", *nodes, *paths],
+            cwd=REPO,
+            env=cli_env(broker_url),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert waiting.stdout is not None
+        seen = []
+        while not seen or not seen[-1].startswith("> Waiting for"):
+            line = waiting.stdout.readline()
+            assert line, f"stopwait ended before waiting: {''.join(seen)}"
+            seen.append(line)
+        time.sleep(0.5)
+        assert waiting.poll() is None  # stopwait waits for the task that still runs
+        assert not held.ready()
+        flag.unlink()
+        rest, _ = waiting.communicate(timeout=60)
+        out = "".join(seen) + rest
+        assert waiting.returncode == 0, out
+        assert held.get(timeout=10) == "t1"
         # The idle node may be gone already; the busy one was waited for, not signalled again.
-        assert re.search(rf"> w[12]@{HOST}: already stopping \(pid ({pids_re})\)", stopped.stdout)
-        assert "TERM ->" not in stopped.stdout
-        assert re.search(rf"> Waiting for [12] nodes? -> ({pids_re})", stopped.stdout)
+        assert re.search(rf"> w[12]@{HOST}: already stopping \(pid ({pids_re})\)", out)
+        assert "TERM ->" not in out
+        assert re.search(rf"> Waiting for [12] nodes? -> ({pids_re})", out)
         assert not any(alive(p) for p in new_pids if p)
         assert not any(p.exists() for p in pidfiles)
         assert not list((tmp_path / "run").iterdir())  # no marker left either
-        assert slow.get(timeout=10) == "t1"
         assert rabbit.queue_depths()[queue_name] == (0, 0)
 
         down = _multi(broker_url, "stop", "w1", *paths)
