@@ -58,7 +58,7 @@ class Cluster:
         nodes: The nodes, in command-line order.
         env: The environment of started workers.
         say: Where progress lines go (one call per line).
-        start_timeout: Seconds to wait for each worker's pid file.
+        start_timeout: Seconds to wait for the workers' pid files.
     """
 
     nodes: list[Node]
@@ -70,11 +70,38 @@ class Cluster:
     # ------------------------------------------------------------------ start
 
     def start(self) -> int:
-        """Start every node that is not running; 1 if one failed, else 0."""
+        """Start every node that is not running, all at once; 1 if one failed, else 0."""
         self.say("> Starting nodes...")
-        return max((self._start(node) for node in self.nodes), default=0)
+        codes: list[int] = []
+        spawned: list[tuple[Node, subprocess.Popen[bytes]]] = []
+        for node in self.nodes:
+            outcome = self._spawn(node)
+            if isinstance(outcome, int):
+                codes.append(outcome)
+            else:
+                spawned.append((node, outcome))
+        deadline = time.monotonic() + self.start_timeout
+        while spawned:
+            for node, proc in list(spawned):
+                code = self._started(node, proc)
+                if code is not None:
+                    codes.append(code)
+                    spawned.remove((node, proc))
+            if spawned:
+                if time.monotonic() > deadline:
+                    for node, proc in spawned:
+                        self.say(
+                            f"\t> {node.name}: FAILED: no pid file after "
+                            f"{self.start_timeout:g}s (pid {proc.pid} left running) "
+                            f"[log: {node.logfile}]"
+                        )
+                        codes.append(1)
+                    break
+                time.sleep(self._poll)
+        return max(codes, default=0)
 
-    def _start(self, node: Node) -> int:
+    def _spawn(self, node: Node) -> int | subprocess.Popen[bytes]:
+        """The detached worker of ``node``, or the exit code if it needs none or failed."""
         pid = read_pid(node.pidfile)
         if pid is not None and alive(pid):
             self.say(f"\t> {node.name}: already running (pid {pid})")
@@ -91,7 +118,7 @@ class Cluster:
             self.say(f"\t> {node.name}: FAILED: {exc}")
             return 1
         with log:
-            proc = subprocess.Popen(
+            return subprocess.Popen(
                 node.command(),
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -100,24 +127,20 @@ class Cluster:
                 start_new_session=True,
                 close_fds=True,
             )
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if read_pid(node.pidfile) == proc.pid:
-                self.say(f"\t> {node.name}: OK (pid {proc.pid})")
-                return 0
-            code = proc.poll()
-            if code is not None:
-                reason = _last_line(node)
-                self.say(
-                    f"\t> {node.name}: FAILED (exit {code})"
-                    + (f": {reason}" if reason else "")
-                    + f" [log: {node.logfile}]"
-                )
-                return 1
-            time.sleep(self._poll)
+
+    def _started(self, node: Node, proc: subprocess.Popen[bytes]) -> int | None:
+        """0 once the worker wrote its pid file, 1 if it exited first, None meanwhile."""
+        if read_pid(node.pidfile) == proc.pid:
+            self.say(f"\t> {node.name}: OK (pid {proc.pid})")
+            return 0
+        code = proc.poll()
+        if code is None:
+            return None
+        reason = _last_line(node)
         self.say(
-            f"\t> {node.name}: FAILED: no pid file after {self.start_timeout:g}s "
-            f"(pid {proc.pid} left running) [log: {node.logfile}]"
+            f"\t> {node.name}: FAILED (exit {code})"
+            + (f": {reason}" if reason else "")
+            + f" [log: {node.logfile}]"
         )
         return 1
 
