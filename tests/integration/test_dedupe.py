@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from amqptasks import constants
 from amqptasks.config import BrokerURL
 from amqptasks.dedupe.book import ClaimBook
 from amqptasks.dedupe.stream import ClaimStream, open_stream
+from tests.integration.conftest import lines, wait_for
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from tests.integration.conftest import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -48,3 +58,31 @@ async def test_workers_agree_on_the_first_publish_and_a_late_worker_knows_it(
         for stream in (one, two, late):
             if stream is not None:
                 await stream.close()
+
+
+def test_a_worker_runs_one_publish_of_a_task_id_with_its_retries(
+    core: Any,
+    start_worker: Callable[..., WorkerProcess],
+    queue_name: str,
+    tmp_path: Path,
+) -> None:
+    ledger = str(tmp_path / "ledger")
+    worker = start_worker("-Q", queue_name, "-c", "2")
+    task_id = str(uuid.uuid4())
+
+    def publish(publish_id: str) -> None:
+        headers = {constants.HEADER_PUBLISH_ID: publish_id}
+        core.flaky.apply_async((ledger, "a", 1), task_id=task_id, queue=queue_name, headers=headers)
+
+    publish("outbox:1:first")
+    wait_for(lambda: "a 0" in lines(Path(ledger)), what="the first attempt")
+    publish("outbox:1:again")  # the relay, restarted, publishing the row again
+    # Unmarked messages are not looked at: the same id twice runs twice.
+    plain = str(uuid.uuid4())
+    for _ in range(2):
+        core.record.apply_async((ledger, "plain"), task_id=plain, queue=queue_name)
+    wait_for(lambda: "redundant publish skipped" in worker.log(), what="the skip")
+    wait_for(lambda: len(lines(Path(ledger))) >= 4, what="the retry and the plain calls")
+    time.sleep(0.3)
+    # The first publish ran, then its retry (same publish id); the second never ran.
+    assert sorted(lines(Path(ledger))) == ["a 0", "a 1", "plain", "plain"]

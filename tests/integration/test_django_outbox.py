@@ -143,7 +143,7 @@ def test_outbox_runs_each_row_once_while_the_relay_is_sigkilled(
     counts = seen()
     skipped = sum(w.log().count("redundant publish skipped") for w in workers)
     print(f"rows={len(committed)} kills={kills} in_delete={in_delete} skipped={skipped}")
-    assert kills >= 4 and in_delete >= 1
+    assert kills >= 3 and in_delete >= 1
     assert set(counts) == set(committed)  # nothing lost, nothing rolled back sent
     assert not set(rolled_back) & set(counts)
     # A kill between a confirm and the delete publishes those rows again, with the same
