@@ -13,8 +13,8 @@ from collections import OrderedDict
 
 __all__ = ["MAX_CLAIMS", "ClaimBook"]
 
-#: Claims a worker holds at most (about 250 bytes each): beyond it the oldest go first,
-#: so at more than ``MAX_CLAIMS / window`` outbox calls a second the window is shorter.
+#: Claims a worker holds at most (about 330 bytes each, 66 MB in all): beyond it the oldest
+#: go first, so at more than ``MAX_CLAIMS / window`` outbox calls a second the window is shorter.
 MAX_CLAIMS = 200_000
 
 
