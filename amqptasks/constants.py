@@ -32,6 +32,10 @@ HEADER_ATTEMPTS: Final = "x-amqptasks-attempts"
 HEADER_DELIVERIES: Final = "x-amqptasks-deliveries"
 #: Set by RabbitMQ on quorum queue redeliveries.
 HEADER_QUORUM_DELIVERY_COUNT: Final = "x-delivery-count"
+#: One publish of a call that may be published again with the same task id (the outbox
+#: relay's): unique per publish, kept on every copy the worker makes (no ``x-amqptasks-``
+#: prefix, which copies drop). The worker runs the first publish of a task id only.
+HEADER_PUBLISH_ID: Final = "x-publish-id"
 
 #: Reasons carried in :data:`HEADER_REASON`.
 REASON_UNKNOWN_TASK: Final = "unknown-task"

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 #: Values of ``worker_pool``.
 WORKER_POOLS = ("threads", "processes", "asyncio", "solo")
+#: The longest ``worker_dedupe_window`` (the claims stream keeps a day).
+DAY = 86400
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,10 @@ class WorkerSettings(SettingsGroup):
     worker_send_task_events: bool = False
     #: Answer ``celery inspect|control`` and follow revokes (``--control``).
     worker_enable_remote_control: bool = False
+    #: Seconds a task id's first publish is remembered, so that a later publish of it (an
+    #: outbox relay killed between confirm and delete) is skipped; 0 turns this off.
+    #: At most a day (docs/django.md#outbox).
+    worker_dedupe_window: float = 3600.0
 
     ENV_PARSERS: ClassVar[Mapping[str, Callable[[str], Any]]] = {
         "worker_max_deliveries": int,
@@ -56,6 +62,7 @@ class WorkerSettings(SettingsGroup):
         "worker_extensions": str_tuple,
         "worker_send_task_events": parse_bool,
         "worker_enable_remote_control": parse_bool,
+        "worker_dedupe_window": float,
     }
 
     def check(self) -> None:
@@ -80,6 +87,12 @@ class WorkerSettings(SettingsGroup):
             )
         for name in ("worker_max_tasks_per_child", "worker_max_memory_per_child"):
             check_optional_int(name, getattr(self, name))
+        window = self.worker_dedupe_window
+        number = isinstance(window, int | float) and not isinstance(window, bool)
+        if not number or not 0 <= window <= DAY:
+            raise ConfigError(
+                f"worker_dedupe_window must be seconds from 0 to {DAY} (a day), got {window!r}"
+            )
         value = self.worker_shutdown_timeout
         if not isinstance(value, int | float) or not value > 0 or math.isinf(value):
             raise ConfigError(f"worker_shutdown_timeout must be a number > 0, got {value!r}")

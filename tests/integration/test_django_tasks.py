@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -57,3 +58,20 @@ def test_a_django_task_runs_on_a_worker_and_its_result_is_read_back(
     assert failed.status == "FAILED"
     assert failed.errors[0].exception_class_path.endswith("ValueError")
     assert "no stock" in failed.errors[0].traceback
+
+
+def test_the_task_api_is_djangos_own_from_django_6(django_project: Any) -> None:
+    """Django 6 (Python 3.12+) brings ``django.tasks``; before it the backport serves."""
+    import django
+
+    from amqptasks.contrib.django._api import tasks_api
+    from tests.integration.djangoproj.shop.jobs import place_order
+
+    own = django.VERSION >= (6,)
+    # deploy/local/test-django6 requires Django's own module (it runs on Django 6).
+    expected = os.environ.get("AMQPTASKS_TEST_DJANGO_TASKS_MODULE") or (
+        "django.tasks" if own else "django_tasks"
+    )
+    assert tasks_api().Task.__module__.startswith(f"{expected}."), django.get_version()
+    assert isinstance(place_order, tasks_api().Task)
+    print(f"Django {django.get_version()}: task API from {expected}")

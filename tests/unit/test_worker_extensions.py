@@ -48,7 +48,7 @@ def test_the_standard_rules_sit_where_the_lifecycle_says() -> None:
     }
     assert owners == {
         "on_received": ["DeliveryLimit"],
-        "on_decoded": ["Workflows", "Timing"],
+        "on_decoded": ["Workflows", "Timing", "Dedupe"],
         "before_run": ["RateLimits"],
         "on_failure": ["Retries"],
         "before_settle": ["Workflows", "TaskSignals", "ResultReplies"],

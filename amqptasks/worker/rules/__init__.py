@@ -2,7 +2,8 @@
 
 In the order they are consulted: the delivery cap (before anything is decoded),
 workflows (Celery chords refused; chains, callbacks and chord joins carried on
-as each delivery is settled), expiry and ETA, rate limits, retries; then task
+as each delivery is settled), expiry and ETA, redundant publishes (the outbox's:
+:mod:`amqptasks.dedupe`), rate limits, retries; then task
 signals and result replies, as each delivery is settled.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from amqptasks.dedupe.extension import Dedupe
 from amqptasks.worker.rules.canvas import Workflows
 from amqptasks.worker.rules.deliveries import DeliveryLimit
 from amqptasks.worker.rules.ratelimits import RateLimits
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
     from amqptasks.worker.extension import Extension
 
 __all__ = [
+    "Dedupe",
     "DeliveryLimit",
     "RateLimits",
     "ResultReplies",
@@ -39,6 +42,7 @@ def standard_rules() -> list[Extension]:
         DeliveryLimit(),
         Workflows(),
         Timing(),
+        Dedupe(),
         RateLimits(),
         Retries(),
         TaskSignals(),

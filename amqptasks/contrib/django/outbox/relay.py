@@ -4,7 +4,9 @@ One pass (:func:`relay_once`) runs in one transaction: it takes up to ``batch``
 rows, publishes them pipelined (:meth:`App.batch`, every confirm awaited),
 deletes the confirmed ones and commits. A crash anywhere before the commit
 leaves the rows for the next pass, which publishes them again with the same
-task ids: a duplicate, never a loss.
+task ids: a duplicate, never a loss. Each publish carries its own
+``x-publish-id``, so workers run the first publish of a task id and skip the
+others (:mod:`amqptasks.dedupe`).
 
 Several relays share a database that has row locks (PostgreSQL, MySQL 8,
 Oracle): rows are taken with ``SELECT ... FOR UPDATE SKIP LOCKED``, so each
@@ -17,10 +19,12 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from django.db import connections, transaction
 
+from amqptasks import constants
 from amqptasks.contrib.django.outbox.models import OutboxMessage
 from amqptasks.exceptions import BatchPublishError
 from amqptasks.logging import get_logger
@@ -38,6 +42,9 @@ def _options(row: OutboxMessage) -> dict[str, Any]:
     for key in ("eta", "expires"):
         if isinstance(options.get(key), str):
             options[key] = dt.datetime.fromisoformat(options[key])
+    # Each publish of the row is told apart from the others: workers run the first only.
+    publish_id = f"outbox:{row.pk}:{uuid.uuid4().hex}"
+    options["headers"] = {**(options.get("headers") or {}), constants.HEADER_PUBLISH_ID: publish_id}
     # The enqueuing process is not here to read a result: none is sent.
     return {**options, "task_id": row.task_id, "ignore_result": True}
 
