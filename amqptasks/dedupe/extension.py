@@ -30,6 +30,8 @@ from amqptasks.worker.decisions import Requeue, Skip
 from amqptasks.worker.extension import Extension, describe
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from amqptasks.worker.decisions import Decision
     from amqptasks.worker.extension import WorkerContext
     from amqptasks.worker.state import MessageState
@@ -60,12 +62,14 @@ class Dedupe(Extension):
         if stream is not None:
             await stream.close()
 
-    async def on_decoded(self, state: MessageState) -> Decision | None:
+    def on_decoded(self, state: MessageState) -> Awaitable[Decision | None] | None:
         headers = state.delivery.headers
         publish_id = headers.get(constants.HEADER_PUBLISH_ID) if headers else None
         if not publish_id or not isinstance(publish_id, str) or self.window <= 0:
-            return None
-        task_id = state.task_id or ""
+            return None  # not marked by a relay: no coroutine, no wait
+        return self._check(state.task_id or "", publish_id)
+
+    async def _check(self, task_id: str, publish_id: str) -> Decision | None:
         winner = self.book.winner(task_id) if self.book is not None else None
         if winner is None:
             try:
