@@ -15,6 +15,7 @@ from amqptasks.cli.dev_node import dev_node
 from amqptasks.cli.dlq import delays, dlq
 from amqptasks.cli.events import events
 from amqptasks.cli.inspect import inspect
+from amqptasks.cli.keys import keys
 from amqptasks.cli.outbox import outbox
 from amqptasks.cli.status import purge, status
 from amqptasks.cli.topology import topology
@@ -46,6 +47,7 @@ cli.add_command(control)
 cli.add_command(events)
 cli.add_command(status)
 cli.add_command(purge)
+cli.add_command(keys)
 
 
 def main() -> None:

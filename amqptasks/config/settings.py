@@ -23,6 +23,7 @@ from amqptasks.config.content import ContentSettings
 from amqptasks.config.eager import EagerSettings
 from amqptasks.config.publishing import PublishSettings
 from amqptasks.config.results import ResultSettings
+from amqptasks.config.security import SecuritySettings
 from amqptasks.config.tasks import TaskSettings
 from amqptasks.config.topology import TopologySettings
 from amqptasks.config.worker import WorkerSettings
@@ -45,6 +46,7 @@ class Settings(
     WorkerSettings,
     BeatSettings,
     EagerSettings,
+    SecuritySettings,
 ):
     """Every App setting, with its default. See docs/configuration.md.
 
