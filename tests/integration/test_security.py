@@ -12,13 +12,10 @@ import asyncio
 import contextlib
 import datetime as dt
 import json
-import os
 import subprocess
 import sys
 import threading
-import time
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pika
@@ -34,6 +31,7 @@ from tests.integration.conftest import REPO, cli_env, dlq_headers, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 CELERY_AUTH_APP = "tests.integration.celery_apps.celery_auth_app"
 #: What the tasks ran, in order: (task, word, attempt).
@@ -271,13 +269,17 @@ def test_log_mode_runs_unsigned_messages_and_results_can_be_verified(
     unsigned_sender = make_app("plain", broker_url)
     word = uuid.uuid4().hex[:8]
     migrating = {**worker_settings(keys), "security_verify": "log"}
-    checking = producer(broker_url, keys, security_verify_results=True, security_verify_keys={
-        "worker": keys["worker.pub"]
-    })
+    checking = producer(
+        broker_url,
+        keys,
+        security_verify_results=True,
+        security_verify_keys={"worker": keys["worker.pub"]},
+    )
     with running(make_app("worker", broker_url, **migrating), queue_name):
-        assert unsigned_sender.send_task(
-            "secure.record", (word,), queue=queue_name
-        ).get(timeout=20) == word.upper()
+        assert (
+            unsigned_sender.send_task("secure.record", (word,), queue=queue_name).get(timeout=20)
+            == word.upper()
+        )
         # The worker signs its results; a client that checks them accepts them...
         signed = checking.send_task("secure.record", (f"{word}-r",), queue=queue_name)
         assert signed.get(timeout=20) == f"{word}-r".upper()
@@ -392,5 +394,3 @@ def test_an_amqptasks_producer_signs_so_a_celery_auth_worker_accepts_it(
         celery.terminate()
         celery.wait(20)
     assert "Unable to deserialize" not in log.read_text()
-    assert os.path.exists(ledger)
-    _ = time
