@@ -19,7 +19,7 @@ so callers never need to import a client library to catch a broker problem::
      │         └── BatchPublishError     some messages of a batch were not confirmed
      ├── MessageError                a message that cannot be run
      │    ├── DecodeError            body or headers cannot be decoded
-     │    ├── BadSignature           signature missing or wrong
+     │    ├── BadSignature           signature missing, wrong, unknown or replayed
      │    └── UnknownTask            no task registered under that name
      └── TaskError                   about running a task or waiting for it
           ├── Retry                  raised by a task to ask for a retry
