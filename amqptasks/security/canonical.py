@@ -40,6 +40,21 @@ def _text(value: str) -> bytes:
     return b"s%d:" % len(raw) + raw
 
 
+#: Header names seen so far, encoded (a few dozen in practice; bounded).
+_names: dict[str, bytes] = {}
+_NAMES_KEPT = 4096
+
+
+def _name(key: Any) -> tuple[str, bytes]:
+    text = key if type(key) is str else (key.decode() if isinstance(key, bytes) else str(key))
+    encoded = _names.get(text)
+    if encoded is None:
+        encoded = _text(text)
+        if len(_names) < _NAMES_KEPT:
+            _names[text] = encoded
+    return text, encoded
+
+
 def encode_value(value: Any, out: list[bytes]) -> None:
     """Append the canonical form of one header value to ``out``.
 
@@ -47,16 +62,17 @@ def encode_value(value: Any, out: list[bytes]) -> None:
         TypeError: a value no AMQP field table carries.
     """
     kind = type(value)
-    if value is None:
+    if kind is str:
+        raw = value.encode("utf-8", "surrogatepass")
+        out.append(b"s%d:" % len(raw) + raw)
+    elif value is None:
         out.append(b"n")
     elif kind is bool:
         out.append(b"t" if value else b"f")
-    elif kind is str:
-        out.append(_text(value))
     elif isinstance(value, int):  # int subclasses (an AMQP timestamp past 9999, say)
         out.append(b"i%d;" % value)
-    elif kind is float:
-        out.append(b"d" + repr(value).encode() + b";")
+    elif isinstance(value, float):
+        out.append(b"d" + repr(float(value)).encode() + b";")
     elif isinstance(value, bytes | bytearray | memoryview):
         raw = bytes(value)
         try:
@@ -74,23 +90,23 @@ def encode_value(value: Any, out: list[bytes]) -> None:
         out.append(b"T%d;" % int(moment.timestamp()))
     elif isinstance(value, decimal.Decimal):
         out.append(b"D" + str(value.normalize()).encode() + b";")
-    elif isinstance(value, float):
-        out.append(b"d" + repr(float(value)).encode() + b";")
     elif isinstance(value, str):
         out.append(_text(str(value)))
     else:
         raise TypeError(f"a header value of type {type(value).__name__} cannot be signed")
 
 
-def encode_table(table: Mapping[Any, Any], out: list[bytes]) -> None:
-    """Append the canonical form of a field table (keys sorted) to ``out``."""
-    items = sorted(
-        ((key.decode() if isinstance(key, bytes) else str(key)), value)
-        for key, value in table.items()
-    )
+def encode_table(table: Mapping[Any, Any], out: list[bytes], *, skip_x: bool = False) -> None:
+    """Append the canonical form of a field table (keys sorted) to ``out``.
+
+    ``skip_x``: leave out the entries whose name starts with ``x-``.
+    """
+    items = sorted((_name(key), value) for key, value in table.items())
+    if skip_x:
+        items = [item for item in items if not item[0][0].startswith("x-")]
     out.append(b"m%d:" % len(items))
-    for key, value in items:
-        out.append(_text(key))
+    for (_text_name, encoded), value in items:
+        out.append(encoded)
         encode_value(value, out)
 
 
@@ -98,11 +114,7 @@ def signed_headers(headers: Mapping[str, Any] | None) -> dict[str, Any]:
     """The headers a signature covers: all but the ``x-`` ones."""
     if not headers:
         return {}
-    return {
-        key: value
-        for key, value in headers.items()
-        if not (key.decode() if isinstance(key, bytes) else str(key)).startswith("x-")
-    }
+    return {key: value for key, value in headers.items() if not _name(key)[0].startswith("x-")}
 
 
 def signing_input(
@@ -120,6 +132,6 @@ def signing_input(
     out = [TAG, _text(key_id), b"i%d;" % signed_at]
     for name in SIGNED_PROPERTIES:
         out.append(_text(properties.get(name) or ""))
-    encode_table(signed_headers(headers), out)
+    encode_table(headers or {}, out, skip_x=True)
     out.append(hashlib.sha256(body).digest())
     return b"".join(out)
