@@ -6,7 +6,9 @@ delivery goes through the :class:`~amqptasks.security.opening.Opener`:
 
 - refused (unsigned where required, an unknown key, a wrong signature, a stale
   or replayed one) -> ``DeadLetter`` with reason ``bad-signature`` or ``replayed``,
-  never run; a caller waiting on ``.get()`` gets :class:`BadSignature`;
+  never run; a caller waiting on ``.get()`` gets :class:`BadSignature` (not for
+  ``replayed``: a replay carries the original's reply address and task id, and its
+  caller has the original's answer);
 - accepted unsigned in ``log`` mode -> a warning naming the task, then run;
 - encrypted (or wrapped in Celery's ``auth`` format) -> the opened body is what
   the worker decodes. The delivery as it came (sealed) is put back before the
@@ -24,6 +26,7 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING
 
+from amqptasks import constants
 from amqptasks.exceptions import BadSignature
 from amqptasks.logging import get_logger
 from amqptasks.security.opening import opener_for
@@ -85,7 +88,8 @@ class MessageSecurity(Extension):
                 redelivered=bool(delivery.redelivered),
             )
         except BadSignature as exc:
-            return DeadLetter(exc.reason, exc)
+            # A replay carries the original's reply_to and id: its caller must not be told.
+            return DeadLetter(exc.reason, exc, quiet=exc.reason == constants.REASON_REPLAYED)
         if opened.trust == "unsigned" and opener.mode == "log":
             log.warning(
                 "ran an unsigned message (security_verify=log)",

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pika
@@ -26,12 +27,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from amqptasks import App, BadSignature, Worker
+from amqptasks.deadletters import Operator
 from amqptasks.security.keys import generate_ed25519, generate_encryption_key
 from tests.integration.conftest import REPO, cli_env, dlq_headers, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from pathlib import Path
 
 CELERY_AUTH_APP = "tests.integration.celery_apps.celery_auth_app"
 #: What the tasks ran, in order: (task, word, attempt).
@@ -139,6 +140,11 @@ def copy_of(properties: pika.BasicProperties, **headers: Any) -> pika.BasicPrope
     return changed
 
 
+def everything_logged(caplog: pytest.LogCaptureFixture) -> str:
+    """Each record's message and fields (structlog passes them as the record's extras)."""
+    return "\n".join(f"{r.getMessage()} {vars(r)}" for r in caplog.records)
+
+
 def reasons(broker_url: str, queue: str, count: int) -> dict[str, str]:
     """Task id -> dead-letter reason, once ``count`` dead letters are there."""
     found = wait_for(
@@ -149,7 +155,11 @@ def reasons(broker_url: str, queue: str, count: int) -> dict[str, str]:
 
 
 def test_tampered_messages_are_refused_and_a_replay_runs_once(
-    broker_url: str, keys: dict[str, str], queue_name: str, amqp: Any
+    broker_url: str,
+    keys: dict[str, str],
+    queue_name: str,
+    amqp: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     sender = producer(broker_url, keys)
     worker_app = make_app("worker", broker_url, **worker_settings(keys))
@@ -188,6 +198,11 @@ def test_tampered_messages_are_refused_and_a_replay_runs_once(
         f"{signed.id}-unknown-key": "bad-signature",
         signed.id: "replayed",
     }
+    # The refusals are logged with their reasons, never with a signature or a key.
+    logged = everything_logged(caplog)
+    assert "'reason': 'bad-signature'" in logged and "'reason': 'replayed'" in logged
+    assert properties.headers["x-amqptasks-signature"] not in logged
+    assert Path(keys["new"][len("file:") :]).read_text().splitlines()[1] not in logged
     sender.close()
 
 
@@ -230,8 +245,12 @@ def test_rotating_the_signing_key_loses_nothing_in_flight(
         assert later.get(timeout=20) == f"{word}-n9".upper()
         with pytest.raises(BadSignature, match="unknown key id 'old'"):
             straggler.get(timeout=20)
-    assert reasons(broker_url, queue_name, 1) == {straggler.id: "bad-signature"}
-    assert _ran(f"{word}-late") == []
+        assert reasons(broker_url, queue_name, 1) == {straggler.id: "bad-signature"}
+        assert _ran(f"{word}-late") == []
+        # Replayed from the DLQ by an operator holding the new key: signed again, it runs.
+        assert Operator(new).replay(queue_name) == 1
+        wait_for(lambda: _ran(f"{word}-late"), what="the replayed straggler to run")
+    assert dlq_headers(broker_url, f"{queue_name}.dlq") == []
     old.close()
     new.close()
 
@@ -264,7 +283,11 @@ def test_encrypted_arguments_are_not_readable_in_the_queue_and_the_task_runs(
 
 
 def test_log_mode_runs_unsigned_messages_and_results_can_be_verified(
-    broker_url: str, keys: dict[str, str], queue_name: str, amqp: Any
+    broker_url: str,
+    keys: dict[str, str],
+    queue_name: str,
+    amqp: Any,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     unsigned_sender = make_app("plain", broker_url)
     word = uuid.uuid4().hex[:8]
@@ -280,6 +303,7 @@ def test_log_mode_runs_unsigned_messages_and_results_can_be_verified(
             unsigned_sender.send_task("secure.record", (word,), queue=queue_name).get(timeout=20)
             == word.upper()
         )
+        assert "ran an unsigned message (security_verify=log)" in caplog.text
         # The worker signs its results; a client that checks them accepts them...
         signed = checking.send_task("secure.record", (f"{word}-r",), queue=queue_name)
         assert signed.get(timeout=20) == f"{word}-r".upper()

@@ -63,7 +63,7 @@ class ResultReplies(Extension):
         if started is not None:  # the STARTED state leaves before the outcome's
             await started
         report = decision.report
-        if report is None and isinstance(decision, DeadLetter):
+        if report is None and isinstance(decision, DeadLetter) and not decision.quiet:
             report = Outcome(states.FAILURE, exception=decision.error)
         if report is None:
             return
