@@ -51,12 +51,14 @@ _SEALED = "security.sealed"
 class MessageSecurity(Extension):
     """Verifies and opens each delivery (see the module docstring)."""
 
-    def __init__(self) -> None:
-        self.opener: Opener | None = None
+    def __init__(self, opener: Opener | None = None) -> None:
+        #: Built from the worker's settings at start when not given.
+        self.opener = opener
 
     async def on_worker_start(self, worker: WorkerContext) -> None:
         settings = worker.app.settings
-        self.opener = opener_for(settings)
+        if self.opener is None:
+            self.opener = opener_for(settings)
         if self.opener.mode != "off" and settings.security_signing_key is None:
             log.warning(
                 "this worker has no signing key: the retries, delayed copies and workflow "
@@ -113,5 +115,12 @@ class MessageSecurity(Extension):
 
 
 def security_rules(settings: Settings) -> list[Extension]:
-    """The security rule when ``settings`` configure message security, else nothing."""
-    return [MessageSecurity()] if settings.security_configured else []
+    """The security rule when ``settings`` configure message security, else nothing.
+
+    Keys and certificates are read now, so that a worker with a missing or unusable
+    key stops before it connects.
+
+    Raises:
+        ConfigError: a key or certificate that cannot be read or used.
+    """
+    return [MessageSecurity(opener_for(settings))] if settings.security_configured else []
