@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
-from amqptasks import App, BadSignature, Worker
+from amqptasks import App, BadSignature, Worker, chain
 from amqptasks.deadletters import Operator
 from amqptasks.security.keys import generate_ed25519, generate_encryption_key
 from tests.integration.conftest import REPO, cli_env, dlq_headers, wait_for
@@ -206,21 +206,32 @@ def test_tampered_messages_are_refused_and_a_replay_runs_once(
     sender.close()
 
 
-def test_a_retried_and_a_delayed_signed_task_run(
+def test_a_retried_a_delayed_and_a_chained_signed_task_run(
     broker_url: str, keys: dict[str, str], queue_name: str
 ) -> None:
-    sender = producer(broker_url, keys)
+    sender = producer(
+        broker_url,
+        keys,
+        security_encryption_keys={"e1": keys["e1"]},
+        security_encryption_key_id="e1",
+    )
     worker_app = make_app("worker", broker_url, **worker_settings(keys))
     word = uuid.uuid4().hex[:8]
+    record = sender.tasks.get("secure.record")
     with running(worker_app, queue_name):
         retried = sender.tasks.get("secure.flaky").apply_async((word,), queue=queue_name)
-        delayed = sender.tasks.get("secure.record").apply_async(
-            (f"{word}-later",), queue=queue_name, countdown=2
-        )
+        delayed = record.apply_async((f"{word}-later",), queue=queue_name, countdown=2)
+        steps = chain(
+            record.s(f"{word}-step").set(queue=queue_name),
+            record.s().set(queue=queue_name),
+        ).apply_async()
         assert retried.get(timeout=20) == word
         assert delayed.get(timeout=20) == f"{word}-later".upper()
-    # The retry was published (and signed) by the worker with its own key.
+        assert steps.get(timeout=20) == f"{word}-step".upper()
+    # The retry (of an encrypted message) and the chain's second step were published,
+    # and signed, by the worker with its own key.
     assert _ran(word) == [("flaky", word, 0), ("flaky", word, 1)]
+    assert _ran(f"{word}-step".upper()) == [("record", f"{word}-step".upper(), 0)]
     assert dlq_headers(broker_url, f"{queue_name}.dlq") == []
     sender.close()
 
@@ -278,6 +289,15 @@ def test_encrypted_arguments_are_not_readable_in_the_queue_and_the_task_runs(
     assert properties.headers["argsrepr"] == "<encrypted>"
     with running(make_app("worker", broker_url, **worker_settings(keys)), queue_name):
         assert result.get(timeout=20) == secret.upper()
+        # A dead letter keeps the body as it came: encrypted.
+        sender.send_task("secure.nope", (secret,), queue=queue_name, ignore_result=True)
+        method, _properties, dead_body = wait_for(
+            lambda: (lambda got: got if got[0] is not None else None)(
+                amqp.basic_get(f"{queue_name}.dlq")
+            ),
+            what="the dead letter",
+        )
+    assert secret.encode() not in dead_body
     assert _ran(secret) == [("record", secret, 0)]
     sender.close()
 
