@@ -50,8 +50,9 @@ class SecuritySettings(SettingsGroup):
     #: migrating an estate), ``off``; ``auto``: ``require`` as soon as a verify key, a
     #: signing key or a Celery certificate store is configured, else ``off``.
     security_verify: str = "auto"
-    #: Seconds a signature stays valid after it was made (or after the message's ETA).
-    security_replay_window: float = 300.0
+    #: Seconds a signature stays valid after it was made (or after the message's ETA):
+    #: longer than a message may wait in a queue (a worker outage), shorter is safer.
+    security_replay_window: float = 3600.0
     #: Seconds a signature may seem to come from the future (clocks differ).
     security_clock_skew: float = 30.0
     #: Signatures remembered per worker process to refuse replays (oldest forgotten first).
