@@ -15,11 +15,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeAlias
 
-from amqptasks.exceptions import BrokerError, DecodeError, TopologyMismatch, Unroutable
+from amqptasks.exceptions import (
+    BadSignature,
+    BrokerError,
+    DecodeError,
+    TopologyMismatch,
+    Unroutable,
+)
 from amqptasks.logging import get_logger
 from amqptasks.protocol import serializers
 from amqptasks.publishing import PreparedCall, delayed_message
-from amqptasks.results.meta import ResultMeta, decode_result
+from amqptasks.results import states
+from amqptasks.results.meta import ResultMeta, decode_result, encode_result
+from amqptasks.security.opening import verifier_for
+from amqptasks.security.sealing import sealer_for
 from amqptasks.topology import delays, model, names
 from amqptasks.topology.model import Declarations
 from amqptasks.transport import aio
@@ -35,6 +44,8 @@ if TYPE_CHECKING:
     from amqptasks.protocol.envelope import OutgoingMessage
     from amqptasks.results.buffer import ResultBuffer
     from amqptasks.routing import Route, Router
+    from amqptasks.security.sealing import Sealer
+    from amqptasks.security.signing import Verifier
     from amqptasks.topology.management import Management
 
 log = get_logger(__name__)
@@ -118,17 +129,50 @@ def destinations(router: Router, settings: Settings, call: PreparedCall) -> list
     return found
 
 
-def wire_message(call: PreparedCall, settings: Settings) -> OutgoingMessage:
-    """The message as published: re-addressed to the delay levels when delayed.
+def wire_message(
+    call: PreparedCall, settings: Settings, sealer: Sealer | None = None
+) -> OutgoingMessage:
+    """The message as published: sealed (signed, encrypted: :mod:`amqptasks.security`)
+    and re-addressed to the delay levels when delayed.
 
     The wait is worked out again at publish time, after the delay levels were
     declared (which takes a moment the first time), so that time is not added
     on top of the delay.
     """
+    message = call.message if sealer is None else sealer.seal(call.message)
     wait = call.remaining_delay()
     if wait == 0:
-        return call.message
-    return delayed_message(call.message, wait, settings.delay_prefix)
+        return message
+    return delayed_message(message, wait, settings.delay_prefix)
+
+
+def verify_reply(
+    verifier: Verifier,
+    body: bytes,
+    headers: dict[str, object] | None,
+    content_type: str | None,
+    content_encoding: str | None,
+    correlation_id: str | None,
+) -> ResultMeta | None:
+    """None when a reply's signature verifies; else a FAILURE saying so, for its task id.
+
+    With ``security_verify_results`` a reply that is unsigned or forged never
+    reaches ``.get()`` as a result: ``.get()`` raises :class:`BadSignature`.
+    """
+    try:
+        verifier.verify(
+            body,
+            headers,
+            content_type=content_type,
+            content_encoding=content_encoding,
+            correlation_id=correlation_id,
+            reply_to=None,
+        )
+    except BadSignature as exc:
+        log.warning("refused a result reply", task_id=correlation_id, error=str(exc))
+        refused = BadSignature(f"result of task {correlation_id} refused: {exc}")
+        return decode_result(encode_result(correlation_id or "", states.FAILURE, exception=refused))
+    return None
 
 
 def redeclare_when_returned(call: PreparedCall) -> bool:
@@ -172,6 +216,9 @@ class _Client:
         self._client_id = client_id
         self.reply_queue = names.reply_queue(app_name, client_id)
         self._declared: set[str] = set()
+        #: Signs (encrypts) what this client publishes; None without security settings.
+        self.sealer = sealer_for(settings)
+        self._reply_verifier = verifier_for(settings) if settings.security_verify_results else None
 
     def _missing(self, call: PreparedCall) -> list[Destination]:
         """The destinations of ``call`` this client has not declared yet."""
@@ -192,7 +239,21 @@ class _Client:
         """Declare ``call``'s destinations again before its next publish."""
         self._declared.difference_update(destination_keys(self._settings, call))
 
-    def _deposit_reply(self, body: bytes, content_type: str | None) -> None:
+    def _deposit_reply(
+        self,
+        body: bytes,
+        content_type: str | None,
+        headers: dict[str, object] | None = None,
+        content_encoding: str | None = None,
+        correlation_id: str | None = None,
+    ) -> None:
+        if self._reply_verifier is not None:
+            refused = verify_reply(
+                self._reply_verifier, body, headers, content_type, content_encoding, correlation_id
+            )
+            if refused is not None:
+                self._buffer.deposit(refused)
+                return
         try:
             self._buffer.deposit(decode_reply(body, content_type, self._settings))
         except DecodeError as exc:
@@ -222,7 +283,13 @@ class SyncClient(_Client):
         self._lock = threading.Lock()
 
     def _on_reply(self, properties: pika.spec.BasicProperties, body: bytes) -> None:
-        self._deposit_reply(body, properties.content_type)
+        self._deposit_reply(
+            body,
+            properties.content_type,
+            properties.headers,
+            properties.content_encoding,
+            properties.correlation_id,
+        )
 
     def _ensure_replies(self) -> None:
         if self._replies:
@@ -281,7 +348,9 @@ class SyncClient(_Client):
         if call.wants_result:
             self._ensure_replies()
         self.ensure(call)
-        return self.transport.publish_nowait(wire_message(call, self._settings), flush=flush)
+        return self.transport.publish_nowait(
+            wire_message(call, self._settings, self.sealer), flush=flush
+        )
 
     def publish(self, call: PreparedCall) -> None:
         """Publish and wait for the confirm; redeclare once if the queue vanished."""
@@ -356,7 +425,13 @@ class AioClient(_Client):
             return self._publisher
 
     async def _on_reply(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        self._deposit_reply(message.body, message.content_type)
+        self._deposit_reply(
+            message.body,
+            message.content_type,
+            dict(message.headers or {}),
+            message.content_encoding,
+            message.correlation_id,
+        )
 
     async def _ensure_replies(self) -> None:
         if self._replies:
@@ -420,7 +495,7 @@ class AioClient(_Client):
         if call.wants_result:
             await self._ensure_replies()
         await self.ensure(call)
-        message = wire_message(call, self._settings)
+        message = wire_message(call, self._settings, self.sealer)
         try:
             await publisher.publish(message)
         except Unroutable:

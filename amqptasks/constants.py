@@ -53,6 +53,10 @@ REASON_TIME_LIMIT: Final = "time-limit"
 REASON_BAD_ETA: Final = "bad-eta"
 #: The worker could not handle the message (a worker extension failed, say).
 REASON_WORKER_ERROR: Final = "worker-error"
+#: Unsigned where signatures are required, signed by an unknown key, or altered.
+REASON_BAD_SIGNATURE: Final = "bad-signature"
+#: A signed message seen before, or signed longer ago than the replay window.
+REASON_REPLAYED: Final = "replayed"
 
 DEFAULT_BROKER_URL: Final = "amqp://guest:guest@localhost:5672//"
 DEFAULT_QUEUE: Final = "default"

@@ -21,7 +21,9 @@ import pika.exceptions
 
 from amqptasks import constants
 from amqptasks.exceptions import NotFound, PublishNotConfirmed
+from amqptasks.logging import get_logger
 from amqptasks.publishing import DEAD_LETTER_HEADERS
+from amqptasks.security.sealing import sealer_for
 from amqptasks.topology import delays, names
 from amqptasks.transport import errors
 from amqptasks.transport._pika import connection_parameters
@@ -30,6 +32,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
 
     from amqptasks.app import App
+    from amqptasks.security.sealing import Sealer
+
+log = get_logger(__name__)
 
 #: Seconds without a new delivery after which a scan is taken to be complete.
 SCAN_IDLE = 1.0
@@ -97,6 +102,25 @@ def describe(properties: pika.BasicProperties, body: bytes) -> DeadLetter:
         body=body,
         properties=properties,
     )
+
+
+def resign(
+    sealer: Sealer, body: bytes, headers: dict[str, Any], properties: pika.BasicProperties
+) -> dict[str, Any]:
+    """``headers`` with a fresh signature of the message (none without a signing key)."""
+    if sealer.signer is None:
+        return headers
+    return {
+        **headers,
+        **sealer.signer.signature_headers(
+            body,
+            headers,
+            content_type=properties.content_type,
+            content_encoding=properties.content_encoding,
+            correlation_id=properties.correlation_id,
+            reply_to=properties.reply_to,
+        ),
+    }
 
 
 class Operator:
@@ -185,14 +209,20 @@ class Operator:
         """Send dead letters (matching ``task`` and ``reason``) back to their work queue.
 
         Each is published with a confirm to the work queue, with a fresh
-        ``retries`` count and without the dead-letter headers, and only then
-        removed from the DLQ.
+        ``retries`` count and without the dead-letter headers (signed again with
+        the app's signing key, when it has one), and only then removed from the DLQ.
 
         Returns:
             How many were replayed.
         """
         target = self.work_queue(queue)
         replayed = 0
+        sealer = sealer_for(self.app.settings)
+        if sealer is None or sealer.signer is None:
+            log.warning(
+                "no signing key (security_signing_key): replayed messages go unsigned, and "
+                "workers that require signatures dead-letter them again"
+            )
         with self._channel() as channel:
             channel.confirm_delivery()
 
@@ -207,6 +237,8 @@ class Operator:
                     if k not in DEAD_LETTER_HEADERS and not k.startswith(constants.HEADER_PREFIX)
                 }
                 headers["retries"] = 0
+                if sealer is not None:  # a fresh signature: the old one is stale or replayed
+                    headers = resign(sealer, body, headers, properties)
                 properties.headers = headers
                 try:
                     channel.basic_publish("", target, body, properties, mandatory=True)

@@ -20,7 +20,7 @@ so callers never need to import a client library to catch a broker problem::
      │         └── BatchPublishError     some messages of a batch were not confirmed
      ├── MessageError                a message that cannot be run
      │    ├── DecodeError            body or headers cannot be decoded
-     │    ├── BadSignature           signature missing or wrong
+     │    ├── BadSignature           signature missing, wrong, unknown or replayed
      │    └── UnknownTask            no task registered under that name
      └── TaskError                   about running a task or waiting for it
           ├── Retry                  raised by a task to ask for a retry
@@ -37,9 +37,9 @@ Errors carry the host, queue and message id they are about, never a password.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from amqptasks.constants import REASON_DECODE_ERROR
+from amqptasks.constants import REASON_BAD_SIGNATURE, REASON_DECODE_ERROR
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -169,7 +169,28 @@ class DecodeError(MessageError):
 
 
 class BadSignature(MessageError):
-    """A message's signature is missing or does not verify."""
+    """A message's signature is missing, unknown, wrong or stale (see docs/security.md).
+
+    A worker dead-letters such a message without running it (``reason``
+    ``bad-signature``, or ``replayed`` for one seen before or signed longer ago
+    than the replay window); ``.get()`` raises it for a task refused so, and for
+    a result that is not signed by a known key (``security_verify_results``).
+    The text never holds a key or a signature.
+
+    Attributes:
+        reason: ``bad-signature`` or ``replayed``, as written in the dead letter.
+    """
+
+    def __init__(self, message: str, *, reason: str = REASON_BAD_SIGNATURE) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild_bad_signature, (str(self), self.reason))
+
+
+def _rebuild_bad_signature(message: str, reason: str) -> BadSignature:
+    return BadSignature(message, reason=reason)
 
 
 class UnknownTask(MessageError):

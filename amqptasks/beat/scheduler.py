@@ -34,6 +34,7 @@ from amqptasks.beat.plan import Occurrence, Plan, Record
 from amqptasks.exceptions import AmqptasksError, TopologyMismatch
 from amqptasks.logging import get_logger
 from amqptasks.publishing import PreparedCall, prepare_call
+from amqptasks.security.sealing import sealer_for
 from amqptasks.transport import aio
 
 if TYPE_CHECKING:
@@ -161,6 +162,8 @@ class _Leader:
         self.publisher = aio.AioPublisher(
             connection, self.settings.broker, publish_timeout=self.settings.publish_timeout
         )
+        #: Signs (encrypts) what beat sends, as any producer (docs/security.md).
+        self.sealer = sealer_for(self.settings)
         self.changes = Changes(code=beat.code_entries())
         self.plan = Plan()
         self.triggers: list[Trigger] = []
@@ -396,7 +399,8 @@ class _Leader:
             ),
         )
         await self._ensure(call)
-        await self.publisher.publish(call.message)
+        message = call.message if self.sealer is None else self.sealer.seal(call.message)
+        await self.publisher.publish(message)
         self.beat.sent_count += 1
         if self.beat.record_lateness:
             self.beat.lateness.append((utcnow() - occurrence.instant).total_seconds())

@@ -23,6 +23,7 @@ from amqptasks.config.content import ContentSettings
 from amqptasks.config.eager import EagerSettings
 from amqptasks.config.publishing import PublishSettings
 from amqptasks.config.results import ResultSettings
+from amqptasks.config.security import SecuritySettings
 from amqptasks.config.tasks import TaskSettings
 from amqptasks.config.tls import TLSSettings
 from amqptasks.config.topology import TopologySettings
@@ -47,6 +48,7 @@ class Settings(
     WorkerSettings,
     BeatSettings,
     EagerSettings,
+    SecuritySettings,
 ):
     """Every App setting, with its default. See docs/configuration.md.
 

@@ -18,7 +18,7 @@ decision       what the handler does
 
 ``report`` is what the caller waiting on the result is told (a result reply,
 when the call wants one); None tells it nothing, except that a ``DeadLetter``
-without a report tells it FAILURE with the decision's error.
+without a report tells it FAILURE with the decision's error (unless ``quiet``).
 """
 
 from __future__ import annotations
@@ -101,6 +101,8 @@ class DeadLetter(Decision):
     traceback: str | None = None
     #: Attempts made so far, when known (``x-amqptasks-attempts``).
     attempts: int | None = None
+    #: Tell the caller nothing (a replayed copy: its caller had the original's answer).
+    quiet: bool = False
 
 
 class CannotSettle(Exception):

@@ -65,8 +65,11 @@ class Sender:
 
     async def reply(self, target: ReplyTarget, outcome: Outcome) -> None:
         """Send ``outcome`` to the caller's reply queue; a vanished queue is only logged."""
+        message = result_message(target, outcome, self.result_serializer)
+        if self.call_client.sealer is not None:  # signed with the worker's key, if it has one
+            message = self.call_client.sealer.sign(message)
         try:
-            await self.publisher.publish(result_message(target, outcome, self.result_serializer))
+            await self.publisher.publish(message)
         except BrokerError as exc:
             # The client's reply queue is gone (it expired or was deleted): nobody waits.
             log.warning(

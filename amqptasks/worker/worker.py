@@ -21,6 +21,7 @@ from amqptasks import signals
 from amqptasks.exceptions import ChannelError, NotFound, TopologyMismatch
 from amqptasks.logging import get_logger
 from amqptasks.protocol import serializers
+from amqptasks.security.extension import security_rules
 from amqptasks.transport import aio
 from amqptasks.transport.consumer import ConsumerLink
 from amqptasks.transport.startup import connect_on_startup
@@ -117,9 +118,10 @@ class Worker:
             soft_time_limit=soft_time_limit,
         )
         options = self.options
-        #: The worker's rules, then the settings' extensions, then these.
+        #: The worker's rules (and message security), then the settings' extensions, then these.
         self.extensions: list[Extension] = [
             *standard_rules(),
+            *security_rules(app.settings),
             *load_extensions(app.settings.worker_extensions),
             *load_extensions(extensions),
         ]

@@ -139,6 +139,20 @@ def _variants() -> list[Variant]:
         workers=2,
         concurrency=4,
     )
+    # the same drain with signed (and encrypted) messages (#18): producer and worker keyed
+    for kind, label in (
+        ("ed25519", "Ed25519-signed"),
+        ("hmac", "HMAC-SHA256-signed"),
+        ("aes", "Ed25519-signed + AES-GCM-encrypted"),
+    ):
+        add(
+            "drain",
+            "amqptasks",
+            kind,
+            f"amqptasks -P threads -c 4, {label}",
+            pool="threads",
+            security=kind,
+        )
     add("drain", "celery", "prefork", "celery -P prefork -c 4", pool="prefork")
     add("drain", "celery", "threads", "celery -P threads -c 4", pool="threads")
     add("drain", "celery", "solo", "celery -P solo", pool="solo")
@@ -244,6 +258,35 @@ class Bench:
             BENCH_READY_FILE=str(run_dir / "ready"),
             BENCH_LATENESS=str(run_dir / "lateness"),
         )
+        return env
+
+    def security_env(self, kind: str) -> dict[str, str]:
+        """Settings (environment) that sign with ``kind`` keys, made once in the run's directory.
+
+        ``aes``: Ed25519 signatures and AES-256-GCM encrypted bodies.
+        """
+        from amqptasks.security.keys import (
+            generate_ed25519,
+            generate_encryption_key,
+            generate_hmac_secret,
+        )
+
+        keys = self.base / "keys"
+        keys.mkdir(exist_ok=True)
+        signing = keys / ("bench.secret" if kind == "hmac" else "bench.key")
+        if not signing.exists():
+            material = generate_hmac_secret() if kind == "hmac" else generate_ed25519()[0]
+            signing.write_bytes(material)
+        env = {
+            "AMQPTASKS_SECURITY_SIGNING_KEY_ID": "bench",
+            "AMQPTASKS_SECURITY_SIGNING_KEY": f"file:{signing}",
+        }
+        if kind == "aes":
+            aes = keys / "bench.aes"
+            if not aes.exists():
+                aes.write_bytes(generate_encryption_key())
+            env["AMQPTASKS_SECURITY_ENCRYPTION_KEYS"] = f"e1=file:{aes}"
+            env["AMQPTASKS_SECURITY_ENCRYPTION_KEY_ID"] = "e1"
         return env
 
     def cleanup(self, queue: str) -> None:
@@ -401,6 +444,8 @@ class Bench:
             # Celery and Dramatiq fill the queue without confirms (faster; not timed):
             # we wait until the broker holds all N before starting the worker.
             env = self.env(queue, run_dir, confirm=v.peer in ("amqptasks", "raw"))
+            if v.params.get("security"):
+                env.update(self.security_env(v.params["security"]))
             task = "bench.anoop" if v.params.get("pool") == "asyncio" else "bench.noop"
             prepublish: dict[str, Any] = {"n": n, "queue": queue, "task": task}
             if v.params.get("bare"):

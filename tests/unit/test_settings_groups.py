@@ -16,6 +16,7 @@ from amqptasks.config.content import ContentSettings
 from amqptasks.config.eager import EagerSettings
 from amqptasks.config.publishing import PublishSettings
 from amqptasks.config.results import ResultSettings
+from amqptasks.config.security import SecuritySettings
 from amqptasks.config.tasks import TaskSettings
 from amqptasks.config.tls import TLSSettings
 from amqptasks.config.topology import TopologySettings
@@ -36,6 +37,7 @@ GROUPS = (
     WorkerSettings,
     BeatSettings,
     EagerSettings,
+    SecuritySettings,
 )
 
 

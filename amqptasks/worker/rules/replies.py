@@ -63,7 +63,7 @@ class ResultReplies(Extension):
     def before_settle(self, state: MessageState, decision: Decision) -> Awaitable[None] | None:
         started = state.noted(_STARTED)
         report = decision.report
-        if report is None and isinstance(decision, DeadLetter):
+        if report is None and isinstance(decision, DeadLetter) and not decision.quiet:
             report = Outcome(states.FAILURE, exception=decision.error)
         target = reply_target(state) if report is not None else None
         if started is None and target is None:
