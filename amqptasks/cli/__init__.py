@@ -15,9 +15,8 @@ from amqptasks.cli.dev_node import dev_node
 from amqptasks.cli.dlq import delays, dlq
 from amqptasks.cli.events import events
 from amqptasks.cli.inspect import inspect
-from amqptasks.cli.multi import multi
-
 from amqptasks.cli.keys import keys
+from amqptasks.cli.multi import multi
 from amqptasks.cli.outbox import outbox
 from amqptasks.cli.status import purge, status
 from amqptasks.cli.topology import topology
@@ -50,7 +49,6 @@ cli.add_command(events)
 cli.add_command(status)
 cli.add_command(purge)
 cli.add_command(multi)
-
 cli.add_command(keys)
 
 
