@@ -27,8 +27,7 @@ from amqptasks.protocol import serializers
 from amqptasks.publishing import PreparedCall, delayed_message
 from amqptasks.results import states
 from amqptasks.results.meta import ResultMeta, decode_result, encode_result
-from amqptasks.security.opening import verifier_for
-from amqptasks.security.sealing import sealer_for
+from amqptasks.security.wanted import sealer_for, verifier_for
 from amqptasks.topology import delays, model, names
 from amqptasks.topology.model import Declarations
 from amqptasks.transport import aio

@@ -23,7 +23,7 @@ from amqptasks import constants
 from amqptasks.exceptions import NotFound, PublishNotConfirmed
 from amqptasks.logging import get_logger
 from amqptasks.publishing import DEAD_LETTER_HEADERS
-from amqptasks.security.sealing import sealer_for
+from amqptasks.security.wanted import sealer_for
 from amqptasks.topology import delays, names
 from amqptasks.transport import errors
 from amqptasks.transport._pika import connection_parameters

@@ -34,7 +34,7 @@ from amqptasks.beat.plan import Occurrence, Plan, Record
 from amqptasks.exceptions import AmqptasksError, TopologyMismatch
 from amqptasks.logging import get_logger
 from amqptasks.publishing import PreparedCall, prepare_call
-from amqptasks.security.sealing import sealer_for
+from amqptasks.security.wanted import sealer_for
 from amqptasks.transport import aio
 
 if TYPE_CHECKING:

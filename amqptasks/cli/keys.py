@@ -8,12 +8,6 @@ from pathlib import Path
 
 import click
 
-from amqptasks.security.keys import (
-    generate_ed25519,
-    generate_encryption_key,
-    generate_hmac_secret,
-)
-
 KINDS = ("ed25519", "hmac", "aes")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -71,6 +65,13 @@ def generate(kind: str, key_id: str, out_dir: Path) -> None:
             "letters, digits, '.', '_' and '-' (at most 64), starting with a letter or digit",
             param_hint="--id",
         )
+    # Here, not at the top: every other command starts without loading cryptography.
+    from amqptasks.security.keys import (
+        generate_ed25519,
+        generate_encryption_key,
+        generate_hmac_secret,
+    )
+
     out_dir.mkdir(parents=True, exist_ok=True)
     if kind == "ed25519":
         private, public = generate_ed25519()

@@ -10,13 +10,7 @@ message leaves) and :mod:`.opening` (what workers do before they decode it).
 
 from __future__ import annotations
 
-from amqptasks.security.keys import (
-    generate_ed25519,
-    generate_encryption_key,
-    generate_hmac_secret,
-    signing_key,
-    verify_key,
-)
+from typing import Any
 
 __all__ = [
     "generate_ed25519",
@@ -25,3 +19,12 @@ __all__ = [
     "signing_key",
     "verify_key",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # Loaded on first use: a process that signs nothing never imports cryptography.
+    if name in __all__:
+        from amqptasks.security import keys
+
+        return getattr(keys, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
