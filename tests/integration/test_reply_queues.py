@@ -24,9 +24,9 @@ from tests.integration.conftest import REPO, cli_env, wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     import pytest
-    from pathlib import Path
 
     from amqptasks.testing.proxy import FaultProxy
     from tests.integration.conftest import WorkerProcess
@@ -142,9 +142,12 @@ def test_results_sent_while_a_client_is_disconnected_reach_it_after_it_reconnect
     app = App("reconnects", result_expires=30)
     flag, ledger = tmp_path / "flag", tmp_path / "ledger"
     try:
-        assert app.send_task("tests.integration.apps.core.add", (1, 2), queue=queue_name).get(
-            timeout=20
-        ) == 3
+        assert (
+            app.send_task("tests.integration.apps.core.add", (1, 2), queue=queue_name).get(
+                timeout=20
+            )
+            == 3
+        )
         (queue,) = reply_queues(rabbit, "reconnects")
         flag.write_text("hold")
         waiting = app.send_task(
