@@ -16,6 +16,7 @@ from amqptasks.cli.dlq import delays, dlq
 from amqptasks.cli.events import events
 from amqptasks.cli.inspect import inspect
 from amqptasks.cli.outbox import outbox
+from amqptasks.cli.result import result
 from amqptasks.cli.status import purge, status
 from amqptasks.cli.topology import topology
 from amqptasks.cli.worker import worker
@@ -46,6 +47,7 @@ cli.add_command(control)
 cli.add_command(events)
 cli.add_command(status)
 cli.add_command(purge)
+cli.add_command(result)
 
 
 def main() -> None:
