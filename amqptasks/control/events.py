@@ -77,11 +77,23 @@ class EventClock:
             self.value = other
 
 
+#: Seconds :func:`utcoffset` keeps its answer (every event carries it; DST changes are rare).
+UTCOFFSET_TTL = 60.0
+_utcoffset: tuple[float, int] = (-1.0, 0)  # (monotonic expiry, value)
+
+
 def utcoffset() -> int:
     """Hours west of UTC, as Celery's ``celery.utils.time.utcoffset`` gives it."""
+    global _utcoffset
+    now = time.monotonic()
+    if now < _utcoffset[0]:
+        return _utcoffset[1]
     if time.localtime().tm_isdst and time.daylight:
-        return time.altzone // 3600
-    return time.timezone // 3600
+        value = time.altzone // 3600
+    else:
+        value = time.timezone // 3600
+    _utcoffset = (now + UTCOFFSET_TTL, value)
+    return value
 
 
 def make_event(type_: str, hostname: str, clock: EventClock, **fields: Any) -> dict[str, Any]:

@@ -300,6 +300,9 @@ class Fleet(Extension):
         self._emit("task-received", **task_fields(message))
         return None
 
+    #: Recording the start needs no wait: the body goes on meanwhile.
+    start_holds_body = False
+
     def wants_start(self, state: MessageState) -> bool:
         return True
 

@@ -233,6 +233,9 @@ class Metrics(Extension):
         self.prefetched.inc()
         return None
 
+    #: Recording the start needs no wait: the body goes on meanwhile.
+    start_holds_body = False
+
     def wants_start(self, state: MessageState) -> bool:
         return True
 
