@@ -42,6 +42,7 @@ __all__ = [
     "events_in",
     "events_message",
     "make_event",
+    "stamp_event",
     "task_fields",
     "utcoffset",
 ]
@@ -77,6 +78,8 @@ class EventClock:
             self.value = other
 
 
+#: Events as compact JSON; what JSON cannot hold is sent as its repr.
+_ENCODER = json.JSONEncoder(default=repr, separators=(",", ":"))
 #: Seconds :func:`utcoffset` keeps its answer (every event carries it; DST changes are rare).
 UTCOFFSET_TTL = 60.0
 _utcoffset: tuple[float, int] = (-1.0, 0)  # (monotonic expiry, value)
@@ -98,15 +101,21 @@ def utcoffset() -> int:
 
 def make_event(type_: str, hostname: str, clock: EventClock, **fields: Any) -> dict[str, Any]:
     """The event of ``type_`` sent by ``hostname``, with Celery's common fields."""
-    return {
-        **fields,
-        "hostname": hostname,
-        "utcoffset": utcoffset(),
-        "pid": os.getpid(),
-        "clock": clock.forward(),
-        "timestamp": time.time(),
-        "type": type_,
-    }
+    return stamp_event(fields, type_, hostname, clock)
+
+
+def stamp_event(
+    fields: dict[str, Any], type_: str, hostname: str, clock: EventClock
+) -> dict[str, Any]:
+    """:func:`make_event` in place: add the common fields to ``fields`` (a dict of the
+    caller's own) and return it. The worker's hot path, so no copy."""
+    fields["hostname"] = hostname
+    fields["utcoffset"] = utcoffset()
+    fields["pid"] = os.getpid()
+    fields["clock"] = clock.forward()
+    fields["timestamp"] = time.time()
+    fields["type"] = type_
+    return fields
 
 
 def task_fields(message: TaskMessage) -> dict[str, Any]:
@@ -152,7 +161,7 @@ def _message(routing_key: str, body: Any, hostname: str) -> OutgoingMessage:
     return OutgoingMessage(
         exchange=EVENT_EXCHANGE.name,
         routing_key=routing_key,
-        body=json.dumps(body, default=repr).encode(),
+        body=_ENCODER.encode(body).encode(),
         content_type="application/json",
         content_encoding="utf-8",
         headers={"hostname": hostname},

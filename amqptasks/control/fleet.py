@@ -38,6 +38,7 @@ from amqptasks.control.events import (
     event_message,
     events_message,
     make_event,
+    stamp_event,
     task_fields,
 )
 from amqptasks.control.pidbox import (
@@ -264,7 +265,7 @@ class Fleet(Extension):
         only logged at debug level)."""
         if not self.events_enabled or self._publisher is None or not self._context:
             return
-        self._batch.append(make_event(type_, self.hostname, self.clock, **fields))
+        self._batch.append(stamp_event(fields, type_, self.hostname, self.clock))
         if len(self._batch) >= EVENT_BATCH:
             self._flush()
         elif self._flush_timer is None:
