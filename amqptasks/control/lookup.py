@@ -174,7 +174,11 @@ def find_task(
             app's queues, or ``task``'s).
         timeout: Seconds to wait for the workers' answers.
     """
-    with Control(app.settings.broker) as control:
+    try:
+        control = Control(app.settings.broker)
+    except Exception as exc:  # unreachable, refused login: one clear line, not a traceback
+        raise errors.connect_error(exc, app.settings.broker) from exc
+    with control:
         answers = control.broadcast("query_task", {"ids": [task_id]}, timeout=timeout)
     found = _from_worker(task_id, answers)
     if found is not None:
