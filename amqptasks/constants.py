@@ -70,8 +70,9 @@ DEFAULT_PREFETCH_MULTIPLIER: Final = 4
 DEFAULT_SHUTDOWN_TIMEOUT: Final = 30.0
 #: RabbitMQ's default ``consumer_timeout`` (30 min), in seconds.
 DEFAULT_BROKER_CONSUMER_TIMEOUT: Final = 1800.0
-#: Unused reply queues are deleted by the broker after this many seconds.
-DEFAULT_RESULT_EXPIRES: Final = 86400.0
+#: A reply queue is deleted by the broker this many seconds after its client stopped
+#: consuming it (the client process ended, or lost its connection and did not come back).
+DEFAULT_RESULT_EXPIRES: Final = 60.0
 #: How many finished results a client keeps for ``get()`` calls not yet made.
 RESULT_BUFFER_SIZE: Final = 10_000
 

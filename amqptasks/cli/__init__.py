@@ -18,6 +18,7 @@ from amqptasks.cli.inspect import inspect
 from amqptasks.cli.keys import keys
 from amqptasks.cli.multi import multi
 from amqptasks.cli.outbox import outbox
+from amqptasks.cli.result import result
 from amqptasks.cli.status import purge, status
 from amqptasks.cli.topology import topology
 from amqptasks.cli.worker import worker
@@ -50,6 +51,7 @@ cli.add_command(status)
 cli.add_command(purge)
 cli.add_command(multi)
 cli.add_command(keys)
+cli.add_command(result)
 
 
 def main() -> None:

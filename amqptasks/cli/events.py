@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.live import Live
 
 from amqptasks.cli._options import shared_options
-from amqptasks.control.events import EVENT_EXCHANGE
+from amqptasks.control.events import EVENT_EXCHANGE, events_in
 from amqptasks.control.monitor import FleetView
 from amqptasks.deadletters import Operator
 from amqptasks.transport import _pika
@@ -81,7 +81,8 @@ def events(app: App, queues: str | None, duration: float | None) -> None:
                 ):
                     if method is not None:
                         with contextlib.suppress(ValueError):
-                            view.add(json.loads(body))
+                            for event in events_in(json.loads(body)):
+                                view.add(event)
                     if method is None or time.monotonic() - drawn >= REFRESH:
                         break
                 live.update(view.render(_depths(app, names)), refresh=True)

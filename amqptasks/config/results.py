@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 class ResultSettings(SettingsGroup):
     """Results (the rpc backend: replies on a queue per client)."""
 
-    #: Seconds an unused reply queue lives on the broker.
+    #: Seconds a reply queue outlives its client's last consumer (its ``x-expires``).
     result_expires: float = constants.DEFAULT_RESULT_EXPIRES
 
     ENV_PARSERS: ClassVar[Mapping[str, Callable[[str], Any]]] = {"result_expires": float}

@@ -8,6 +8,13 @@ topic exchange with the type as routing key, dashes made dots
 
 Events are sent without ``mandatory`` and without waiting for a confirm: an
 exchange nobody listens to drops them, and a lost event never holds up a task.
+
+A worker's task events go in batches, as a Celery worker with an event loop
+sends them (its dispatcher's ``buffer_group=["task"]``): one message with
+routing key ``task.multi`` whose body is a JSON *list* of events, in order.
+Celery's ``EventReceiver`` (Flower, ``celery events``) and ``amqptasks events``
+unpack such lists (:func:`events_in`). Worker events (``worker-heartbeat`` ...)
+go alone, at once.
 """
 
 from __future__ import annotations
@@ -32,7 +39,10 @@ __all__ = [
     "SOFTWARE_INFO",
     "EventClock",
     "event_message",
+    "events_in",
+    "events_message",
     "make_event",
+    "stamp_event",
     "task_fields",
     "utcoffset",
 ]
@@ -68,24 +78,44 @@ class EventClock:
             self.value = other
 
 
+#: Events as compact JSON; what JSON cannot hold is sent as its repr.
+_ENCODER = json.JSONEncoder(default=repr, separators=(",", ":"))
+#: Seconds :func:`utcoffset` keeps its answer (every event carries it; DST changes are rare).
+UTCOFFSET_TTL = 60.0
+_utcoffset: tuple[float, int] = (-1.0, 0)  # (monotonic expiry, value)
+
+
 def utcoffset() -> int:
     """Hours west of UTC, as Celery's ``celery.utils.time.utcoffset`` gives it."""
+    global _utcoffset
+    now = time.monotonic()
+    if now < _utcoffset[0]:
+        return _utcoffset[1]
     if time.localtime().tm_isdst and time.daylight:
-        return time.altzone // 3600
-    return time.timezone // 3600
+        value = time.altzone // 3600
+    else:
+        value = time.timezone // 3600
+    _utcoffset = (now + UTCOFFSET_TTL, value)
+    return value
 
 
 def make_event(type_: str, hostname: str, clock: EventClock, **fields: Any) -> dict[str, Any]:
     """The event of ``type_`` sent by ``hostname``, with Celery's common fields."""
-    return {
-        **fields,
-        "hostname": hostname,
-        "utcoffset": utcoffset(),
-        "pid": os.getpid(),
-        "clock": clock.forward(),
-        "timestamp": time.time(),
-        "type": type_,
-    }
+    return stamp_event(fields, type_, hostname, clock)
+
+
+def stamp_event(
+    fields: dict[str, Any], type_: str, hostname: str, clock: EventClock
+) -> dict[str, Any]:
+    """:func:`make_event` in place: add the common fields to ``fields`` (a dict of the
+    caller's own) and return it. The worker's hot path, so no copy."""
+    fields["hostname"] = hostname
+    fields["utcoffset"] = utcoffset()
+    fields["pid"] = os.getpid()
+    fields["clock"] = clock.forward()
+    fields["timestamp"] = time.time()
+    fields["type"] = type_
+    return fields
 
 
 def task_fields(message: TaskMessage) -> dict[str, Any]:
@@ -106,13 +136,35 @@ def task_fields(message: TaskMessage) -> dict[str, Any]:
 
 def event_message(event: dict[str, Any]) -> OutgoingMessage:
     """``event`` as a message to the event exchange (JSON, transient)."""
+    return _message(str(event["type"]).replace("-", "."), event, event["hostname"])
+
+
+def events_message(events: list[dict[str, Any]]) -> OutgoingMessage:
+    """Several events of one group (``task-*``) as one message, as Celery's dispatcher
+    flushes its buffer: routing key ``<group>.multi``, the body a JSON list."""
+    if len(events) == 1:
+        return event_message(events[0])
+    group = str(events[0]["type"]).split("-", 1)[0]
+    return _message(f"{group}.multi", events, events[0]["hostname"])
+
+
+def events_in(body: Any) -> list[dict[str, Any]]:
+    """The events of a decoded message body: one event, or a batch (a list)."""
+    if isinstance(body, dict):
+        return [body]
+    if isinstance(body, list):
+        return [event for event in body if isinstance(event, dict)]
+    return []
+
+
+def _message(routing_key: str, body: Any, hostname: str) -> OutgoingMessage:
     return OutgoingMessage(
         exchange=EVENT_EXCHANGE.name,
-        routing_key=str(event["type"]).replace("-", "."),
-        body=json.dumps(event, default=repr).encode(),
+        routing_key=routing_key,
+        body=_ENCODER.encode(body).encode(),
         content_type="application/json",
         content_encoding="utf-8",
-        headers={"hostname": event["hostname"]},
+        headers={"hostname": hostname},
         message_id=str(uuid.uuid4()),
         delivery_mode=TRANSIENT,
     )

@@ -36,7 +36,9 @@ from amqptasks.control.events import (
     SOFTWARE_INFO,
     EventClock,
     event_message,
+    events_message,
     make_event,
+    stamp_event,
     task_fields,
 )
 from amqptasks.control.pidbox import (
@@ -78,6 +80,10 @@ log = get_logger(__name__)
 
 #: Seconds between two ``worker-heartbeat`` events (Celery's default).
 HEARTBEAT_INTERVAL = 2.0
+#: Seconds a task event waits to go out with the next ones (one message per batch).
+EVENT_FLUSH_INTERVAL = 0.1
+#: Task events sent in one message at most.
+EVENT_BATCH = 200
 #: Longest ``result`` repr in a ``task-succeeded`` event.
 RESULT_REPR_LIMIT = 1024
 _REVOKED = "fleet.revoked"
@@ -136,6 +142,9 @@ class Fleet(Extension):
         self._beating: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Future[Any]] = set()
         self._terminated: set[str] = set()
+        #: Task events not sent yet, and the timer that sends them.
+        self._batch: list[dict[str, Any]] = []
+        self._flush_timer: asyncio.TimerHandle | None = None
 
     # -- what commands read ----------------------------------------------------------------------
 
@@ -203,6 +212,7 @@ class Fleet(Extension):
         if self._link is not None:
             await self._link.cancel()
             await self._link.close()
+        self._flush()
         if self._pending:
             await asyncio.wait(set(self._pending), timeout=2.0)
         if self.events_enabled and self._publisher is not None:
@@ -250,10 +260,27 @@ class Fleet(Extension):
         await self._publisher.publish_unconfirmed(event_message(event))
 
     def _emit(self, type_: str, **fields: Any) -> None:
-        """Send an event without waiting (a lost event is only logged at debug level)."""
-        if not self.events_enabled:
+        """Queue a task event; the batch goes out within :data:`EVENT_FLUSH_INTERVAL`
+        seconds, or at once when it holds :data:`EVENT_BATCH` events (a lost event is
+        only logged at debug level)."""
+        if not self.events_enabled or self._publisher is None or not self._context:
             return
-        future = asyncio.ensure_future(self._send(type_, **fields))
+        self._batch.append(stamp_event(fields, type_, self.hostname, self.clock))
+        if len(self._batch) >= EVENT_BATCH:
+            self._flush()
+        elif self._flush_timer is None:
+            loop = asyncio.get_running_loop()
+            self._flush_timer = loop.call_later(EVENT_FLUSH_INTERVAL, self._flush)
+
+    def _flush(self) -> None:
+        """Send the task events queued so far, in one message."""
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
+        batch, self._batch = self._batch, []
+        if not batch or self._publisher is None:
+            return
+        future = asyncio.ensure_future(self._publisher.publish_unconfirmed(events_message(batch)))
         self._pending.add(future)
         future.add_done_callback(self._sent)
 
@@ -273,6 +300,9 @@ class Fleet(Extension):
         self.book.reserve(message.id, state)
         self._emit("task-received", **task_fields(message))
         return None
+
+    #: Recording the start needs no wait: the body goes on meanwhile.
+    start_holds_body = False
 
     def wants_start(self, state: MessageState) -> bool:
         return True

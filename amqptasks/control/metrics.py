@@ -168,6 +168,11 @@ class Metrics(Extension):
         )
         self._server: Any = None
         self._polling: asyncio.Task[None] | None = None
+        #: Labelled children of the per-call metrics, by their labels: ``labels()``
+        #: takes a lock and builds a key on every call, the hot path looks them up here.
+        self._runtime_of: dict[str, Any] = {}
+        self._queue_wait_of: dict[str, Any] = {}
+        self._tasks_of: dict[tuple[str, str], Any] = {}
 
     async def on_worker_start(self, worker: WorkerContext) -> None:
         client = _client()
@@ -228,6 +233,9 @@ class Metrics(Extension):
         self.prefetched.inc()
         return None
 
+    #: Recording the start needs no wait: the body goes on meanwhile.
+    start_holds_body = False
+
     def wants_start(self, state: MessageState) -> bool:
         return True
 
@@ -241,7 +249,10 @@ class Metrics(Extension):
         since = _eta_seconds(message.eta if message is not None else None)
         if since is None:
             since = state.noted(_RECEIVED, now)
-        self.queue_wait.labels(name).observe(max(0.0, now - since))
+        child = self._queue_wait_of.get(name)
+        if child is None:
+            child = self._queue_wait_of[name] = self.queue_wait.labels(name)
+        child.observe(max(0.0, now - since))
 
     async def before_settle(self, state: MessageState, decision: Decision) -> None:
         message = state.message
@@ -249,7 +260,10 @@ class Metrics(Extension):
         started = state.noted(_STARTED)
         if started is not None:
             self.active.dec()
-            self.runtime.labels(name).observe(time.monotonic() - started)
+            runtime = self._runtime_of.get(name)
+            if runtime is None:
+                runtime = self._runtime_of[name] = self.runtime.labels(name)
+            runtime.observe(time.monotonic() - started)
         elif state.noted(_RECEIVED) is not None:
             self.prefetched.dec()
         outcome = state.outcome
@@ -268,4 +282,7 @@ class Metrics(Extension):
             stage = "rejected"
         if isinstance(decision, DeadLetter):
             self.dead_letters.labels(name, decision.reason).inc()
-        self.tasks.labels(name, stage).inc()
+        counter = self._tasks_of.get((name, stage))
+        if counter is None:
+            counter = self._tasks_of[name, stage] = self.tasks.labels(name, stage)
+        counter.inc()

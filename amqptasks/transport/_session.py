@@ -57,8 +57,15 @@ os.register_at_fork(after_in_child=_after_fork)
 class Session:
     """One connection attempt and its life; replaced by a new one when it dies."""
 
-    def __init__(self, url: BrokerURL, connection_name: str) -> None:
+    def __init__(
+        self,
+        url: BrokerURL,
+        connection_name: str,
+        on_lost: Callable[[], None] | None = None,
+    ) -> None:
         self.url = url
+        #: Called on the I/O thread when the connection is lost (not when closed by us).
+        self._on_lost = on_lost
         self._generation = _fork_generation
         self.closed = False
         self._closing = False
@@ -125,6 +132,8 @@ class Session:
             self._ready.set()
         elif not self._closing:
             log.warning("broker connection closed", broker=self.url.redacted(), reason=str(reason))
+            if self._on_lost is not None:
+                self._on_lost()
         self._fail_all(errors.connection_lost(reason, self.url, "publishing"))
         connection.ioloop.stop()
 

@@ -20,12 +20,18 @@ The exception is :meth:`SyncTransport.publish_unconfirmed`, for messages that
 nobody may be listening to (events): not mandatory, and nobody waits.
 
 The connection opens lazily and is opened again after it was lost; a fork
-(gunicorn, celery-style prefork) gets a fresh connection in the child.
+(gunicorn, celery-style prefork) gets a fresh connection in the child. A
+transport that consumes reply queues does not wait for the next publish: when
+its connection is lost it reconnects in the background (with the shared
+backoff) and consumes the same reply queues again, so results that arrived
+meanwhile (they wait in the queue, which outlives its consumer by its
+``x-expires``) reach callers already waiting for them.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -41,15 +47,19 @@ from amqptasks.exceptions import (
     ConfigError,
     ConnectionLost,
 )
+from amqptasks.logging import get_logger
 from amqptasks.transport import errors
 from amqptasks.transport._session import Session
 from amqptasks.transport._wire import EncodedPublish, encode_publish
 from amqptasks.transport.confirms import PendingConfirm, wait_confirm
+from amqptasks.transport.reconnect import Backoff
 
 if TYPE_CHECKING:
     from amqptasks.config import BrokerURL
     from amqptasks.protocol.envelope import OutgoingMessage
     from amqptasks.topology.model import QueueDeclaration
+
+log = get_logger(__name__)
 
 #: Called on the I/O thread with (properties, body) of each reply message.
 ReplyCallback = Callable[[pika.spec.BasicProperties, bytes], None]
@@ -88,6 +98,10 @@ class SyncTransport:
         self._session: Session | None = None
         #: Reply queue name -> (its declaration, its callback), subscribed on each connection.
         self._replies: dict[str, tuple[QueueDeclaration, ReplyCallback]] = {}
+        #: Set by :meth:`close`: a background reconnect stops waiting.
+        self._stopped = threading.Event()
+        self._reconnecting = False
+        self._reconnect_lock = threading.Lock()  # not _lock: a caller may hold that a while
 
     def _current(self) -> Session:
         session = self._session
@@ -98,11 +112,56 @@ class SyncTransport:
             if session is not None and session.forked:
                 session = None  # forked: the parent's socket is not ours
             if session is None or session.closed:
-                session = Session(self.url, self.connection_name)
+                self._stopped.clear()
+                session = Session(self.url, self.connection_name, on_lost=self._lost)
+                try:
+                    for declaration, callback in self._replies.values():
+                        self._consume_replies(session, declaration, callback)
+                except BaseException:
+                    session.close()  # the next attempt subscribes again from scratch
+                    raise
                 self._session = session
-                for declaration, callback in self._replies.values():
-                    self._consume_replies(session, declaration, callback)
             return session
+
+    def _lost(self) -> None:
+        """The connection died (I/O thread): reconnect now if reply queues are consumed."""
+        with self._reconnect_lock:
+            if not self._replies or self._reconnecting or self._stopped.is_set():
+                return
+            self._reconnecting = True
+        threading.Thread(
+            target=self._reconnect, name=f"amqptasks-reconnect-{self.connection_name}", daemon=True
+        ).start()
+
+    def _reconnect(self) -> None:
+        """Open a new session (consuming the reply queues again), retrying with backoff."""
+        backoff, failures, since = Backoff(), 0, time.monotonic()
+        try:
+            while not self._stopped.is_set():
+                session = self._session
+                if session is None:  # closed by close()
+                    return
+                try:
+                    self._current()
+                except AmqptasksError as exc:
+                    failures += 1
+                    log.warning(
+                        "reply queues not consumed yet; retrying",
+                        broker=self.url.redacted(),
+                        attempts=failures,
+                        error=str(exc),
+                    )
+                    self._stopped.wait(backoff.delay(failures))
+                    continue
+                log.info(
+                    "reply queues consumed again",
+                    broker=self.url.redacted(),
+                    after_seconds=round(time.monotonic() - since, 3),
+                )
+                return
+        finally:
+            with self._reconnect_lock:
+                self._reconnecting = False
 
     def publish_nowait(self, message: OutgoingMessage, *, flush: bool = True) -> PendingConfirm:
         """Hand ``message`` to the I/O thread; the result is in on the broker's confirm.
@@ -165,7 +224,10 @@ class SyncTransport:
         with self._lock:
             self._replies[declaration.name] = (declaration, callback)
             session = self._session
-        self._consume_replies(session or self._current(), declaration, callback)
+        if session is None or session.closed or session.forked:
+            self._current()  # a new session subscribes every reply queue, this one included
+            return
+        self._consume_replies(session, declaration, callback)
 
     def _consume_replies(
         self, session: Session, declaration: QueueDeclaration, callback: ReplyCallback
@@ -200,6 +262,7 @@ class SyncTransport:
 
     def close(self) -> None:
         """Close the connection and stop the I/O thread."""
+        self._stopped.set()
         with self._lock:
             session, self._session = self._session, None
         if session is not None and not session.forked:

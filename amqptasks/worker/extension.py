@@ -118,12 +118,19 @@ class Extension:
         """About to hand the call to the pool; may wait (a rate limit, say)."""
         return None
 
+    #: Whether the task body waits until :meth:`on_start` ran (in the threads pool a
+    #: round trip to the loop per call). An extension that only records the start
+    #: (events, metrics) sets False: its ``on_start`` then runs soon after the body
+    #: started, still before the call's outcome is handled.
+    start_holds_body: bool = True
+
     def wants_start(self, state: MessageState) -> bool:
         """Whether :meth:`on_start` should be called for this call (it costs a loop turn)."""
         return False
 
     def on_start(self, state: MessageState) -> None:
-        """The call starts now (sync, on the loop; the task body waits for it)."""
+        """The call starts now (sync, on the loop; the task body waits for it unless
+        :attr:`start_holds_body` is False)."""
 
     def after_run(self, state: MessageState) -> MaybeDecision:
         """The call ended; ``state.outcome`` says how."""

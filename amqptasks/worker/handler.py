@@ -32,7 +32,7 @@ from amqptasks.worker.decode import decode_inline, decode_off_loop
 from amqptasks.worker.execution import execute, make_request
 from amqptasks.worker.extension import Hooks, consult, describe, hook_failed, resolved
 from amqptasks.worker.outcome import Outcome
-from amqptasks.worker.pools.base import NotStarted
+from amqptasks.worker.pools.base import NotStarted, StartHook
 from amqptasks.worker.settle import Settler
 from amqptasks.worker.slots import Slots
 from amqptasks.worker.state import MessageState
@@ -218,7 +218,7 @@ class DeliveryHandler:
                 except Exception as exc:
                     hook_failed(ext.on_start, state, exc)
 
-        return on_start
+        return StartHook(on_start, holds_body=any(ext.start_holds_body for ext in starters))
 
     async def _after(self, state: MessageState) -> Decision | None:
         for hook in self.hooks.after_run:

@@ -11,7 +11,8 @@ amqptasks/aio-pika/pika functions that include most samples (inclusive). Import
 frames (start-up) are left out. Raw stacks are kept in ``--out`` (speedscope or
 flamegraph.pl can draw them).
 
-Targets: drain-threads, drain-asyncio (worker), enqueue-seq, enqueue-batch,
+Targets: drain-threads, drain-asyncio, drain-observed (threads with events and
+metrics on: ``-E --metrics-port``) (worker), enqueue-seq, enqueue-batch,
 enqueue-threads, enqueue-async (client).
 """
 
@@ -36,6 +37,7 @@ from tests.bench.harness import PY, REPO, Proc
 TARGETS = (
     "drain-threads",
     "drain-asyncio",
+    "drain-observed",
     "enqueue-seq",
     "enqueue-batch",
     "enqueue-threads",
@@ -129,8 +131,10 @@ def _spy_args(rate: int, raw: Path) -> list[str]:
     return args
 
 
-def profile_drain(node: RabbitNode, pool: str, n: int, rate: int, out: Path, base: Path) -> Path:
-    queue = f"prof.drain.{pool}"
+def profile_drain(node: RabbitNode, mode: str, n: int, rate: int, out: Path, base: Path) -> Path:
+    observed = mode == "observed"
+    pool = "threads" if observed else mode
+    queue = f"prof.drain.{mode}"
     run_dir = base / queue
     run_dir.mkdir()
     env = _env(node, run_dir, queue)
@@ -138,7 +142,7 @@ def profile_drain(node: RabbitNode, pool: str, n: int, rate: int, out: Path, bas
     harness.run_client(
         "amqptasks", "prepublish", {"n": n, "queue": queue, "task": task}, env, 60 + n / 100
     )
-    raw = out / f"drain-{pool}.raw"
+    raw = out / f"drain-{mode}.raw"
     argv = [
         *_spy_args(rate, raw),
         "--",
@@ -156,13 +160,14 @@ def profile_drain(node: RabbitNode, pool: str, n: int, rate: int, out: Path, bas
         "4",
         "-l",
         "info",
+        *(["-E", "--metrics-port", str(harness.free_port())] if observed else []),
     ]
-    spy = Proc(argv, env, run_dir / "log", f"py-spy drain {pool}")
+    spy = Proc(argv, env, run_dir / "log", f"py-spy drain {mode}")
     try:
         started = time.monotonic()
         m = harness.wait_count(run_dir / "counter", n, 60 + n / 50, spy)
         print(
-            f"drain {pool}: {(n - m['c_first']) / (m['t_last'] - m['t_first']):,.0f} tasks/s "
+            f"drain {mode}: {(n - m['c_first']) / (m['t_last'] - m['t_first']):,.0f} tasks/s "
             f"under py-spy ({time.monotonic() - started:.1f}s)",
             flush=True,
         )

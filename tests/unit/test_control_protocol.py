@@ -8,7 +8,13 @@ import time
 import msgpack
 import pytest
 
-from amqptasks.control.events import EventClock, event_message, make_event
+from amqptasks.control.events import (
+    EventClock,
+    event_message,
+    events_in,
+    events_message,
+    make_event,
+)
 from amqptasks.control.pidbox import ControlRequest, pidbox_queue, reply_message
 from amqptasks.control.revokes import RevokeLog, revoke_message
 from amqptasks.exceptions import DecodeError
@@ -79,3 +85,34 @@ def test_a_revoke_holds_until_it_expires() -> None:
     assert log.ids() == ["a"]
     record = json.loads(revoke_message(["x"], expires=123.0).body)
     assert (record["ids"], record["expires"]) == (["x"], 123.0)
+
+
+def test_a_batch_of_task_events_is_one_task_multi_message_celerys_receiver_unpacks() -> None:
+    from celery import Celery
+
+    clock = EventClock()
+    events = [
+        make_event("task-received", "w@h", clock, uuid="id-1", name="t"),
+        make_event("task-started", "w@h", clock, uuid="id-1"),
+        make_event("task-succeeded", "w@h", clock, uuid="id-1", runtime=0.1),
+    ]
+    message = events_message(events)
+    assert (message.exchange, message.routing_key) == ("celeryev", "task.multi")
+    assert message.headers == {"hostname": "w@h"}
+    seen: list[dict[str, object]] = []
+    receiver = Celery(set_as_current=False).events.Receiver(None, handlers={"*": seen.append})
+    receiver._receive(json.loads(message.body), None)
+    assert [(e["type"], e["uuid"]) for e in seen] == [
+        ("task-received", "id-1"),
+        ("task-started", "id-1"),
+        ("task-succeeded", "id-1"),
+    ]
+    assert events_in(json.loads(message.body)) == events
+
+
+def test_a_batch_of_one_is_a_plain_event_and_events_in_reads_both_forms() -> None:
+    event = make_event("task-failed", "w@h", EventClock(), uuid="id-2")
+    message = events_message([event])
+    assert message.routing_key == "task.failed"
+    assert events_in(json.loads(message.body)) == [event]
+    assert events_in("not an event") == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import contextvars
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from amqptasks.request import call_wrappers, current_request
@@ -16,6 +17,22 @@ if TYPE_CHECKING:
     from amqptasks.request import Request
     from amqptasks.task import Task
     from amqptasks.worker.outcome import Outcome
+
+
+@dataclass(frozen=True, slots=True)
+class StartHook:
+    """What runs on the event loop as a call starts (see :meth:`ExecutionPool.run`).
+
+    ``holds_body``: the task body waits until it ran (``task_prerun``, the STARTED
+    reply). Hooks that only record the start (events, metrics) do not need that: a
+    pool thread then tells the loop and goes on, without a round trip per call.
+    """
+
+    run: Callable[[], None]
+    holds_body: bool = True
+
+    def __call__(self) -> None:
+        self.run()
 
 
 class ExecutionPool(abc.ABC):
@@ -50,7 +67,9 @@ class ExecutionPool(abc.ABC):
         """Run ``task`` for ``request`` within ``limits``; never raises for the task's errors.
 
         ``on_start`` is called on the event loop as the call starts, before the task
-        body runs (the STARTED state, ``task_prerun``); it must not raise.
+        body runs (the STARTED state, ``task_prerun``); it must not raise. A
+        :class:`StartHook` with ``holds_body=False`` may run while the body already
+        runs, but always before the call's outcome is handed back.
         """
 
     @property

@@ -124,12 +124,12 @@ class _TaskThread(threading.Thread):
             with self.lock:
                 self.job = job
             job.thread = self
-            if job.on_start is not None:  # it runs on the loop, before the body
-                job.gate = threading.Event()
+            if job.on_start is not None and getattr(job.on_start, "holds_body", True):
+                job.gate = threading.Event()  # it runs on the loop, before the body
                 _call_soon(job.loop, self.pool.started, job)
                 job.gate.wait()
-            elif job.limits:  # one loop wake-up less per call without limits
-                _call_soon(job.loop, self.pool.started, job)
+            elif job.on_start is not None or job.limits:  # no wake-up without either
+                self.pool.starting(job)
             outcome = job.context.run(_call, job.task, job.request)
         except BaseException as exc:  # an interruption that landed between the lines above
             if outcome is None:
@@ -198,6 +198,9 @@ class ThreadPool(ExecutionPool):
         # finished meanwhile, rather than one per call.
         self._finished: collections.deque[tuple[_Job, Outcome]] = collections.deque()
         self._wake_pending = False
+        # Starts the body does not wait for go the same way.
+        self._starting: collections.deque[_Job] = collections.deque()
+        self._start_wake_pending = False
 
     def _start_thread(self) -> None:
         self._count += 1
@@ -255,8 +258,27 @@ class ThreadPool(ExecutionPool):
             self._wake_pending = True
             _call_soon(job.loop, self._resolve_finished)
 
+    def starting(self, job: _Job) -> None:
+        """In a pool thread: ``job`` starts; the loop runs :meth:`started` soon, in a batch."""
+        self._starting.append(job)
+        if not self._start_wake_pending:
+            self._start_wake_pending = True
+            _call_soon(job.loop, self._run_starting)
+
+    def _run_starting(self) -> None:
+        self._start_wake_pending = False
+        self._drain_starting()
+
+    def _drain_starting(self) -> None:
+        starting = self._starting
+        while starting:
+            self.started(starting.popleft())
+
     def _resolve_finished(self) -> None:
         self._wake_pending = False  # first: a call finishing from now on wakes us again
+        # A call's start was queued before its outcome: run the starts first, so no
+        # hook sees a call end before it started.
+        self._drain_starting()
         finished = self._finished
         while finished:
             job, outcome = finished.popleft()
