@@ -24,7 +24,7 @@ from amqptasks.exceptions import NotFound, PublishNotConfirmed
 from amqptasks.publishing import DEAD_LETTER_HEADERS
 from amqptasks.topology import delays, names
 from amqptasks.transport import errors
-from amqptasks.transport._pika import connection_parameters
+from amqptasks.transport._pika import every_node_parameters
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -124,7 +124,7 @@ class Operator:
     def _channel(self) -> Iterator[Any]:
         url = self.app.settings.broker
         try:
-            connection = pika.BlockingConnection(connection_parameters(url, "amqptasks dlq"))
+            connection = pika.BlockingConnection(every_node_parameters(url, "amqptasks dlq"))
         except Exception as exc:
             raise errors.connect_error(exc, url) from exc
         try:

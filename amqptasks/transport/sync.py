@@ -20,7 +20,9 @@ The exception is :meth:`SyncTransport.publish_unconfirmed`, for messages that
 nobody may be listening to (events): not mandatory, and nobody waits.
 
 The connection opens lazily and is opened again after it was lost; a fork
-(gunicorn, celery-style prefork) gets a fresh connection in the child.
+(gunicorn, celery-style prefork) gets a fresh connection in the child. With a
+cluster URL, each new connection goes to the next node that answers
+(:class:`~amqptasks.transport.failover.NodeRing`).
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ from amqptasks.transport import errors
 from amqptasks.transport._session import Session
 from amqptasks.transport._wire import EncodedPublish, encode_publish
 from amqptasks.transport.confirms import PendingConfirm, wait_confirm
+from amqptasks.transport.failover import NodeRing
 
 if TYPE_CHECKING:
     from amqptasks.config import BrokerURL
@@ -86,6 +89,7 @@ class SyncTransport:
         self.publish_timeout = publish_timeout
         self._lock = threading.Lock()
         self._session: Session | None = None
+        self._ring = NodeRing(url)
         #: Reply queue name -> (its declaration, its callback), subscribed on each connection.
         self._replies: dict[str, tuple[QueueDeclaration, ReplyCallback]] = {}
 
@@ -98,7 +102,7 @@ class SyncTransport:
             if session is not None and session.forked:
                 session = None  # forked: the parent's socket is not ours
             if session is None or session.closed:
-                session = Session(self.url, self.connection_name)
+                session = self._ring.connect(lambda node: Session(node, self.connection_name))
                 self._session = session
                 for declaration, callback in self._replies.values():
                     self._consume_replies(session, declaration, callback)
