@@ -12,8 +12,6 @@ import socket
 import sqlite3
 from typing import TYPE_CHECKING
 
-import pytest
-
 from amqptasks import App
 from tests.integration.apps.cluster import SETTINGS, create_ledger
 from tests.integration.conftest import wait_for
@@ -21,6 +19,8 @@ from tests.integration.conftest import wait_for
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
+
+    import pytest
 
     from amqptasks.testing import FaultProxy
     from tests.integration.conftest import WorkerProcess
