@@ -28,6 +28,7 @@ cluster URL, each new connection goes to the next node that answers
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -39,10 +40,12 @@ import pika.spec
 
 from amqptasks.exceptions import (
     AmqptasksError,
+    BrokerError,
     BrokerUnreachable,
     ConfigError,
     ConnectionLost,
 )
+from amqptasks.logging import get_logger
 from amqptasks.transport import errors
 from amqptasks.transport._session import Session
 from amqptasks.transport._wire import EncodedPublish, encode_publish
@@ -54,8 +57,14 @@ if TYPE_CHECKING:
     from amqptasks.protocol.envelope import OutgoingMessage
     from amqptasks.topology.model import QueueDeclaration
 
+log = get_logger(__name__)
+
 #: Called on the I/O thread with (properties, body) of each reply message.
 ReplyCallback = Callable[[pika.spec.BasicProperties, bytes], None]
+
+#: Seconds between attempts to consume again a reply queue that could not be
+#: consumed after a reconnect (its node is down, say).
+REPLY_RETRY_INTERVAL = 2.0
 
 
 def _encode(message: OutgoingMessage, *, mandatory: bool = True) -> EncodedPublish:
@@ -92,10 +101,16 @@ class SyncTransport:
         self._ring = NodeRing(url)
         #: Reply queue name -> (its declaration, its callback), subscribed on each connection.
         self._replies: dict[str, tuple[QueueDeclaration, ReplyCallback]] = {}
+        #: Reply queues not consumed on the current connection yet, and when to try again.
+        self._unsubscribed: set[str] = set()
+        self._retry_replies_at = 0.0
 
     def _current(self) -> Session:
         session = self._session
         if session is not None and not session.closed and not session.forked:
+            if self._unsubscribed and time.monotonic() >= self._retry_replies_at:
+                with self._lock:
+                    self._resubscribe(session)
             return session
         with self._lock:
             session = self._session
@@ -104,9 +119,36 @@ class SyncTransport:
             if session is None or session.closed:
                 session = self._ring.connect(lambda node: Session(node, self.connection_name))
                 self._session = session
-                for declaration, callback in self._replies.values():
-                    self._consume_replies(session, declaration, callback)
+                self._unsubscribed = set(self._replies)
+                self._resubscribe(session)
             return session
+
+    def _resubscribe(self, session: Session) -> None:
+        """Consume the reply queues again on a new connection (lock held).
+
+        A reply queue that cannot be consumed now (on a cluster, a classic queue
+        whose node is down answers 404) must not stop publishing: it is tried
+        again every :data:`REPLY_RETRY_INTERVAL` seconds; its replies wait in it.
+        """
+        for name in sorted(self._unsubscribed):
+            declaration, callback = self._replies[name]
+            try:
+                self._consume_replies(session, declaration, callback)
+            except BrokerError as exc:
+                if session.closed:
+                    raise
+                first = self._retry_replies_at == 0.0
+                self._retry_replies_at = time.monotonic() + REPLY_RETRY_INTERVAL
+                (log.warning if first else log.debug)(
+                    "cannot consume a reply queue after reconnecting; publishing goes on, "
+                    "and its replies wait until it can be consumed again",
+                    queue=name,
+                    error=str(exc),
+                )
+            else:
+                self._unsubscribed.discard(name)
+        if not self._unsubscribed:
+            self._retry_replies_at = 0.0
 
     def publish_nowait(self, message: OutgoingMessage, *, flush: bool = True) -> PendingConfirm:
         """Hand ``message`` to the I/O thread; the result is in on the broker's confirm.
