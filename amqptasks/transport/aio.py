@@ -216,6 +216,9 @@ class AioPublisher:
             frame = exc.frame
             if frame is not None and type(frame).__name__ == "Return":
                 raise errors.unroutable(message, getattr(frame, "reply_text", "NO_ROUTE")) from exc
+            # A channel whose publishes the broker nacks may go on nacking (a quorum
+            # queue's leader replaced under it, see transport._session): use a new one.
+            await through.replace()
             raise errors.nacked(message) from exc
         except (asyncio.TimeoutError, TimeoutError) as exc:
             raise errors.not_confirmed(message, self._publish_timeout) from exc
@@ -278,6 +281,13 @@ class _PublishChannel:
     def forget(self) -> None:
         """The broker closed the channel: open a new one next time."""
         self._channel = None
+
+    async def replace(self) -> None:
+        """Open a new channel next time and close this one (its unconfirmed publishes fail)."""
+        channel, self._channel = self._channel, None
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(Exception):
+                await channel.close()
 
     async def close(self) -> None:
         """Close the channel."""

@@ -28,7 +28,6 @@ cluster URL, each new connection goes to the next node that answers
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -101,16 +100,14 @@ class SyncTransport:
         self._ring = NodeRing(url)
         #: Reply queue name -> (its declaration, its callback), subscribed on each connection.
         self._replies: dict[str, tuple[QueueDeclaration, ReplyCallback]] = {}
-        #: Reply queues not consumed on the current connection yet, and when to try again.
+        #: Reply queues not consumed on the current connection yet, and the timer that
+        #: tries them again.
         self._unsubscribed: set[str] = set()
-        self._retry_replies_at = 0.0
+        self._reply_timer: threading.Timer | None = None
 
     def _current(self) -> Session:
         session = self._session
         if session is not None and not session.closed and not session.forked:
-            if self._unsubscribed and time.monotonic() >= self._retry_replies_at:
-                with self._lock:
-                    self._resubscribe(session)
             return session
         with self._lock:
             session = self._session
@@ -119,6 +116,9 @@ class SyncTransport:
             if session is None or session.closed:
                 session = self._ring.connect(lambda node: Session(node, self.connection_name))
                 self._session = session
+                if self._reply_timer is not None:  # it was for the previous connection
+                    self._reply_timer.cancel()
+                    self._reply_timer = None
                 self._unsubscribed = set(self._replies)
                 self._resubscribe(session)
             return session
@@ -127,7 +127,7 @@ class SyncTransport:
         """Consume the reply queues again on a new connection (lock held).
 
         A reply queue that cannot be consumed now (on a cluster, a classic queue
-        whose node is down answers 404) must not stop publishing: it is tried
+        whose node is down answers 404) must not stop publishing: a timer tries it
         again every :data:`REPLY_RETRY_INTERVAL` seconds; its replies wait in it.
         """
         for name in sorted(self._unsubscribed):
@@ -137,9 +137,7 @@ class SyncTransport:
             except BrokerError as exc:
                 if session.closed:
                     raise
-                first = self._retry_replies_at == 0.0
-                self._retry_replies_at = time.monotonic() + REPLY_RETRY_INTERVAL
-                (log.warning if first else log.debug)(
+                (log.debug if self._reply_timer else log.warning)(
                     "cannot consume a reply queue after reconnecting; publishing goes on, "
                     "and its replies wait until it can be consumed again",
                     queue=name,
@@ -147,8 +145,22 @@ class SyncTransport:
                 )
             else:
                 self._unsubscribed.discard(name)
-        if not self._unsubscribed:
-            self._retry_replies_at = 0.0
+        self._reply_timer = None
+        if self._unsubscribed:
+            self._reply_timer = threading.Timer(REPLY_RETRY_INTERVAL, self._retry_replies)
+            self._reply_timer.daemon = True
+            self._reply_timer.start()
+
+    def _retry_replies(self) -> None:
+        with self._lock:
+            session = self._session
+            if session is None or session.closed or session.forked:
+                self._reply_timer = None  # the next connection subscribes them all
+                return
+            try:
+                self._resubscribe(session)
+            except BrokerError:  # the connection went: the next one subscribes them all
+                self._reply_timer = None
 
     def publish_nowait(self, message: OutgoingMessage, *, flush: bool = True) -> PendingConfirm:
         """Hand ``message`` to the I/O thread; the result is in on the broker's confirm.
@@ -248,6 +260,9 @@ class SyncTransport:
         """Close the connection and stop the I/O thread."""
         with self._lock:
             session, self._session = self._session, None
+            timer, self._reply_timer = self._reply_timer, None
+        if timer is not None:
+            timer.cancel()
         if session is not None and not session.forked:
             session.close()
 

@@ -26,7 +26,9 @@ tasks, longest pause in task completion, re-runs, duplicates, lost.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -54,6 +56,7 @@ if TYPE_CHECKING:
 
 CLUSTER_APP = "tests.integration.apps.cluster:app"
 TASK = "cluster.record"
+ECHO = "cluster.echo"
 HEARTBEAT = 5
 #: Tasks published per second.
 RATE = 40
@@ -134,10 +137,45 @@ def _connected_node(cluster: RabbitCluster, connection_name: str) -> RabbitNode:
     raise AssertionError(f"no connection named {connection_name!r}: {out}")
 
 
+def _producer(url: str) -> App:
+    """The producer app, on ``url`` (set in the environment, which wins over arguments)."""
+    before = os.environ.get("AMQPTASKS_BROKER_URL")
+    os.environ["AMQPTASKS_BROKER_URL"] = url
+    try:
+        producer = App("cluster", **PRODUCER_SETTINGS)
+    finally:
+        if before is None:
+            del os.environ["AMQPTASKS_BROKER_URL"]
+        else:
+            os.environ["AMQPTASKS_BROKER_URL"] = before
+    assert producer.settings.broker_url == url
+    return producer
+
+
+def _start_worker(url: str, queue: str, hostname: str, log_path: Path) -> subprocess.Popen[bytes]:
+    with log_path.open("wb") as log_file:
+        return subprocess.Popen(
+            worker_command("-Q", queue, "-c", "4", "-n", hostname, app=CLUSTER_APP),
+            cwd=REPO,
+            env=cli_env(url),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _stop_worker(worker: subprocess.Popen[bytes]) -> None:
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+
+
 def _longest_pause(times: list[float], start: float, end: float) -> float:
     """The longest wait between task completions within [start, end]."""
     marks = [start, *(t for t in times if start <= t <= end), end]
-    return max(b - a for a, b in zip(marks, marks[1:], strict=False))
+    return max(b - a for a, b in itertools.pairwise(marks))
 
 
 @pytest.mark.timeout(420)  # with the cluster's start (about 40 s) and stop
@@ -152,29 +190,13 @@ def test_tasks_survive_node_kills_a_frozen_node_and_a_rolling_restart(
     producer_url = ";".join([urls[2], urls[0], urls[1]])
     n1, _n2, n3 = cluster.nodes
 
-    env_before = os.environ.get("AMQPTASKS_BROKER_URL")
-    os.environ["AMQPTASKS_BROKER_URL"] = producer_url  # the environment wins over arguments
-    try:
-        producer = App("cluster", **PRODUCER_SETTINGS)
-    finally:
-        if env_before is None:
-            del os.environ["AMQPTASKS_BROKER_URL"]
-        else:
-            os.environ["AMQPTASKS_BROKER_URL"] = env_before
-    assert producer.settings.broker_url == producer_url
+    producer = _producer(producer_url)
     stream = Stream(producer, db, queue)
     publisher = threading.Thread(target=stream.run, name="chaos-publisher", daemon=True)
 
     log_path = tmp_path / "worker.log"
     hostname = "chaos@localhost"
-    with log_path.open("wb") as log_file:
-        worker = subprocess.Popen(
-            worker_command("-Q", queue, "-c", "4", "-n", hostname, app=CLUSTER_APP),
-            cwd=REPO,
-            env=cli_env(worker_url),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-        )
+    worker = _start_worker(worker_url, queue, hostname, log_path)
     phases: list[tuple[str, float, float]] = []
     try:
         # The producer declares the queue: on node 3, which so leads it.
@@ -238,12 +260,7 @@ def test_tasks_survive_node_kills_a_frozen_node_and_a_rolling_restart(
         depths = cluster.queue_depths()
     finally:
         stream.stop.set()
-        if worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            try:
-                worker.wait(30)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+        _stop_worker(worker)
         producer.close()
         for node in cluster.nodes:  # leave no node frozen or down for the next test
             with contextlib.suppress(RuntimeError):
@@ -288,3 +305,48 @@ def test_tasks_survive_node_kills_a_frozen_node_and_a_rolling_restart(
     assert set(stream.confirmed) <= set(effect_count)
     assert depths.get(queue) == (0, 0)
     assert depths.get(f"{queue}.dlq", (0, 0)) == (0, 0)
+
+
+@pytest.mark.timeout(240)
+def test_producers_publish_on_while_their_reply_queues_node_is_down(
+    cluster: RabbitCluster, tmp_path: Path
+) -> None:
+    """Reply queues are classic queues, on the node the producer first used (node 3).
+
+    While that node is down the producers (sync and async) still publish, and the
+    tasks run; once it is back, they consume their reply queues again and get results.
+    """
+    db = str(tmp_path / "ledger.sqlite")
+    create_ledger(db)
+    queue = f"replies-{uuid.uuid4().hex[:8]}"
+    urls = [_with_heartbeat(url) for url in cluster.amqp_urls]
+    producer = _producer(";".join([urls[2], urls[0], urls[1]]))
+    worker = _start_worker(";".join(urls), queue, "replies@localhost", tmp_path / "worker.log")
+    n3 = cluster.nodes[2]
+
+    async def scenario() -> None:
+        assert await (await producer.asend_task(ECHO, (1,), queue=queue)).aget(timeout=40) == 1
+        synced = producer.send_task(ECHO, (2,), queue=queue)
+        assert await asyncio.to_thread(synced.get, timeout=30) == 2
+
+        n3.kill()
+        await asyncio.to_thread(producer.send_task, TASK, (db, "sync"), queue=queue)
+        await producer.asend_task(TASK, (db, "async"), queue=queue)
+        await asyncio.to_thread(
+            wait_for, lambda: len(_done_ids(db)) == 2, 30, "the tasks sent while node 3 is down"
+        )
+
+        await asyncio.to_thread(n3.start)
+        synced = producer.send_task(ECHO, (3,), queue=queue)
+        assert await asyncio.to_thread(synced.get, timeout=30) == 3
+        assert await (await producer.asend_task(ECHO, (4,), queue=queue)).aget(timeout=30) == 4
+        await producer.aclose()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        _stop_worker(worker)
+        producer.close()
+        with contextlib.suppress(RuntimeError):  # leave every node up for the next test
+            if not n3.started:
+                n3.start()

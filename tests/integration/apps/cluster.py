@@ -68,3 +68,9 @@ def record(self: Any, db_path: str, token: str) -> None:
         connection.execute("COMMIT")
     finally:
         connection.close()
+
+
+@app.task(name="cluster.echo")
+def echo(value: int) -> int:
+    """Return ``value``: a task whose caller waits for its result."""
+    return value
