@@ -33,7 +33,7 @@ from amqptasks.topology.model import Declarations
 from amqptasks.transport import aio
 from amqptasks.transport.confirms import PendingConfirm, wait_confirm
 from amqptasks.transport.declare_sync import apply_declarations
-from amqptasks.transport.sync import SyncTransport
+from amqptasks.transport.sync import REPLY_RETRY_INTERVAL, SyncTransport
 
 if TYPE_CHECKING:
     import aio_pika.abc
@@ -407,8 +407,11 @@ class AioClient(_Client):
         super().__init__(app_name, settings, buffer, router, management)
         self._connection: aio_pika.abc.AbstractRobustConnection | None = None
         self._publisher: aio.AioPublisher | None = None
-        self._reply_channel: aio_pika.abc.AbstractChannel | None = None
+        self._reply_channel: aio_pika.abc.AbstractRobustChannel | None = None
         self._replies = False  # the results' reply queue is consumed
+        #: Every reply queue consumed, and its handler: consumed again after a reconnect.
+        self._reply_handlers: dict[str, aio.ReplyHandler] = {}
+        self._resubscribing: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
 
     async def _connect(self) -> aio.AioPublisher:
@@ -418,6 +421,7 @@ class AioClient(_Client):
             if self._publisher is None:
                 url = self._settings.broker
                 self._connection = await aio.connect(url, self._connection_name)
+                self._connection.reconnect_callbacks.add(self._on_reconnect)
                 self._publisher = aio.AioPublisher(
                     self._connection, url, publish_timeout=self._settings.publish_timeout
                 )
@@ -442,16 +446,54 @@ class AioClient(_Client):
 
     async def _consume_reply_queue(self, name: str, handler: aio.ReplyHandler) -> None:
         """Declare reply queue ``name`` and consume it on the reply channel (lock held)."""
+        self._reply_handlers[name] = handler
+        await self._subscribe(name, handler)
+
+    async def _subscribe(self, name: str, handler: aio.ReplyHandler) -> None:
+        """Declare and consume reply queue ``name``: not replayed by the robust connection,
+        whose restore would fail (and so never reconnect) while the queue's node is down
+        on a cluster; :meth:`_resubscribe` consumes it again instead."""
         assert self._connection is not None
         channel = self._reply_channel
-        if channel is None:
+        if channel is None or channel.is_closed:
             channel = await self._connection.channel(publisher_confirms=False)
             self._reply_channel = channel
         declaration = model.reply_queue(name, self._settings.result_expires)
         queue = await channel.declare_queue(
-            declaration.name, durable=declaration.durable, arguments=dict(declaration.arguments)
+            declaration.name,
+            durable=declaration.durable,
+            arguments=dict(declaration.arguments),
+            robust=False,
         )
-        await queue.consume(handler, no_ack=True)
+        await queue.consume(handler, no_ack=True, robust=False)
+
+    def _on_reconnect(self, *_args: object) -> None:
+        if self._reply_handlers and (self._resubscribing is None or self._resubscribing.done()):
+            self._resubscribing = asyncio.ensure_future(self._resubscribe())
+
+    async def _resubscribe(self) -> None:
+        """Consume every reply queue again after a reconnect; one that cannot be consumed
+        now (its node is down) is tried again every few seconds, publishing goes on."""
+        pending = dict(self._reply_handlers)
+        warned = False
+        while pending and self._connection is not None and not self._connection.is_closed:
+            for name, handler in list(pending.items()):
+                try:
+                    async with self._lock:
+                        await self._subscribe(name, handler)
+                except Exception as exc:  # a 404 (node down), a lost connection: retry
+                    if not warned:
+                        warned = True
+                        log.warning(
+                            "cannot consume a reply queue after reconnecting; publishing goes "
+                            "on, and its replies wait until it can be consumed again",
+                            queue=name,
+                            error=str(exc),
+                        )
+                else:
+                    del pending[name]
+            if pending:
+                await asyncio.sleep(REPLY_RETRY_INTERVAL)
 
     async def open_reply_queue(self, purpose: str, on_reply: ReplyHandler) -> str:
         """Open another reply queue of this client, beside the results' one.
@@ -507,8 +549,11 @@ class AioClient(_Client):
     async def close(self) -> None:
         """Close the connection."""
         connection, self._connection = self._connection, None
+        if self._resubscribing is not None:
+            self._resubscribing.cancel()
         self._publisher = None
         self._reply_channel = None
         self._replies = False
+        self._reply_handlers.clear()
         if connection is not None and not connection.is_closed:
             await connection.close()

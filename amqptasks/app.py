@@ -37,8 +37,9 @@ class App:
 
     Args:
         main: The app's name (used in reply queue and connection names).
-        broker_url: ``amqp://user:password@host:5672/vhost``; overridden by the
-            ``AMQPTASKS_BROKER_URL`` environment variable.
+        broker_url: ``amqp://user:password@host:5672/vhost``; a cluster's nodes
+            ``;``-separated or as a list (failover, see the configuration docs);
+            overridden by the ``AMQPTASKS_BROKER_URL`` environment variable.
         config_source: A settings module/object (or its import path).
         **settings: Any :class:`~amqptasks.config.Settings` field.
 
@@ -51,7 +52,7 @@ class App:
     def __init__(
         self,
         main: str = "amqptasks",
-        broker_url: str | None = None,
+        broker_url: str | Sequence[str] | None = None,
         *,
         config_source: object | str | None = None,
         **settings: Any,

@@ -26,7 +26,7 @@ from amqptasks.publishing import DEAD_LETTER_HEADERS
 from amqptasks.security.wanted import sealer_for
 from amqptasks.topology import delays, names
 from amqptasks.transport import errors
-from amqptasks.transport._pika import connection_parameters
+from amqptasks.transport._pika import every_node_parameters
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
@@ -148,7 +148,7 @@ class Operator:
     def _channel(self) -> Iterator[Any]:
         url = self.app.settings.broker
         try:
-            connection = pika.BlockingConnection(connection_parameters(url, "amqptasks dlq"))
+            connection = pika.BlockingConnection(every_node_parameters(url, "amqptasks dlq"))
         except Exception as exc:
             raise errors.connect_error(exc, url) from exc
         try:

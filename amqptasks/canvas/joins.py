@@ -36,7 +36,7 @@ from amqptasks.protocol.envelope import OutgoingMessage
 from amqptasks.results.meta import ResultMeta, decode_result
 from amqptasks.topology import model, names
 from amqptasks.transport import errors
-from amqptasks.transport._pika import connection_parameters
+from amqptasks.transport._pika import every_node_parameters
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -75,7 +75,7 @@ def open_chord_sync(settings: Settings, chord_id: str) -> None:
     """
     url = settings.broker
     try:
-        connection = pika.BlockingConnection(connection_parameters(url, "amqptasks chord"))
+        connection = pika.BlockingConnection(every_node_parameters(url, "amqptasks chord"))
     except Exception as exc:
         raise errors.connect_error(exc, url) from exc
     try:

@@ -12,7 +12,7 @@ import pika.exceptions
 from amqptasks.cli._options import shared_options
 from amqptasks.config import setting_default
 from amqptasks.transport import errors
-from amqptasks.transport._pika import connection_parameters
+from amqptasks.transport._pika import every_node_parameters
 
 if TYPE_CHECKING:
     from amqptasks.app import App
@@ -22,7 +22,7 @@ def _queue_state(app: App, queue: str) -> tuple[int, int] | None:
     """``(messages, consumers)`` of ``queue`` (a passive declare), None if it does not exist."""
     url = app.settings.broker
     try:
-        connection = pika.BlockingConnection(connection_parameters(url, "amqptasks call"))
+        connection = pika.BlockingConnection(every_node_parameters(url, "amqptasks call"))
     except Exception as exc:
         raise errors.connect_error(exc, url) from exc
     try:

@@ -60,7 +60,7 @@ def events(app: App, queues: str | None, duration: float | None) -> None:
     Needs workers started with -E (amqptasks or Celery workers alike).
     """
     names = queues.split(",") if queues else [app.settings.default_queue]
-    parameters = _pika.connection_parameters(app.settings.broker, "amqptasks events")
+    parameters = _pika.every_node_parameters(app.settings.broker, "amqptasks events")
     connection = pika.BlockingConnection(parameters)
     channel = connection.channel()
     channel.exchange_declare(EVENT_EXCHANGE.name, EVENT_EXCHANGE.type, durable=True)

@@ -42,7 +42,7 @@ def purge(app: App, queue: str, force: bool) -> None:
         click.confirm(f"Delete every message waiting in {queue!r}?", abort=True)
     url = app.settings.broker
     try:
-        connection = pika.BlockingConnection(_pika.connection_parameters(url, "amqptasks purge"))
+        connection = pika.BlockingConnection(_pika.every_node_parameters(url, "amqptasks purge"))
     except Exception as exc:
         raise errors.connect_error(exc, url) from exc
     try:

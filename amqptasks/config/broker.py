@@ -1,8 +1,15 @@
-"""The broker: its URL (parsed, password masked) and what workers learn about it."""
+"""The broker: its URL (parsed, password masked) and what workers learn about it.
+
+A cluster is several URLs, ``;``-separated as Celery (kombu) writes failover URLs
+(``amqp://n1//;amqp://n2//``), or a list of URLs: clients connect to the first
+that answers and fail over to the next when a connection is lost.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -27,6 +34,20 @@ URL_PARAMETERS: dict[str, tuple[Callable[[str], Any], Any]] = {
 }
 
 
+#: Where one URL of a ``;``-separated list ends: a ``;`` before the next ``scheme://``
+#: (so a password holding ``;`` still parses as one URL).
+_NEXT_URL = re.compile(r"\s*;\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
+def split_urls(urls: str | Sequence[str]) -> list[str]:
+    """The URLs of ``amqp://n1;amqp://n2`` (or of a list of URLs), blanks dropped."""
+    if isinstance(urls, str):
+        parts = _NEXT_URL.split(urls.strip())
+    else:
+        parts = [str(part).strip() for part in urls]
+    return [part.strip().rstrip(";") for part in parts if part.strip().rstrip(";")]
+
+
 def _without_credentials(text: str) -> str:
     """Text that is not a URL, shown without anything up to its last ``@``."""
     _before, at, after = text.rpartition("@")
@@ -39,6 +60,9 @@ class BrokerURL:
 
     ``//`` as path (Celery's spelling) and ``/%2F`` both mean the vhost ``/``.
     ``str()`` and ``repr()`` mask the password.
+
+    Several ``;``-separated URLs (a cluster's nodes) parse to the first node,
+    with the others in :attr:`alternates`; :attr:`nodes` lists them all.
     """
 
     scheme: str
@@ -54,10 +78,34 @@ class BrokerURL:
     tls: TLSOptions | None = None
     #: ``PLAIN`` (the URL's user and password) or ``EXTERNAL`` (the client certificate).
     login_method: str = "PLAIN"
+    #: The other nodes of a cluster URL, tried in turn after this one.
+    alternates: tuple[BrokerURL, ...] = field(default=(), repr=False, compare=False)
 
     @classmethod
-    def parse(cls, url: str) -> BrokerURL:
-        """Parse and validate ``url``.
+    def parse(cls, url: str | Sequence[str]) -> BrokerURL:
+        """Parse and validate ``url``: one URL, ``;``-separated URLs, or a list of URLs.
+
+        Raises:
+            ConfigError: naming the URL and the part that is wrong (no part of a
+                password is ever echoed).
+        """
+        if not isinstance(url, str) and (
+            not isinstance(url, Sequence) or not all(isinstance(u, str) for u in url)
+        ):
+            raise ConfigError(
+                f"broker URL must be a string or a list of strings, got {type(url).__name__}"
+            )
+        parts = split_urls(url)
+        if not parts:
+            raise ConfigError("broker URL is empty: expected a URL such as amqp://localhost:5672//")
+        nodes = [cls._parse_one(part) for part in parts]
+        if len(nodes) == 1:
+            return nodes[0]
+        return replace(nodes[0], alternates=tuple(nodes[1:]))
+
+    @classmethod
+    def _parse_one(cls, url: str) -> BrokerURL:
+        """Parse and validate one node's ``url``.
 
         The credentials end at the *last* ``@`` of the URL, so a password holding
         ``/``, ``?``, ``#``, ``@`` or ``:`` unencoded still parses (and is never
@@ -118,6 +166,18 @@ class BrokerURL:
         )
 
     @property
+    def nodes(self) -> tuple[BrokerURL, ...]:
+        """Every node of the URL, this one first (just this one without alternates)."""
+        if not self.alternates:
+            return (self,)
+        return (replace(self, alternates=()), *self.alternates)
+
+    @property
+    def where(self) -> str:
+        """``host:port/vhost`` of each node, ``,``-separated: for logs (no credentials)."""
+        return ",".join(f"{node.host}:{node.port}" for node in self.nodes) + "/" + self.vhost
+
+    @property
     def ssl(self) -> bool:
         """True for ``amqps://``, or TLS asked for by the settings (Celery's ``broker_use_ssl``)."""
         return self.scheme == "amqps" or self.tls is not None
@@ -132,10 +192,13 @@ class BrokerURL:
         return f"{self.name}: {role}" if self.name else role
 
     def redacted(self) -> str:
-        """The URL with the password masked, for messages and logs.
+        """The URL (every node's, ``;``-separated) with passwords masked, for messages and logs.
 
         With the EXTERNAL login no user or password is sent, and none is shown.
         """
+        return ";".join(node._redacted_node() for node in self.nodes)
+
+    def _redacted_node(self) -> str:
         vhost = "/" + ("" if self.vhost == "/" else self.vhost)
         login = "" if self.external_login else f"{self.username}:***@"
         return f"{self.scheme}://{login}{self.host}:{self.port}{vhost}"
@@ -151,6 +214,8 @@ class BrokerURL:
 class BrokerSettings(SettingsGroup):
     """Where the broker is, and what the app cannot ask it."""
 
+    #: One URL; a cluster's nodes ``;``-separated (``amqp://n1//;amqp://n2//``), or
+    #: a list of URLs (kept as the ``;``-separated text).
     broker_url: str = field(default=constants.DEFAULT_BROKER_URL, repr=False)
     #: Management API base URL (``http://host:15672``), for live arguments in
     #: mismatch reports and ``topology diff``; default: the broker host, port 15672.
@@ -173,6 +238,10 @@ class BrokerSettings(SettingsGroup):
 
     def check(self) -> None:
         """The URL parses; the consumer timeout is a number of seconds >= 0."""
+        urls: object = self.broker_url
+        if isinstance(urls, list | tuple):  # a cluster's nodes as a list: one text
+            BrokerURL.parse(urls)
+            object.__setattr__(self, "broker_url", ";".join(split_urls(urls)))
         BrokerURL.parse(self.broker_url)
         retries = self.broker_connection_max_retries
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:

@@ -158,7 +158,10 @@ class TLSSettings(BrokerSettings):
         options = self.tls_options()
         if options is None and (url.ssl or self.broker_use_ssl):
             options = TLSOptions()
-        return replace(url, tls=options, login_method=self.broker_login_method.upper())
+        login_method = self.broker_login_method.upper()
+        # Every node of a cluster URL connects the same way.
+        nodes = [replace(node, tls=options, login_method=login_method) for node in url.nodes]
+        return replace(nodes[0], alternates=tuple(nodes[1:]))
 
 
 def _check_file(name: str, value: Any) -> None:

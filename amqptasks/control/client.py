@@ -39,7 +39,7 @@ class Control:
     """
 
     def __init__(self, url: BrokerURL) -> None:
-        parameters = _pika.connection_parameters(url, "amqptasks control")
+        parameters = _pika.every_node_parameters(url, "amqptasks control")
         self._connection = pika.BlockingConnection(parameters)
         self._channel = self._connection.channel()
         self.oid = str(uuid.uuid4())

@@ -50,7 +50,7 @@ class SentEvents:
     def connect(self) -> None:
         """Declare the event exchange and start sending."""
         url = self.app.settings.broker
-        connection = pika.BlockingConnection(_pika.connection_parameters(url, "amqptasks events"))
+        connection = pika.BlockingConnection(_pika.every_node_parameters(url, "amqptasks events"))
         try:
             connection.channel().exchange_declare(
                 EVENT_EXCHANGE.name, EVENT_EXCHANGE.type, durable=True

@@ -13,31 +13,33 @@ from amqptasks.logging import redact
 SCRIPT_ENV_VAR = "AMQPTASKS_RABBITMQ_NODE_SCRIPT"
 
 _SCRIPT_NAME = "rabbitmq-node"
+#: The cluster script, which drives ``rabbitmq-node`` (the copy next to it).
+CLUSTER_SCRIPT_NAME = "rabbitmq-cluster"
 
 
-def repo_script_path() -> Path:
-    """Return where the script lives in a source checkout (it may not exist).
-
-    Returns:
-        ``<repo>/deploy/local/rabbitmq-node``.
-    """
-    return Path(__file__).resolve().parents[2] / "deploy" / "local" / _SCRIPT_NAME
-
-
-def packaged_script_path() -> Path:
-    """Return where the copy shipped as package data lives (it may not exist).
+def repo_script_path(name: str = _SCRIPT_NAME) -> Path:
+    """Return where script ``name`` lives in a source checkout (it may not exist).
 
     Returns:
-        ``amqptasks/testing/rabbitmq-node`` next to this module.
+        ``<repo>/deploy/local/<name>``.
     """
-    return Path(__file__).resolve().with_name(_SCRIPT_NAME)
+    return Path(__file__).resolve().parents[2] / "deploy" / "local" / name
 
 
-def find_script() -> Path:
-    """Locate the ``rabbitmq-node`` script.
+def packaged_script_path(name: str = _SCRIPT_NAME) -> Path:
+    """Return where the copy of script ``name`` shipped as package data lives (it may not exist).
 
-    The order is: ``$AMQPTASKS_RABBITMQ_NODE_SCRIPT``, the repository copy, then the
-    packaged copy.
+    Returns:
+        ``amqptasks/testing/<name>`` next to this module.
+    """
+    return Path(__file__).resolve().with_name(name)
+
+
+def find_script(name: str = _SCRIPT_NAME) -> Path:
+    """Locate the ``rabbitmq-node`` script (or the ``rabbitmq-cluster`` one).
+
+    The order is: ``$AMQPTASKS_RABBITMQ_NODE_SCRIPT`` (``rabbitmq-node`` only), the
+    repository copy, then the packaged copy.
 
     Returns:
         Path to the script.
@@ -45,17 +47,17 @@ def find_script() -> Path:
     Raises:
         FileNotFoundError: If no copy of the script can be found.
     """
-    override = os.environ.get(SCRIPT_ENV_VAR)
+    override = os.environ.get(SCRIPT_ENV_VAR) if name == _SCRIPT_NAME else None
     if override:
         path = Path(override)
         if not path.is_file():
             raise FileNotFoundError(f"{SCRIPT_ENV_VAR}={override} does not exist")
         return path
-    for candidate in (repo_script_path(), packaged_script_path()):
+    for candidate in (repo_script_path(name), packaged_script_path(name)):
         if candidate.is_file():
             return candidate
     raise FileNotFoundError(
-        f"{_SCRIPT_NAME} not found at {repo_script_path()} or {packaged_script_path()}"
+        f"{name} not found at {repo_script_path(name)} or {packaged_script_path(name)}"
     )
 
 

@@ -110,6 +110,29 @@ class RabbitNode:
         self.env: dict[str, str] = {}
         self._started = False
 
+    @classmethod
+    def attach(
+        cls, base_dir: str | Path, *, extra_conf: str = "", start_timeout: float = 120.0
+    ) -> RabbitNode:
+        """A node the script started in ``base_dir`` (say, a cluster member), to control.
+
+        The directory is never deleted by :meth:`stop`; :meth:`start` brings the node
+        back with its name, ports and data (and ``extra_conf``, which it was started with).
+
+        Raises:
+            FileNotFoundError: ``base_dir`` has no ``node.env``.
+        """
+        env = parse_env_file(Path(base_dir) / "node.env")
+        node = cls(
+            base_dir,
+            extra_conf=extra_conf,
+            start_timeout=start_timeout,
+            broker=env.get("BROKER") or "system",
+        )
+        node.env = env
+        node._started = True
+        return node
+
     # ------------------------------------------------------------------ properties
 
     @property
@@ -310,6 +333,9 @@ class RabbitNode:
         """
         rabbitmqctl = self.env.get("RABBITMQCTL") or shutil.which("rabbitmqctl") or "rabbitmqctl"
         cmd = [rabbitmqctl, "-n", self.name, *args]
+        env = None
+        if self.env.get("NODE_HOME"):  # the HOME, and so the Erlang cookie, of the node
+            env = {**os.environ, "HOME": self.env["NODE_HOME"]}
         try:
             proc = subprocess.run(
                 cmd,
@@ -318,6 +344,7 @@ class RabbitNode:
                 text=True,
                 timeout=timeout,
                 check=False,
+                env=env,
             )
         except subprocess.TimeoutExpired as exc:
             raise RuntimeError(f"{' '.join(cmd)} timed out after {timeout:.0f}s") from exc

@@ -139,3 +139,9 @@ def connection_parameters(url: BrokerURL, connection_name: str) -> pika.Connecti
             "product": "amqptasks",
         },
     )
+
+
+def every_node_parameters(url: BrokerURL, connection_name: str) -> list[pika.ConnectionParameters]:
+    """:func:`connection_parameters` of each node of ``url``: a ``BlockingConnection``
+    given them tries the nodes in order (one for a single-node URL)."""
+    return [connection_parameters(node, connection_name) for node in url.nodes]

@@ -179,11 +179,25 @@ class Session:
 
     def _on_confirm(self, frame: pika.frame.Method) -> None:
         method = frame.method
-        self._confirms.confirmed(
-            method.delivery_tag,
-            multiple=method.multiple,
-            nacked=isinstance(method, pika.spec.Basic.Nack),
-        )
+        nacked = isinstance(method, pika.spec.Basic.Nack)
+        self._confirms.confirmed(method.delivery_tag, multiple=method.multiple, nacked=nacked)
+        if nacked:
+            self._replace_channel()
+
+    def _replace_channel(self) -> None:
+        """Publish on a new channel from now on: the broker nacked one of ours.
+
+        On a cluster, a channel that published to a quorum queue while its leader
+        was being replaced (RabbitMQ 3.10 after a ``kill -9`` of the leader's node)
+        can go on nacking every publish to it for good, although a new channel is
+        confirmed at once. Closing it fails its unconfirmed publishes with
+        :class:`ConnectionLost` (retried under the same task id); the close callback
+        opens the new channel, and what is queued meanwhile goes out on it.
+        """
+        channel = self._channel
+        if channel is not None and channel.is_open:
+            log.info("the broker nacked a publish; publishing on a new channel")
+            channel.close()
 
     def _take_outbox(self) -> collections.deque[_Outgoing]:
         with self._outbox_lock:

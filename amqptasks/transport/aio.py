@@ -2,9 +2,10 @@
 
 aio-pika's robust connection reconnects by itself and replays the channels,
 queues and consumers declared through it, so after a broker restart a worker
-resumes consuming without our help. Publishes go through a channel in confirm
-mode with ``on_return_raises``: a returned (unroutable) message raises instead
-of being silently dropped.
+resumes consuming without our help. With a cluster URL the first connection goes
+to the first node that answers and each reconnect attempt to the next node.
+Publishes go through a channel in confirm mode with ``on_return_raises``: a
+returned (unroutable) message raises instead of being silently dropped.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from amqptasks.topology.model import (
     QueueDeclaration,
 )
 from amqptasks.transport import _fieldtable, errors, tls
+from amqptasks.transport.failover import NodeRing
 from amqptasks.transport.robust import QuietRobustConnection, RobustConnection
 
 if TYPE_CHECKING:
@@ -51,12 +53,23 @@ async def connect(
     """Open a robust connection, failing fast (and readably) when it cannot.
 
     Without ``log_outages`` its outages are logged at debug level only (a worker's
-    publishing connection: its consumer's connection reports them).
+    publishing connection: its consumer's connection reports them). A cluster URL's
+    nodes are tried in turn; the connection then fails over among them.
 
     Raises:
-        BrokerUnreachable: refused, unresolvable or timed out.
+        BrokerUnreachable: refused, unresolvable or timed out (every node).
         AuthenticationFailed: bad credentials or vhost.
     """
+    ring = NodeRing(url)
+    connection: RobustConnection = await ring.aconnect(
+        lambda node: _connect_node(node, connection_name, log_outages=log_outages)
+    )
+    if len(ring.nodes) > 1:
+        connection.fail_over(ring.nodes, ring.current)
+    return connection
+
+
+async def _connect_node(url: BrokerURL, connection_name: str, *, log_outages: bool) -> Any:
     kwargs: dict[str, Any] = {}
     if url.external_login:
         kwargs["auth"] = "external"
@@ -205,6 +218,9 @@ class AioPublisher:
             frame = exc.frame
             if frame is not None and type(frame).__name__ == "Return":
                 raise errors.unroutable(message, getattr(frame, "reply_text", "NO_ROUTE")) from exc
+            # A channel whose publishes the broker nacks may go on nacking (a quorum
+            # queue's leader replaced under it, see transport._session): use a new one.
+            await through.replace()
             raise errors.nacked(message) from exc
         except (asyncio.TimeoutError, TimeoutError) as exc:
             raise errors.not_confirmed(message, self._publish_timeout) from exc
@@ -267,6 +283,13 @@ class _PublishChannel:
     def forget(self) -> None:
         """The broker closed the channel: open a new one next time."""
         self._channel = None
+
+    async def replace(self) -> None:
+        """Open a new channel next time and close this one (its unconfirmed publishes fail)."""
+        channel, self._channel = self._channel, None
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(Exception):
+                await channel.close()
 
     async def close(self) -> None:
         """Close the channel."""

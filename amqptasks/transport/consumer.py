@@ -14,6 +14,10 @@ there, so a queue deleted meanwhile is back before consuming resumes). A
 consumer the broker cancels (its queue was deleted) or a channel it closes
 (consumer timeout) is restored the same way, alone.
 
+With a cluster URL each attempt tries the nodes in turn
+(:class:`~amqptasks.transport.failover.NodeRing`), so a worker whose node died
+consumes from another one at once.
+
 Deliveries of a lost channel cannot be settled any more (the broker put them
 back): :class:`ConsumerChannel` says so, and a settlement for it is dropped
 rather than sent on another channel, where its delivery tag means another
@@ -35,6 +39,7 @@ import pika.spec
 from amqptasks.exceptions import AmqptasksError, BrokerError, ConnectionLost
 from amqptasks.logging import get_logger
 from amqptasks.transport import _pika, errors
+from amqptasks.transport.failover import NodeRing
 from amqptasks.transport.reconnect import Backoff, Outages, missed_heartbeats
 
 if TYPE_CHECKING:
@@ -214,7 +219,8 @@ class ConsumerLink:
         prepare: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.url = url
-        self._parameters = _pika.connection_parameters(url, connection_name)
+        self._name = connection_name
+        self._ring = NodeRing(url)
         self._on_delivery = on_delivery
         self._prepare = prepare
         self._consumers: dict[str, _Consumer] = {}
@@ -222,7 +228,7 @@ class ConsumerLink:
         self._closing = False
         self._closed: asyncio.Future[None] | None = None
         self._reconnecting: asyncio.Task[None] | None = None
-        self._outages = Outages(f"{url.host}:{url.port}/{url.vhost}")
+        self._outages = Outages(url.where)
 
     # -- connection ----------------------------------------------------------------------------
 
@@ -240,6 +246,9 @@ class ConsumerLink:
         self._connection = await self._connect()
 
     async def _connect(self) -> _pika.AsyncioConnection:
+        return await self._ring.aconnect(self._connect_to)
+
+    async def _connect_to(self, node: BrokerURL) -> _pika.AsyncioConnection:
         loop = asyncio.get_running_loop()
         opened: asyncio.Future[_pika.AsyncioConnection] = loop.create_future()
 
@@ -249,21 +258,21 @@ class ConsumerLink:
 
         def on_open_error(_connection: object, exc: BaseException) -> None:
             if not opened.done():
-                opened.set_exception(errors.connect_error(exc, self.url))
+                opened.set_exception(errors.connect_error(exc, node))
 
         connection = _pika.AsyncioConnection(
-            self._parameters,
+            _pika.connection_parameters(node, self._name),
             on_open_callback=on_open,
             on_open_error_callback=on_open_error,
             on_close_callback=self._on_connection_closed,
             custom_ioloop=loop,
         )
         try:
-            return await asyncio.wait_for(asyncio.shield(opened), self.url.connect_timeout + 2.0)
+            return await asyncio.wait_for(asyncio.shield(opened), node.connect_timeout + 2.0)
         except (asyncio.TimeoutError, TimeoutError):
             with contextlib.suppress(Exception):
                 connection.close()
-            raise errors.connect_error(TimeoutError("timed out"), self.url) from None
+            raise errors.connect_error(TimeoutError("timed out"), node) from None
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
                 connection.close()

@@ -19,7 +19,7 @@ from amqptasks.topology.model import (
     QueueDeclaration,
 )
 from amqptasks.transport import errors
-from amqptasks.transport._pika import connection_parameters
+from amqptasks.transport._pika import every_node_parameters
 
 if TYPE_CHECKING:
     from amqptasks.config import BrokerURL
@@ -78,7 +78,7 @@ def apply_declarations(
     except StopIteration:
         return
     try:
-        connection = pika.BlockingConnection(connection_parameters(url, connection_name))
+        connection = pika.BlockingConnection(every_node_parameters(url, connection_name))
     except Exception as exc:
         raise errors.connect_error(exc, url) from exc
     try:
@@ -125,7 +125,7 @@ def probe(
     queues: dict[str, dict[str, Any]] = {}
     exchanges: dict[str, dict[str, Any]] = {}
     try:
-        connection = pika.BlockingConnection(connection_parameters(url, connection_name))
+        connection = pika.BlockingConnection(every_node_parameters(url, connection_name))
     except Exception as exc:
         raise errors.connect_error(exc, url) from exc
     try:

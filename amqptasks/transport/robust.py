@@ -11,7 +11,10 @@ exchanges and queues declared through it, their bindings and the consumers
   info line with its length when it ends (its own lines stay on the ``aio_pika``
   logger, which the CLI keeps at error level);
 - aiormq gives up on a silent peer after ``(heartbeat + 1) x 3`` seconds; we make
-  it two heartbeat timeouts, as RabbitMQ does on its side.
+  it two heartbeat timeouts, as RabbitMQ does on its side;
+- it reconnects to the one URL it was given; given a cluster's nodes
+  (:meth:`RobustConnection.fail_over`) we move to the next node after the loss
+  and after each failed attempt, round-robin.
 
 Every failure (the loss itself, and each failed attempt after it) goes through
 ``_on_connection_close``: aio-pika calls it for a closed connection and for a
@@ -29,7 +32,11 @@ import aio_pika
 from amqptasks.transport.reconnect import Backoff, Outages, dead_peer_timeout, missed_heartbeats
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from yarl import URL
+
+    from amqptasks.config import BrokerURL
 
 
 class _RestoreRaceFilter(logging.Filter):
@@ -71,10 +78,26 @@ class RobustConnection(aio_pika.RobustConnection):
         self._was_connected = False
         self._last_error = ""
         self._failure_waiters: set[asyncio.Future[None]] = set()
+        self._nodes: list[URL] = []
+        self._node = 0
         self.reconnect_interval = self.backoff.initial
         # host:port/vhost only: never the credentials.
         where = f"{self.url.host}:{self.url.port}{self.url.path}"
         self._outages = Outages(where, loud=self.log_outages)
+
+    def fail_over(self, nodes: Sequence[BrokerURL], current: int) -> None:
+        """Reconnect to the next of ``nodes`` (a cluster's) after each loss or failed attempt.
+
+        Args:
+            nodes: Every node, in the URL's order.
+            current: The index of the node connected to now.
+        """
+        template = self.url
+        self._nodes = [_node_url(template, node) for node in nodes]
+        self._node = current
+        self._outages.where = ",".join(f"{node.host}:{node.port}" for node in nodes) + str(
+            template.path
+        )
 
     @property
     def outages(self) -> int:
@@ -134,6 +157,9 @@ class RobustConnection(aio_pika.RobustConnection):
             # aiormq cancels its reader when the peer went silent.
             reason = missed_heartbeats(self.heartbeat)
         self._last_error = reason
+        if self._nodes:  # the next attempt goes to the next node
+            self._node = (self._node + 1) % len(self._nodes)
+            self.url = self._nodes[self._node]
         for waiter in self._failure_waiters:
             if not waiter.done():
                 waiter.set_result(None)
@@ -164,6 +190,19 @@ class QuietRobustConnection(RobustConnection):
     """A :class:`RobustConnection` that logs its outages at debug level only."""
 
     log_outages = False
+
+
+def _node_url(template: URL, node: BrokerURL) -> URL:
+    """``template`` (with its query: heartbeat, timeouts, client properties) aimed at ``node``."""
+    return (
+        template.with_scheme("amqps" if node.ssl else "amqp")
+        .with_host(node.host)
+        .with_port(node.port)
+        .with_user(node.username)
+        .with_password(node.password)
+        .with_path("/" + node.vhost)  # (drops the query: put it back)
+        .with_query(template.query)
+    )
 
 
 def _reason(closing: asyncio.Future[Any]) -> str:

@@ -20,12 +20,14 @@ The exception is :meth:`SyncTransport.publish_unconfirmed`, for messages that
 nobody may be listening to (events): not mandatory, and nobody waits.
 
 The connection opens lazily and is opened again after it was lost; a fork
-(gunicorn, celery-style prefork) gets a fresh connection in the child. A
-transport that consumes reply queues does not wait for the next publish: when
-its connection is lost it reconnects in the background (with the shared
-backoff) and consumes the same reply queues again, so results that arrived
-meanwhile (they wait in the queue, which outlives its consumer by its
-``x-expires``) reach callers already waiting for them.
+(gunicorn, celery-style prefork) gets a fresh connection in the child. With a
+cluster URL, each new connection goes to the next node that answers
+(:class:`~amqptasks.transport.failover.NodeRing`). A transport that consumes
+reply queues does not wait for the next publish: when its connection is lost
+it reconnects in the background (with the shared backoff) and consumes the
+same reply queues again, so results that arrived meanwhile (they wait in the
+queue, which outlives its consumer by its ``x-expires``) reach callers already
+waiting for them.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ import pika.spec
 
 from amqptasks.exceptions import (
     AmqptasksError,
+    BrokerError,
     BrokerUnreachable,
     ConfigError,
     ConnectionLost,
@@ -52,6 +55,7 @@ from amqptasks.transport import errors
 from amqptasks.transport._session import Session
 from amqptasks.transport._wire import EncodedPublish, encode_publish
 from amqptasks.transport.confirms import PendingConfirm, wait_confirm
+from amqptasks.transport.failover import NodeRing
 from amqptasks.transport.reconnect import Backoff
 
 if TYPE_CHECKING:
@@ -63,6 +67,10 @@ log = get_logger(__name__)
 
 #: Called on the I/O thread with (properties, body) of each reply message.
 ReplyCallback = Callable[[pika.spec.BasicProperties, bytes], None]
+
+#: Seconds between attempts to consume again a reply queue that could not be
+#: consumed after a reconnect (its node is down, say).
+REPLY_RETRY_INTERVAL = 2.0
 
 
 def _encode(message: OutgoingMessage, *, mandatory: bool = True) -> EncodedPublish:
@@ -96,12 +104,17 @@ class SyncTransport:
         self.publish_timeout = publish_timeout
         self._lock = threading.Lock()
         self._session: Session | None = None
+        self._ring = NodeRing(url)
         #: Reply queue name -> (its declaration, its callback), subscribed on each connection.
         self._replies: dict[str, tuple[QueueDeclaration, ReplyCallback]] = {}
         #: Set by :meth:`close`: a background reconnect stops waiting.
         self._stopped = threading.Event()
         self._reconnecting = False
         self._reconnect_lock = threading.Lock()  # not _lock: a caller may hold that a while
+        #: Reply queues not consumed on the current connection yet, and the timer that
+        #: tries them again.
+        self._unsubscribed: set[str] = set()
+        self._reply_timer: threading.Timer | None = None
 
     def _current(self) -> Session:
         session = self._session
@@ -113,15 +126,55 @@ class SyncTransport:
                 session = None  # forked: the parent's socket is not ours
             if session is None or session.closed:
                 self._stopped.clear()
-                session = Session(self.url, self.connection_name, on_lost=self._lost)
-                try:
-                    for declaration, callback in self._replies.values():
-                        self._consume_replies(session, declaration, callback)
-                except BaseException:
-                    session.close()  # the next attempt subscribes again from scratch
-                    raise
+                session = self._ring.connect(
+                    lambda node: Session(node, self.connection_name, on_lost=self._lost)
+                )
                 self._session = session
+                if self._reply_timer is not None:  # it was for the previous connection
+                    self._reply_timer.cancel()
+                    self._reply_timer = None
+                self._unsubscribed = set(self._replies)
+                self._resubscribe(session)
             return session
+
+    def _resubscribe(self, session: Session) -> None:
+        """Consume the reply queues again on a new connection (lock held).
+
+        A reply queue that cannot be consumed now (on a cluster, a classic queue
+        whose node is down answers 404) must not stop publishing: a timer tries it
+        again every :data:`REPLY_RETRY_INTERVAL` seconds; its replies wait in it.
+        """
+        for name in sorted(self._unsubscribed):
+            declaration, callback = self._replies[name]
+            try:
+                self._consume_replies(session, declaration, callback)
+            except BrokerError as exc:
+                if session.closed:
+                    raise
+                (log.debug if self._reply_timer else log.warning)(
+                    "cannot consume a reply queue after reconnecting; publishing goes on, "
+                    "and its replies wait until it can be consumed again",
+                    queue=name,
+                    error=str(exc),
+                )
+            else:
+                self._unsubscribed.discard(name)
+        self._reply_timer = None
+        if self._unsubscribed:
+            self._reply_timer = threading.Timer(REPLY_RETRY_INTERVAL, self._retry_replies)
+            self._reply_timer.daemon = True
+            self._reply_timer.start()
+
+    def _retry_replies(self) -> None:
+        with self._lock:
+            session = self._session
+            if session is None or session.closed or session.forked:
+                self._reply_timer = None  # the next connection subscribes them all
+                return
+            try:
+                self._resubscribe(session)
+            except BrokerError:  # the connection went: the next one subscribes them all
+                self._reply_timer = None
 
     def _lost(self) -> None:
         """The connection died (I/O thread): reconnect now if reply queues are consumed."""
@@ -265,6 +318,9 @@ class SyncTransport:
         self._stopped.set()
         with self._lock:
             session, self._session = self._session, None
+            timer, self._reply_timer = self._reply_timer, None
+        if timer is not None:
+            timer.cancel()
         if session is not None and not session.forked:
             session.close()
 
