@@ -291,7 +291,7 @@ class Fleet(Extension):
 
     # -- deliveries ------------------------------------------------------------------------------
 
-    async def on_decoded(self, state: MessageState) -> Decision | None:
+    def on_decoded(self, state: MessageState) -> Decision | None:
         message = state.message
         assert message is not None
         if self.control and self.revokes.is_revoked(message.id):
@@ -314,7 +314,7 @@ class Fleet(Extension):
         self.book.start(task_id)
         self._emit("task-started", uuid=task_id)
 
-    async def before_settle(self, state: MessageState, decision: Decision) -> None:
+    def before_settle(self, state: MessageState, decision: Decision) -> None:
         task_id = state.task_id
         entry = self.book.finish(task_id) if task_id is not None else None
         if not self.events_enabled or task_id is None:
@@ -425,7 +425,7 @@ class Fleet(Extension):
                 left.append(task_id)
         return stopped, left
 
-    async def after_run(self, state: MessageState) -> Decision | None:
+    def after_run(self, state: MessageState) -> Decision | None:
         task_id = state.task_id
         if task_id is not None and task_id in self._terminated:
             # Its pool process was stopped on purpose: revoked, not lost (no redelivery).

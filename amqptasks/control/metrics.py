@@ -228,7 +228,7 @@ class Metrics(Extension):
             self._server.shutdown()
             self._server.server_close()
 
-    async def on_decoded(self, state: MessageState) -> Decision | None:
+    def on_decoded(self, state: MessageState) -> Decision | None:
         state.note(_RECEIVED, time.time())
         self.prefetched.inc()
         return None
@@ -254,7 +254,7 @@ class Metrics(Extension):
             child = self._queue_wait_of[name] = self.queue_wait.labels(name)
         child.observe(max(0.0, now - since))
 
-    async def before_settle(self, state: MessageState, decision: Decision) -> None:
+    def before_settle(self, state: MessageState, decision: Decision) -> None:
         message = state.message
         name = message.task if message is not None else "unknown"
         started = state.noted(_STARTED)

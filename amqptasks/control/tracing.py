@@ -118,7 +118,7 @@ class Tracing(Extension):
         )
         state.note(_SPAN, span)
 
-    async def before_settle(self, state: MessageState, decision: Decision) -> None:
+    def before_settle(self, state: MessageState, decision: Decision) -> None:
         span = state.noted(_SPAN)
         if span is None:
             return

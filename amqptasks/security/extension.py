@@ -74,7 +74,7 @@ class MessageSecurity(Extension):
             celery_auth=self.opener.cert_store is not None,
         )
 
-    async def on_received(self, state: MessageState) -> Decision | None:
+    def on_received(self, state: MessageState) -> Decision | None:
         opener = self.opener
         assert opener is not None
         delivery = state.delivery
@@ -108,7 +108,7 @@ class MessageSecurity(Extension):
             state.delivery = opened_delivery
         return None
 
-    async def before_settle(self, state: MessageState, decision: Decision) -> None:
+    def before_settle(self, state: MessageState, decision: Decision) -> None:
         sealed = state.noted(_SEALED)
         if sealed is not None:
             state.delivery = sealed
