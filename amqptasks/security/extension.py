@@ -29,7 +29,6 @@ from typing import TYPE_CHECKING
 from amqptasks import constants
 from amqptasks.exceptions import BadSignature
 from amqptasks.logging import get_logger
-from amqptasks.security.opening import opener_for
 from amqptasks.worker.decisions import DeadLetter
 from amqptasks.worker.extension import Extension
 
@@ -58,6 +57,8 @@ class MessageSecurity(Extension):
     async def on_worker_start(self, worker: WorkerContext) -> None:
         settings = worker.app.settings
         if self.opener is None:
+            from amqptasks.security.opening import opener_for
+
             self.opener = opener_for(settings)
         if self.opener.mode != "off" and settings.security_signing_key is None:
             log.warning(
@@ -123,4 +124,9 @@ def security_rules(settings: Settings) -> list[Extension]:
     Raises:
         ConfigError: a key or certificate that cannot be read or used.
     """
-    return [MessageSecurity(opener_for(settings))] if settings.security_configured else []
+    if not settings.security_configured:
+        return []
+    # Here, not at the top: a worker that checks nothing never loads cryptography.
+    from amqptasks.security.opening import opener_for
+
+    return [MessageSecurity(opener_for(settings))]

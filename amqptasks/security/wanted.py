@@ -13,7 +13,6 @@ if TYPE_CHECKING:
     from amqptasks.config import Settings
     from amqptasks.security.sealing import Sealer
     from amqptasks.security.signing import Verifier
-    from amqptasks.worker.extension import Extension
 
 
 def sealer_for(settings: Settings) -> Sealer | None:
@@ -36,12 +35,3 @@ def verifier_for(settings: Settings) -> Verifier | None:
     from amqptasks.security import opening
 
     return opening.verifier_for(settings)
-
-
-def security_rules(settings: Settings) -> list[Extension]:
-    """:func:`amqptasks.security.extension.security_rules`, or none without loading it."""
-    if not settings.security_configured:
-        return []
-    from amqptasks.security import extension
-
-    return extension.security_rules(settings)

@@ -21,7 +21,7 @@ from amqptasks import signals
 from amqptasks.exceptions import ChannelError, NotFound, TopologyMismatch
 from amqptasks.logging import get_logger
 from amqptasks.protocol import serializers
-from amqptasks.security.wanted import security_rules
+from amqptasks.security.extension import security_rules
 from amqptasks.transport import aio
 from amqptasks.transport.consumer import ConsumerLink
 from amqptasks.transport.startup import connect_on_startup

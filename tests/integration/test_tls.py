@@ -34,6 +34,16 @@ ADD = "tests.integration.apps.core.add"
 TRANSPORTS = ["sync", "async"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _own_broker_settings() -> Iterator[None]:
+    """The apps here name the TLS node themselves: an AMQPTASKS_BROKER_URL that an earlier
+    test module set for the session broker would win over them (the environment does)."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("AMQPTASKS_BROKER_URL", "AMQPTASKS_MANAGEMENT_URL"):
+            patch.delenv(name, raising=False)
+        yield
+
+
 @pytest.fixture(scope="module")
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
     return make_certificates(tmp_path_factory.mktemp("certs"))

@@ -9,7 +9,8 @@ _PROBE = """
 import sys
 from amqptasks import App
 from amqptasks.cli import cli
-from amqptasks.security.wanted import security_rules, sealer_for, verifier_for
+from amqptasks.security.extension import security_rules
+from amqptasks.security.wanted import sealer_for, verifier_for
 from amqptasks.worker.rules import standard_rules
 
 app = App("probe", broker_url="amqp://guest:guest@127.0.0.1:1//")
