@@ -161,11 +161,14 @@ class Session:
             failure = errors.channel_error(code, text, "publish channel closed")
         else:  # closed with its connection (reset, missed heartbeats, broker stopping)
             failure = errors.connection_lost(reason, self.url, "publishing")
-        self._fail_all(failure)
         if self._connection is not None and self._connection.is_open:
-            # e.g. a publish to an exchange that does not exist (404): open a new
-            # channel so later publishes work; the failed ones were reported.
+            # e.g. a publish to an exchange that does not exist (404), or a channel we
+            # closed after a nack: what was sent on it fails (reported to its callers),
+            # what waits in the outbox goes out on a new channel.
+            self._confirms.fail_all(failure)
             self._connection.channel(on_open_callback=self._on_channel_open)
+        else:
+            self._fail_all(failure)
 
     def _on_return(
         self,

@@ -14,6 +14,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import pika.exceptions
 import pika.frame
 import pika.spec
 import pytest
@@ -82,12 +83,22 @@ class FakeChannel:
         self.is_open = True
         self.on_return: Callable[..., None] | None = None
         self.on_confirm: Callable[[Any], None] | None = None
+        self.on_close: Callable[..., None] | None = None
 
     def add_on_return_callback(self, callback: Callable[..., None]) -> None:
         self.on_return = callback
 
     def add_on_close_callback(self, callback: Callable[..., None]) -> None:
-        pass
+        self.on_close = callback
+
+    def close(self) -> None:
+        """As pika's: closed now, the close callback on the loop (the session
+        replaces a channel the broker nacked on)."""
+        self.is_open = False
+        reason = pika.exceptions.ChannelClosedByClient(200, "Normal shutdown")
+        on_close = self.on_close
+        if on_close is not None:
+            self.connection.ioloop.call_soon(lambda: on_close(self, reason))
 
     def confirm_delivery(
         self, ack_nack_callback: Callable[[Any], None], callback: Callable[[Any], None]
@@ -206,7 +217,9 @@ def test_returned_and_nacked_messages_fail(transport: sync.SyncTransport) -> Non
         transport.publish(_message("nowhere"))
     with pytest.raises(PublishNotConfirmed, match="nacked"):
         transport.publish(_message("nack"))
-    transport.publish(_message("q"))  # the channel still works
+    transport.publish(_message("q"))  # publishing goes on, on a new channel
+    (connection,) = FakeConnection.instances
+    assert len(connection.channels) == 2 and not connection.channels[0].is_open
 
 
 def test_a_header_amqp_cannot_carry_fails_that_message_only(
