@@ -99,6 +99,19 @@ def utcoffset() -> int:
     return value
 
 
+#: This process's id, read once (and again in a forked child): ``os.getpid()`` is a
+#: system call, and every event carries the pid.
+_pid = os.getpid()
+
+
+def _forked() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
 def make_event(type_: str, hostname: str, clock: EventClock, **fields: Any) -> dict[str, Any]:
     """The event of ``type_`` sent by ``hostname``, with Celery's common fields."""
     return stamp_event(fields, type_, hostname, clock)
@@ -111,7 +124,7 @@ def stamp_event(
     caller's own) and return it. The worker's hot path, so no copy."""
     fields["hostname"] = hostname
     fields["utcoffset"] = utcoffset()
-    fields["pid"] = os.getpid()
+    fields["pid"] = _pid
     fields["clock"] = clock.forward()
     fields["timestamp"] = time.time()
     fields["type"] = type_
