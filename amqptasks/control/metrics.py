@@ -30,12 +30,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import time
 from typing import TYPE_CHECKING, Any
 
 from amqptasks.exceptions import ConfigError
 from amqptasks.logging import get_logger
+from amqptasks.protocol.envelope import parse_time
 from amqptasks.topology import delays, names
 from amqptasks.transport import aio
 from amqptasks.worker.decisions import DeadLetter, Defer, Finish, Requeue, RetryLater, Skip
@@ -81,15 +81,8 @@ def _client() -> Any:
 
 
 def _eta_seconds(eta: str | None) -> float | None:
-    if not eta:
-        return None
-    try:
-        when = dt.datetime.fromisoformat(eta)
-    except ValueError:
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=dt.timezone.utc)
-    return when.timestamp()
+    when = parse_time(eta)
+    return when.timestamp() if when is not None else None
 
 
 async def _depth(connection: Any, queue: str) -> tuple[int, int] | None:

@@ -455,3 +455,16 @@ def parse_task_message(
         headers=headers,
         **fields,
     )
+
+
+def parse_time(text: str | None) -> dt.datetime | None:
+    """An aware datetime from an ISO 8601 header value (naive = UTC); None if absent/invalid."""
+    if not text:
+        return None
+    if text.endswith(("Z", "z")):  # Python 3.10's fromisoformat does not take "Z"
+        text = text[:-1] + "+00:00"
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)

@@ -15,13 +15,13 @@ not caught there (see docs/security.md).
 
 from __future__ import annotations
 
-import datetime as dt
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING
 
 from amqptasks import constants
 from amqptasks.exceptions import BadSignature
+from amqptasks.protocol.envelope import parse_time
 
 if TYPE_CHECKING:
     from amqptasks.security.signing import Verified
@@ -30,17 +30,10 @@ __all__ = ["ReplayGuard"]
 
 
 def _eta_seconds(eta: object) -> float | None:
-    if isinstance(eta, bytes):
+    if isinstance(eta, bytes):  # a raw header, not decoded yet
         eta = eta.decode("utf-8", "replace")
-    if not isinstance(eta, str) or not eta:
-        return None
-    try:
-        moment = dt.datetime.fromisoformat(eta)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.timestamp()
+    moment = parse_time(eta) if isinstance(eta, str) else None
+    return moment.timestamp() if moment is not None else None
 
 
 class ReplayGuard:

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from amqptasks.protocol.envelope import parse_time
 from amqptasks.request import Request
 from amqptasks.worker.outcome import Outcome
 from amqptasks.worker.pools.aio import run_async_task
@@ -43,19 +44,6 @@ def make_request(message: TaskMessage, *, hostname: str, queue: str, redelivered
         redelivered=redelivered,
         headers=dict(message.headers),
     )
-
-
-def parse_time(text: str | None) -> dt.datetime | None:
-    """An aware datetime from an ISO 8601 header value (naive = UTC); None if absent/invalid."""
-    if not text:
-        return None
-    if text.endswith(("Z", "z")):  # Python 3.10's fromisoformat does not take "Z"
-        text = text[:-1] + "+00:00"
-    try:
-        when = dt.datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
 
 
 def is_expired(message: TaskMessage, now: dt.datetime | None = None) -> bool:
