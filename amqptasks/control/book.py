@@ -23,8 +23,6 @@ class Entry:
     received: float = field(default_factory=time.time)
     #: Wall-clock start (None: reserved, not started).
     started: float | None = None
-    #: Monotonic start, for the runtime.
-    started_monotonic: float | None = None
     #: Thread or process id that runs it, when known.
     worker_pid: int | None = None
 
@@ -71,12 +69,11 @@ class TaskBook:
         entry = self.entries[task_id] = Entry(state)
         return entry
 
-    def start(self, task_id: str) -> Entry | None:
-        """The call of ``task_id`` starts now."""
+    def start(self, task_id: str, started_at: float | None = None) -> Entry | None:
+        """The call of ``task_id`` started at ``started_at`` (wall clock; None: now)."""
         entry = self.entries.get(task_id)
         if entry is not None:
-            entry.started = time.time()
-            entry.started_monotonic = time.monotonic()
+            entry.started = time.time() if started_at is None else started_at
         return entry
 
     def finish(self, task_id: str) -> Entry | None:

@@ -27,6 +27,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from amqptasks import __version__
 from amqptasks.protocol.envelope import OutgoingMessage
 from amqptasks.topology.model import Exchange
@@ -38,6 +40,7 @@ __all__ = [
     "EVENT_EXCHANGE",
     "SOFTWARE_INFO",
     "EventClock",
+    "encode_events",
     "event_message",
     "events_in",
     "events_message",
@@ -78,8 +81,20 @@ class EventClock:
             self.value = other
 
 
-#: Events as compact JSON; what JSON cannot hold is sent as its repr.
-_ENCODER = json.JSONEncoder(default=repr, separators=(",", ":"))
+def encode_events(body: Any) -> bytes:
+    """An event or a batch of them as compact JSON; what JSON cannot hold goes as its repr.
+
+    orjson rather than the json module: a worker with ``-E`` encodes three events per
+    call, and the json module's C encoder spends about twelve times as long on them.
+    """
+    try:
+        return orjson.dumps(body, default=repr)
+    except orjson.JSONEncodeError:  # an integer past 64 bits, say: the json module takes it
+        return _JSON.encode(body).encode()
+
+
+_JSON = json.JSONEncoder(default=repr, separators=(",", ":"))
+
 #: Seconds :func:`utcoffset` keeps its answer (every event carries it; DST changes are rare).
 UTCOFFSET_TTL = 60.0
 _utcoffset: tuple[float, int] = (-1.0, 0)  # (monotonic expiry, value)
@@ -118,15 +133,20 @@ def make_event(type_: str, hostname: str, clock: EventClock, **fields: Any) -> d
 
 
 def stamp_event(
-    fields: dict[str, Any], type_: str, hostname: str, clock: EventClock
+    fields: dict[str, Any],
+    type_: str,
+    hostname: str,
+    clock: EventClock,
+    timestamp: float | None = None,
 ) -> dict[str, Any]:
     """:func:`make_event` in place: add the common fields to ``fields`` (a dict of the
-    caller's own) and return it. The worker's hot path, so no copy."""
+    caller's own) and return it, dated ``timestamp`` (None: now). The worker's hot
+    path, so no copy."""
     fields["hostname"] = hostname
     fields["utcoffset"] = utcoffset()
     fields["pid"] = _pid
     fields["clock"] = clock.forward()
-    fields["timestamp"] = time.time()
+    fields["timestamp"] = time.time() if timestamp is None else timestamp
     fields["type"] = type_
     return fields
 
@@ -174,7 +194,7 @@ def _message(routing_key: str, body: Any, hostname: str) -> OutgoingMessage:
     return OutgoingMessage(
         exchange=EVENT_EXCHANGE.name,
         routing_key=routing_key,
-        body=_ENCODER.encode(body).encode(),
+        body=encode_events(body),
         content_type="application/json",
         content_encoding="utf-8",
         headers={"hostname": hostname},

@@ -259,14 +259,15 @@ class Fleet(Extension):
         event = make_event(type_, self.hostname, self.clock, **fields)
         await self._publisher.publish_unconfirmed(event_message(event))
 
-    def _emit(self, type_: str, **fields: Any) -> None:
-        """Queue a task event; the batch goes out within :data:`EVENT_FLUSH_INTERVAL`
-        seconds, or at once when it holds :data:`EVENT_BATCH` events (a lost event is
-        only logged at debug level)."""
-        if not self.events_enabled or self._publisher is None or not self._context:
+    def _emit(self, type_: str, fields: dict[str, Any], timestamp: float | None = None) -> None:
+        """Queue a task event (``fields`` become it); the batch goes out within
+        :data:`EVENT_FLUSH_INTERVAL` seconds, or at once when it holds
+        :data:`EVENT_BATCH` events (a lost event is only logged at debug level)."""
+        if not self.events_enabled or self._publisher is None or self._context is None:
             return
-        self._batch.append(stamp_event(fields, type_, self.hostname, self.clock))
-        if len(self._batch) >= EVENT_BATCH:
+        batch = self._batch
+        batch.append(stamp_event(fields, type_, self._context.hostname, self.clock, timestamp))
+        if len(batch) >= EVENT_BATCH:
             self._flush()
         elif self._flush_timer is None:
             loop = asyncio.get_running_loop()
@@ -298,7 +299,7 @@ class Fleet(Extension):
             state.note(_REVOKED, True)
             return Skip(report=Outcome(states.REVOKED))
         self.book.reserve(message.id, state)
-        self._emit("task-received", **task_fields(message))
+        self._emit("task-received", task_fields(message))
         return None
 
     #: Recording the start needs no wait: the body goes on meanwhile.
@@ -311,8 +312,8 @@ class Fleet(Extension):
         task_id = state.task_id
         if task_id is None:
             return
-        self.book.start(task_id)
-        self._emit("task-started", uuid=task_id)
+        self.book.start(task_id, state.started_at)
+        self._emit("task-started", {"uuid": task_id}, state.started_at)
 
     def before_settle(self, state: MessageState, decision: Decision) -> None:
         task_id = state.task_id
@@ -325,39 +326,47 @@ class Fleet(Extension):
             terminated = bool(state.noted(_TERMINATED))
             self._emit(
                 "task-revoked",
-                uuid=task_id,
-                terminated=terminated,
-                signum=int(signal.SIGTERM) if terminated else None,
-                expired=not revoked,
+                {
+                    "uuid": task_id,
+                    "terminated": terminated,
+                    "signum": int(signal.SIGTERM) if terminated else None,
+                    "expired": not revoked,
+                },
             )
         elif isinstance(decision, RetryLater):
             error = decision.error
             self._emit(
                 "task-retried",
-                uuid=task_id,
-                exception=repr(error) if error is not None else "",
-                traceback=decision.traceback or "",
+                {
+                    "uuid": task_id,
+                    "exception": repr(error) if error is not None else "",
+                    "traceback": decision.traceback or "",
+                },
             )
         elif isinstance(decision, Finish | DeadLetter) and outcome is not None:
             if outcome.exception is None:
-                started = entry.started_monotonic if entry is not None else None
-                runtime = time.monotonic() - started if started is not None else 0.0
+                started = entry.started if entry is not None else None
+                runtime = max(0.0, time.time() - started) if started is not None else 0.0
                 self._emit(
                     "task-succeeded",
-                    uuid=task_id,
-                    result=repr(outcome.value)[:RESULT_REPR_LIMIT],
-                    runtime=runtime,
+                    {
+                        "uuid": task_id,
+                        "result": repr(outcome.value)[:RESULT_REPR_LIMIT],
+                        "runtime": runtime,
+                    },
                 )
             else:
                 self._emit(
                     "task-failed",
-                    uuid=task_id,
-                    exception=repr(outcome.exception),
-                    traceback=outcome.traceback or "",
+                    {
+                        "uuid": task_id,
+                        "exception": repr(outcome.exception),
+                        "traceback": outcome.traceback or "",
+                    },
                 )
         elif isinstance(decision, DeadLetter):
             # Not run: undecodable, unknown task, too many deliveries, bad eta ...
-            self._emit("task-rejected", uuid=task_id, requeue=False)
+            self._emit("task-rejected", {"uuid": task_id, "requeue": False})
 
     # -- remote control --------------------------------------------------------------------------
 

@@ -22,8 +22,9 @@ metric                               meaning
 ``amqptasks_delay_messages``         messages waiting in the delay levels, all levels together
 ==================================== ===========================================================
 
-Queue depths are read every :data:`POLL_INTERVAL` seconds with passive declares
-on a connection of the metrics' own.
+The per-call figures are counted in plain Python (:mod:`amqptasks.control.tally`)
+and exported when scraped. Queue depths are read every :data:`POLL_INTERVAL`
+seconds with passive declares on a connection of the metrics' own.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import contextlib
 import time
 from typing import TYPE_CHECKING, Any
 
+from amqptasks.control.tally import Tally, TallyCollector
 from amqptasks.exceptions import ConfigError
 from amqptasks.logging import get_logger
 from amqptasks.protocol.envelope import parse_time
@@ -120,36 +122,9 @@ class Metrics(Extension):
         self.port: int | None = None
         self.registry = client.CollectorRegistry()
         registry = self.registry
-        self.tasks = client.Counter(
-            "amqptasks_tasks", "Calls settled", ["task", "state"], registry=registry
-        )
-        self.runtime = client.Histogram(
-            "amqptasks_task_runtime_seconds",
-            "How long calls ran",
-            ["task"],
-            buckets=BUCKETS,
-            registry=registry,
-        )
-        self.queue_wait = client.Histogram(
-            "amqptasks_task_queue_wait_seconds",
-            "From eta (or arrival at the worker) to start",
-            ["task"],
-            buckets=BUCKETS,
-            registry=registry,
-        )
-        self.active = client.Gauge("amqptasks_tasks_active", "Calls running", registry=registry)
-        self.prefetched = client.Gauge(
-            "amqptasks_tasks_prefetched", "Calls received, not started", registry=registry
-        )
-        self.retries = client.Counter(
-            "amqptasks_task_retries", "Retries published", ["task"], registry=registry
-        )
-        self.dead_letters = client.Counter(
-            "amqptasks_dead_letters",
-            "Messages dead-lettered",
-            ["task", "reason"],
-            registry=registry,
-        )
+        #: The per-call figures, exported at scrape time (:mod:`amqptasks.control.tally`).
+        self.tally = Tally(BUCKETS)
+        registry.register(TallyCollector(self.tally))
         self.queue_messages = client.Gauge(
             "amqptasks_queue_messages", "Messages waiting", ["queue"], registry=registry
         )
@@ -161,11 +136,6 @@ class Metrics(Extension):
         )
         self._server: Any = None
         self._polling: asyncio.Task[None] | None = None
-        #: Labelled children of the per-call metrics, by their labels: ``labels()``
-        #: takes a lock and builds a key on every call, the hot path looks them up here.
-        self._runtime_of: dict[str, Any] = {}
-        self._queue_wait_of: dict[str, Any] = {}
-        self._tasks_of: dict[tuple[str, str], Any] = {}
 
     async def on_worker_start(self, worker: WorkerContext) -> None:
         client = _client()
@@ -223,7 +193,7 @@ class Metrics(Extension):
 
     def on_decoded(self, state: MessageState) -> Decision | None:
         state.note(_RECEIVED, time.time())
-        self.prefetched.inc()
+        self.tally.received += 1
         return None
 
     #: Recording the start needs no wait: the body goes on meanwhile.
@@ -233,49 +203,41 @@ class Metrics(Extension):
         return True
 
     def on_start(self, state: MessageState) -> None:
-        now = time.time()
-        state.note(_STARTED, time.monotonic())
-        self.prefetched.dec()
-        self.active.inc()
+        now = state.started_at if state.started_at is not None else time.time()
+        state.note(_STARTED, now)
         message = state.message
         name = message.task if message is not None else "unknown"
-        since = _eta_seconds(message.eta if message is not None else None)
+        since = _eta_seconds(message.eta) if message is not None and message.eta else None
         if since is None:
             since = state.noted(_RECEIVED, now)
-        child = self._queue_wait_of.get(name)
-        if child is None:
-            child = self._queue_wait_of[name] = self.queue_wait.labels(name)
-        child.observe(max(0.0, now - since))
+        self.tally.observe_wait(name, max(0.0, now - since))
 
     def before_settle(self, state: MessageState, decision: Decision) -> None:
+        tally = self.tally
         message = state.message
         name = message.task if message is not None else "unknown"
         started = state.noted(_STARTED)
         if started is not None:
-            self.active.dec()
-            runtime = self._runtime_of.get(name)
-            if runtime is None:
-                runtime = self._runtime_of[name] = self.runtime.labels(name)
-            runtime.observe(time.monotonic() - started)
+            tally.observe_runtime(name, max(0.0, time.time() - started))
         elif state.noted(_RECEIVED) is not None:
-            self.prefetched.dec()
-        outcome = state.outcome
+            tally.settled_unstarted += 1
+        tally.settled(name, _stage(decision, state))
         if isinstance(decision, RetryLater):
-            stage = "retried"
-            self.retries.labels(name).inc()
-        elif isinstance(decision, Skip):
-            stage = "revoked"
-        elif isinstance(decision, Requeue):
-            stage = "requeued"
-        elif isinstance(decision, Defer):
-            stage = "deferred"
-        elif isinstance(decision, Finish | DeadLetter) and outcome is not None:
-            stage = "succeeded" if outcome.exception is None else "failed"
-        else:
-            stage = "rejected"
-        if isinstance(decision, DeadLetter):
-            self.dead_letters.labels(name, decision.reason).inc()
-        counter = self._tasks_of.get((name, stage))
-        if counter is None:
-            counter = self._tasks_of[name, stage] = self.tasks.labels(name, stage)
-        counter.inc()
+            tally.retried(name)
+        elif isinstance(decision, DeadLetter):
+            tally.dead_lettered(name, decision.reason)
+
+
+def _stage(decision: Decision, state: MessageState) -> str:
+    """The ``state`` label of a settled call."""
+    if isinstance(decision, RetryLater):
+        return "retried"
+    if isinstance(decision, Skip):
+        return "revoked"
+    if isinstance(decision, Requeue):
+        return "requeued"
+    if isinstance(decision, Defer):
+        return "deferred"
+    if isinstance(decision, Finish | DeadLetter) and state.outcome is not None:
+        return "succeeded" if state.outcome.exception is None else "failed"
+    return "rejected"

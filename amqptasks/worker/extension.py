@@ -121,7 +121,8 @@ class Extension:
     #: Whether the task body waits until :meth:`on_start` ran (in the threads pool a
     #: round trip to the loop per call). An extension that only records the start
     #: (events, metrics) sets False: its ``on_start`` then runs soon after the body
-    #: started, still before the call's outcome is handled.
+    #: started (within 20 ms), still before the call's outcome is handled; the time
+    #: the call started is ``state.started_at``.
     start_holds_body: bool = True
 
     def wants_start(self, state: MessageState) -> bool:

@@ -38,7 +38,7 @@ from amqptasks.worker.slots import Slots
 from amqptasks.worker.state import MessageState
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from amqptasks.app import App
     from amqptasks.transport.consumer import Delivery
@@ -204,14 +204,15 @@ class DeliveryHandler:
         finally:
             self.running -= 1
 
-    def _on_start(self, state: MessageState) -> Callable[[], None] | None:
+    def _on_start(self, state: MessageState) -> StartHook | None:
         """What runs on the loop as the call starts; None when no extension wants it
         (the common case then costs the pool no round trip to the loop)."""
         starters = [ext for ext in self.hooks.starters if ext.wants_start(state)]
         if not starters:
             return None
 
-        def on_start() -> None:
+        def on_start(started_at: float) -> None:
+            state.started_at = started_at
             for ext in starters:
                 try:
                     ext.on_start(state)

@@ -33,6 +33,7 @@ class MessageState:
         "queue",
         "request",
         "settlement",
+        "started_at",
         "task",
     )
 
@@ -53,6 +54,8 @@ class MessageState:
         self.limits: TimeLimits | None = None
         #: Acked before it runs (at-most-once).
         self.acks_early = False
+        #: Wall-clock time the call started (set before the ``on_start`` hooks run).
+        self.started_at: float | None = None
         #: How the call ended.
         self.outcome: Outcome | None = None
         #: Per-delivery data of extensions, by key (see :meth:`note`).

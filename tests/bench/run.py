@@ -119,7 +119,23 @@ def _variants() -> list[Variant]:
         "threads-observed",
         "amqptasks -P threads -c 4, events + metrics on",
         pool="threads",
-        observed=True,
+        observed=("events", "metrics"),
+    )
+    add(
+        "drain",
+        "amqptasks",
+        "threads-events",
+        "amqptasks -P threads -c 4, events on (-E)",
+        pool="threads",
+        observed=("events",),
+    )
+    add(
+        "drain",
+        "amqptasks",
+        "threads-metrics",
+        "amqptasks -P threads -c 4, metrics on (--metrics-port)",
+        pool="threads",
+        observed=("metrics",),
     )
     add(
         "drain",
@@ -331,9 +347,12 @@ class Bench:
                 "-l",
                 "info",
             ]
-            if p.get("observed"):
-                # The cost of operating a fleet (#17): Celery's events and a metrics port.
-                argv += ["-E", "--metrics-port", str(harness.free_port())]
+            observed = p.get("observed", ())
+            # The cost of operating a fleet (#17): Celery's events, a metrics port.
+            if "events" in observed:
+                argv += ["-E"]
+            if "metrics" in observed:
+                argv += ["--metrics-port", str(harness.free_port())]
             workers = p.get("workers", 1)
             if workers > 1:
                 # A supervisor and its worker processes: the harness's CPU and RSS

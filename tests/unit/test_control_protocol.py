@@ -116,3 +116,19 @@ def test_a_batch_of_one_is_a_plain_event_and_events_in_reads_both_forms() -> Non
     assert message.routing_key == "task.failed"
     assert events_in(json.loads(message.body)) == [event]
     assert events_in("not an event") == []
+
+
+def test_event_bodies_are_json_whatever_the_values_hold() -> None:
+    class Odd:
+        def __repr__(self) -> str:
+            return "<odd>"
+
+    events = [
+        make_event("task-succeeded", "w@h", EventClock(), uuid="a", result=Odd(), runtime=0.1),
+        # past 64 bits: orjson refuses it, the json module writes it
+        make_event("task-received", "w@h", EventClock(), uuid="b", retries=2**70, args="(1,)"),
+    ]
+    body = json.loads(events_message(events).body)
+    assert [event["uuid"] for event in body] == ["a", "b"]
+    assert body[0]["result"] == "<odd>"
+    assert body[1]["retries"] == 2**70

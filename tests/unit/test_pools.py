@@ -16,9 +16,9 @@ from amqptasks.policies.limits import TimeLimits
 from amqptasks.request import Request
 from amqptasks.worker.pools import make_pool
 from amqptasks.worker.pools.aio import run_async_task
-from amqptasks.worker.pools.base import NotStarted
+from amqptasks.worker.pools.base import NotStarted, StartHook
 from amqptasks.worker.pools.processes import ProcessPool
-from amqptasks.worker.pools.threads import ThreadPool
+from amqptasks.worker.pools.threads import START_REPORT_DELAY, ThreadPool
 from amqptasks.worker.timelimits import HARD_LIMIT_GRACE
 from tests.unit import pool_app
 
@@ -314,6 +314,40 @@ async def test_on_start_runs_on_the_loop_before_the_body(threads: ThreadPool) ->
     assert isinstance((await withdrawn).exception, NotStarted)
     await blocker
     assert seen == [("on_start", True)]
+
+
+async def test_a_start_that_does_not_hold_the_body_is_reported_with_its_own_time(
+    threads: ThreadPool,
+) -> None:
+    loop_thread = threading.get_ident()
+    seen: list[tuple[float, float, bool]] = []
+
+    def record(started_at: float) -> None:
+        seen.append((started_at, time.time(), threading.get_ident() == loop_thread))
+
+    hook = StartHook(record, holds_body=False)
+    # A long call: its start is reported on the loop while it still runs, without
+    # waiting for its end, dated when the thread took it up.
+    before = time.time()
+    running = asyncio.ensure_future(
+        threads.run(pool_app.naps, _request(pool_app.naps, 1.0), NONE, hook)
+    )
+    deadline = time.monotonic() + 0.5
+    while not seen and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    assert not running.done()
+    assert len(seen) == 1
+    started_at, reported_at, on_loop = seen[0]
+    assert on_loop
+    assert before <= started_at <= reported_at
+    assert reported_at - started_at < START_REPORT_DELAY + 0.1
+    assert (await running).status == states.SUCCESS
+    # Quick calls: each start is reported before its outcome comes back.
+    for i in range(20):
+        seen.clear()
+        outcome = await threads.run(pool_app.echo, _request(pool_app.echo, i), NONE, hook)
+        assert outcome.status == states.SUCCESS
+        assert len(seen) == 1
 
 
 # -- choosing a pool --------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import contextvars
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,14 +26,16 @@ class StartHook:
 
     ``holds_body``: the task body waits until it ran (``task_prerun``, the STARTED
     reply). Hooks that only record the start (events, metrics) do not need that: a
-    pool thread then tells the loop and goes on, without a round trip per call.
+    pool thread then notes the start and goes on, and the loop runs the hook a little
+    later, with the time the call really started.
     """
 
-    run: Callable[[], None]
+    #: Given the wall-clock time the call started.
+    run: Callable[[float], None]
     holds_body: bool = True
 
-    def __call__(self) -> None:
-        self.run()
+    def __call__(self, started_at: float | None = None) -> None:
+        self.run(time.time() if started_at is None else started_at)
 
 
 class ExecutionPool(abc.ABC):

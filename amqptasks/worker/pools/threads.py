@@ -24,12 +24,19 @@ import contextlib
 import ctypes
 import queue
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from amqptasks.exceptions import SoftTimeLimitExceeded, TimeLimitExceeded
 from amqptasks.logging import get_logger
 from amqptasks.worker.outcome import Outcome
-from amqptasks.worker.pools.base import ExecutionPool, NotStarted, call_task, task_context
+from amqptasks.worker.pools.base import (
+    ExecutionPool,
+    NotStarted,
+    StartHook,
+    call_task,
+    task_context,
+)
 
 if TYPE_CHECKING:
     import contextvars
@@ -42,6 +49,12 @@ if TYPE_CHECKING:
 log = get_logger(__name__)
 
 _INTERRUPTS = (SoftTimeLimitExceeded, TimeLimitExceeded)
+#: Seconds within which the loop runs the start hooks that do not hold the body
+#: (events, metrics), while calls keep it busy; it backs off to
+#: :data:`START_REPORT_MAX_DELAY` while nothing starts. Waking the loop from a pool
+#: thread for every start cost more than the hooks themselves.
+START_REPORT_DELAY = 0.02
+START_REPORT_MAX_DELAY = 1.0
 
 
 def _set_async_exc(thread_id: int, exc_type: type[BaseException] | None) -> int:
@@ -63,6 +76,7 @@ class _Job:
         "on_start",
         "request",
         "soft_timer",
+        "started_at",
         "task",
         "thread",
     )
@@ -84,6 +98,8 @@ class _Job:
         self.on_start = on_start
         #: Set by the loop once ``on_start`` ran: the body waits for it.
         self.gate: threading.Event | None = None
+        #: Wall-clock time a thread picked it up (for a start reported later).
+        self.started_at: float | None = None
         self.future: asyncio.Future[Outcome] = loop.create_future()
         self.thread: _TaskThread | None = None
         self.soft_timer: asyncio.TimerHandle | None = None
@@ -124,12 +140,17 @@ class _TaskThread(threading.Thread):
             with self.lock:
                 self.job = job
             job.thread = self
-            if job.on_start is not None and getattr(job.on_start, "holds_body", True):
+            hook = job.on_start
+            if hook is not None and getattr(hook, "holds_body", True):
                 job.gate = threading.Event()  # it runs on the loop, before the body
                 _call_soon(job.loop, self.pool.started, job)
                 job.gate.wait()
-            elif job.on_start is not None or job.limits:  # no wake-up without either
+            elif job.limits:  # its timers start now: wake the loop
+                job.started_at = time.time()
                 self.pool.starting(job)
+            elif hook is not None:  # the loop reports it soon, without a wake-up
+                job.started_at = time.time()
+                self.pool.starting(job, wake=False)
             outcome = job.context.run(_call, job.task, job.request)
         except BaseException as exc:  # an interruption that landed between the lines above
             if outcome is None:
@@ -201,6 +222,10 @@ class ThreadPool(ExecutionPool):
         # Starts the body does not wait for go the same way.
         self._starting: collections.deque[_Job] = collections.deque()
         self._start_wake_pending = False
+        # Calls in flight whose start is reported lazily, and the timer that does it.
+        self._reporting = 0
+        self._report_timer: asyncio.TimerHandle | None = None
+        self._report_delay = START_REPORT_DELAY
 
     def _start_thread(self) -> None:
         self._count += 1
@@ -223,9 +248,39 @@ class ThreadPool(ExecutionPool):
         """Run ``task`` in a pool thread; wait for it without blocking the loop."""
         if not self._threads:
             await self.start()
-        job = _Job(task, request, limits, asyncio.get_running_loop(), task_context(), on_start)
+        loop = asyncio.get_running_loop()
+        job = _Job(task, request, limits, loop, task_context(), on_start)
         self.jobs.put(job)
-        return await job.future
+        if on_start is None or getattr(on_start, "holds_body", True):
+            return await job.future
+        self._reporting += 1
+        self._report_starts_soon(loop)
+        try:
+            return await job.future
+        finally:
+            self._reporting -= 1
+
+    def _report_starts_soon(self, loop: asyncio.AbstractEventLoop) -> None:
+        """On the loop: starts noted by threads from now on are reported within
+        :data:`START_REPORT_DELAY` (a call starts after it was handed over, or after the
+        call before it in its thread finished: both come through the loop)."""
+        self._report_delay = START_REPORT_DELAY
+        timer = self._report_timer
+        if timer is not None:
+            if timer.when() <= loop.time() + START_REPORT_DELAY:
+                return
+            timer.cancel()
+        self._report_timer = loop.call_later(START_REPORT_DELAY, self._report_starts, loop)
+
+    def _report_starts(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._report_timer = None
+        if self._starting:
+            self._drain_starting()
+            self._report_delay = START_REPORT_DELAY
+        else:
+            self._report_delay = min(self._report_delay * 2, START_REPORT_MAX_DELAY)
+        if self._reporting > 0:
+            self._report_timer = loop.call_later(self._report_delay, self._report_starts, loop)
 
     @property
     def queued(self) -> int:
@@ -258,10 +313,12 @@ class ThreadPool(ExecutionPool):
             self._wake_pending = True
             _call_soon(job.loop, self._resolve_finished)
 
-    def starting(self, job: _Job) -> None:
-        """In a pool thread: ``job`` starts; the loop runs :meth:`started` soon, in a batch."""
+    def starting(self, job: _Job, *, wake: bool = True) -> None:
+        """In a pool thread: ``job`` starts; the loop runs :meth:`started` soon, in a
+        batch (at once with ``wake``, else within :data:`START_REPORT_DELAY`)."""
         self._starting.append(job)
-        if not self._start_wake_pending:
+        # A wake-up for finished calls is on its way: it runs the starts first.
+        if wake and not self._start_wake_pending and not self._wake_pending:
             self._start_wake_pending = True
             _call_soon(job.loop, self._run_starting)
 
@@ -283,6 +340,9 @@ class ThreadPool(ExecutionPool):
         while finished:
             job, outcome = finished.popleft()
             job.resolve(outcome)
+        if self._reporting > 0 and self._report_delay > START_REPORT_DELAY:
+            # A thread that just finished takes its next call now: report it soon.
+            self._report_starts_soon(asyncio.get_running_loop())
 
     def started(self, job: _Job) -> None:
         """On the loop, as a thread picks ``job`` up: ``on_start``, then its time limits."""
@@ -290,8 +350,11 @@ class ThreadPool(ExecutionPool):
         try:
             if job.future.done():
                 return
-            if job.on_start is not None:
-                job.on_start()
+            hook = job.on_start
+            if isinstance(hook, StartHook):
+                hook(job.started_at)
+            elif hook is not None:
+                hook()
             if job.limits.soft is not None:
                 job.soft_timer = loop.call_later(job.limits.soft, self._soft_limit, job)
             if job.limits.hard is not None:
