@@ -69,11 +69,11 @@ class TaskBook:
         entry = self.entries[task_id] = Entry(state)
         return entry
 
-    def start(self, task_id: str, started_at: float | None = None) -> Entry | None:
-        """The call of ``task_id`` started at ``started_at`` (wall clock; None: now)."""
+    def start(self, task_id: str, started_at: float) -> Entry | None:
+        """The call of ``task_id`` started at ``started_at`` (wall clock)."""
         entry = self.entries.get(task_id)
         if entry is not None:
-            entry.started = time.time() if started_at is None else started_at
+            entry.started = started_at
         return entry
 
     def finish(self, task_id: str) -> Entry | None:

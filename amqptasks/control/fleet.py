@@ -314,12 +314,14 @@ class Fleet(Extension):
         task_id = state.task_id
         if task_id is None:
             return
-        self.book.start(task_id, state.started_at)
-        self._emit("task-started", {"uuid": task_id}, state.started_at)
+        started_at = state.started_at if state.started_at is not None else time.time()
+        self.book.start(task_id, started_at)
+        self._emit("task-started", {"uuid": task_id}, started_at)
 
     def before_settle(self, state: MessageState, decision: Decision) -> None:
         task_id = state.task_id
-        entry = self.book.finish(task_id) if task_id is not None else None
+        if task_id is not None:
+            self.book.finish(task_id)
         if not self.events_enabled or task_id is None:
             return
         outcome = state.outcome
@@ -347,7 +349,7 @@ class Fleet(Extension):
             )
         elif isinstance(decision, Finish | DeadLetter) and outcome is not None:
             if outcome.exception is None:
-                started = entry.started if entry is not None else None
+                started = state.started_at
                 runtime = max(0.0, time.time() - started) if started is not None else 0.0
                 self._emit(
                     "task-succeeded",

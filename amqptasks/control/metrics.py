@@ -56,7 +56,6 @@ log = get_logger(__name__)
 #: Seconds between two looks at the queues' depths (the first is 2 s after start).
 POLL_INTERVAL = 15.0
 _RECEIVED = "metrics.received"
-_STARTED = "metrics.started"
 #: Buckets (seconds) of both histograms: 5 ms to 10 min.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
@@ -204,10 +203,9 @@ class Metrics(Extension):
 
     def on_start(self, state: MessageState) -> None:
         now = state.started_at if state.started_at is not None else time.time()
-        state.note(_STARTED, now)
         message = state.message
         name = message.task if message is not None else "unknown"
-        since = _eta_seconds(message.eta) if message is not None and message.eta else None
+        since = _eta_seconds(message.eta) if message is not None else None
         if since is None:
             since = state.noted(_RECEIVED, now)
         self.tally.observe_wait(name, max(0.0, now - since))
@@ -216,7 +214,7 @@ class Metrics(Extension):
         tally = self.tally
         message = state.message
         name = message.task if message is not None else "unknown"
-        started = state.noted(_STARTED)
+        started = state.started_at  # set as the start hooks ran, this one included
         if started is not None:
             tally.observe_runtime(name, max(0.0, time.time() - started))
         elif state.noted(_RECEIVED) is not None:

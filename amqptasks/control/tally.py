@@ -84,17 +84,17 @@ class Tally:
     def observe_wait(self, task: str, seconds: float) -> None:
         """A call of ``task`` started after waiting ``seconds``."""
         self.started += 1
-        buckets = self.queue_wait.get(task)
-        if buckets is None:
-            buckets = self.queue_wait[task] = Buckets(len(self.bounds))
-        buckets.observe(self.bounds, seconds)
+        self._observe(self.queue_wait, task, seconds)
 
     def observe_runtime(self, task: str, seconds: float) -> None:
         """A started call of ``task`` ended after running ``seconds``."""
         self.settled_started += 1
-        buckets = self.runtime.get(task)
+        self._observe(self.runtime, task, seconds)
+
+    def _observe(self, histogram: dict[str, Buckets], task: str, seconds: float) -> None:
+        buckets = histogram.get(task)
         if buckets is None:
-            buckets = self.runtime[task] = Buckets(len(self.bounds))
+            buckets = histogram[task] = Buckets(len(self.bounds))
         buckets.observe(self.bounds, seconds)
 
     def settled(self, task: str, state: str) -> None:
