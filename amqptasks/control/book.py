@@ -8,23 +8,26 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from amqptasks.worker.state import MessageState
 
 
-@dataclass
 class Entry:
-    """One call the worker holds."""
+    """One call the worker holds (one per call: a plain class with slots)."""
 
-    state: MessageState
-    received: float = field(default_factory=time.time)
-    #: Wall-clock start (None: reserved, not started).
-    started: float | None = None
-    #: Thread or process id that runs it, when known.
-    worker_pid: int | None = None
+    __slots__ = ("state", "worker_pid")
+
+    def __init__(self, state: MessageState) -> None:
+        self.state = state
+        #: Thread or process id that runs it, when known.
+        self.worker_pid: int | None = None
+
+    @property
+    def started(self) -> float | None:
+        """Wall-clock start (None: reserved, not started)."""
+        return self.state.started_at
 
     def info(self, hostname: str) -> dict[str, Any]:
         """Celery's ``Request.info()``: what ``inspect active`` shows of a call."""
@@ -65,15 +68,8 @@ class TaskBook:
         self.started_at = time.monotonic()
 
     def reserve(self, task_id: str, state: MessageState) -> Entry:
-        """``state`` was received and decoded."""
+        """``state`` was received and decoded (it starts as ``state.started_at`` is set)."""
         entry = self.entries[task_id] = Entry(state)
-        return entry
-
-    def start(self, task_id: str, started_at: float) -> Entry | None:
-        """The call of ``task_id`` started at ``started_at`` (wall clock)."""
-        entry = self.entries.get(task_id)
-        if entry is not None:
-            entry.started = started_at
         return entry
 
     def finish(self, task_id: str) -> Entry | None:

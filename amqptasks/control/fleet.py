@@ -35,10 +35,10 @@ from amqptasks.control.events import (
     EVENT_EXCHANGE,
     SOFTWARE_INFO,
     EventClock,
+    EventStamp,
     event_message,
     events_message,
     make_event,
-    stamp_event,
     task_fields,
 )
 from amqptasks.control.pidbox import (
@@ -144,6 +144,8 @@ class Fleet(Extension):
         self._beating: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Future[Any]] = set()
         self._terminated: set[str] = set()
+        #: Stamps task events; None while they are not sent (off, or not started).
+        self._stamp: EventStamp | None = None
         #: Task events not sent yet, and the timer that sends them.
         self._batch: list[dict[str, Any]] = []
         self._flush_timer: asyncio.TimerHandle | None = None
@@ -203,6 +205,7 @@ class Fleet(Extension):
             await self._link.open()
             await self._link.consume(pidbox_queue(worker.hostname), 10, callback=self._on_control)
         if self.events_enabled:
+            self._stamp = EventStamp(worker.hostname, self.clock)
             await self.heartbeat("worker-online")
             self._beating = asyncio.ensure_future(self._beat(worker.stopping))
 
@@ -261,14 +264,12 @@ class Fleet(Extension):
         event = make_event(type_, self.hostname, self.clock, **fields)
         await self._publisher.publish_unconfirmed(event_message(event))
 
-    def _emit(self, type_: str, fields: dict[str, Any], timestamp: float | None = None) -> None:
-        """Queue a task event (``fields`` become it); the batch goes out within
-        :data:`EVENT_FLUSH_INTERVAL` seconds, or at once when it holds
-        :data:`EVENT_BATCH` events (a lost event is only logged at debug level)."""
-        if not self.events_enabled or self._publisher is None or self._context is None:
-            return
+    def _emit(self, event: dict[str, Any]) -> None:
+        """Queue a task event; the batch goes out within :data:`EVENT_FLUSH_INTERVAL`
+        seconds, or at once when it holds :data:`EVENT_BATCH` events (a lost event is
+        only logged at debug level)."""
         batch = self._batch
-        batch.append(stamp_event(fields, type_, self._context.hostname, self.clock, timestamp))
+        batch.append(event)
         if len(batch) >= EVENT_BATCH:
             self._flush()
         elif self._flush_timer is None:
@@ -281,6 +282,8 @@ class Fleet(Extension):
             self._flush_timer.cancel()
             self._flush_timer = None
         batch, self._batch = self._batch, []
+        if self._stamp is not None:
+            self._stamp.refresh()
         if not batch or self._publisher is None:
             return
         future = asyncio.ensure_future(self._publisher.publish_unconfirmed(events_message(batch)))
@@ -301,76 +304,36 @@ class Fleet(Extension):
             state.note(_REVOKED, True)
             return Skip(report=Outcome(states.REVOKED))
         self.book.reserve(message.id, state)
-        self._emit("task-received", task_fields(message))
+        if self._stamp is not None:
+            event = self._stamp.event("task-received", state.received_at)
+            event.update(task_fields(message))
+            self._emit(event)
         return None
 
     #: Recording the start needs no wait: the body goes on meanwhile.
     start_holds_body = False
 
     def wants_start(self, state: MessageState) -> bool:
-        return True
+        return True  # ``inspect active`` reads ``state.started_at``, which is set then
 
     def on_start(self, state: MessageState) -> None:
         task_id = state.task_id
-        if task_id is None:
+        if self._stamp is None or task_id is None:
             return
-        started_at = state.started_at if state.started_at is not None else time.time()
-        self.book.start(task_id, started_at)
-        self._emit("task-started", {"uuid": task_id}, started_at)
+        event = self._stamp.event("task-started", state.started_at)
+        event["uuid"] = task_id
+        self._emit(event)
 
     def before_settle(self, state: MessageState, decision: Decision) -> None:
         task_id = state.task_id
-        if task_id is not None:
-            self.book.finish(task_id)
-        if not self.events_enabled or task_id is None:
+        if task_id is None:
             return
-        outcome = state.outcome
-        if isinstance(decision, Skip):
-            revoked = bool(state.noted(_REVOKED))
-            terminated = bool(state.noted(_TERMINATED))
-            self._emit(
-                "task-revoked",
-                {
-                    "uuid": task_id,
-                    "terminated": terminated,
-                    "signum": int(signal.SIGTERM) if terminated else None,
-                    "expired": not revoked,
-                },
-            )
-        elif isinstance(decision, RetryLater):
-            error = decision.error
-            self._emit(
-                "task-retried",
-                {
-                    "uuid": task_id,
-                    "exception": repr(error) if error is not None else "",
-                    "traceback": decision.traceback or "",
-                },
-            )
-        elif isinstance(decision, Finish | DeadLetter) and outcome is not None:
-            if outcome.exception is None:
-                started = state.started_at
-                runtime = max(0.0, time.time() - started) if started is not None else 0.0
-                self._emit(
-                    "task-succeeded",
-                    {
-                        "uuid": task_id,
-                        "result": repr(outcome.value)[:RESULT_REPR_LIMIT],
-                        "runtime": runtime,
-                    },
-                )
-            else:
-                self._emit(
-                    "task-failed",
-                    {
-                        "uuid": task_id,
-                        "exception": repr(outcome.exception),
-                        "traceback": outcome.traceback or "",
-                    },
-                )
-        elif isinstance(decision, DeadLetter):
-            # Not run: undecodable, unknown task, too many deliveries, bad eta ...
-            self._emit("task-rejected", {"uuid": task_id, "requeue": False})
+        self.book.finish(task_id)
+        if self._stamp is not None:
+            event = _settled_event(self._stamp, state, decision)
+            if event is not None:
+                event["uuid"] = task_id
+                self._emit(event)
 
     # -- remote control --------------------------------------------------------------------------
 
@@ -493,3 +456,41 @@ class Fleet(Extension):
         log.warning("remote shutdown", reason=reason)
         if self.worker is not None:
             self.worker.stop_warm()
+
+
+def _settled_event(
+    stamp: EventStamp, state: MessageState, decision: Decision
+) -> dict[str, Any] | None:
+    """The event that says how a call ended (without its ``uuid``); None for a message
+    that goes back to its queue or to the delay levels (Celery sends nothing then)."""
+    outcome = state.outcome
+    if isinstance(decision, Skip):
+        terminated = bool(state.noted(_TERMINATED))
+        event = stamp.event("task-revoked")
+        event["terminated"] = terminated
+        event["signum"] = int(signal.SIGTERM) if terminated else None
+        event["expired"] = not state.noted(_REVOKED)
+    elif isinstance(decision, RetryLater):
+        error = decision.error
+        event = stamp.event("task-retried")
+        event["exception"] = repr(error) if error is not None else ""
+        event["traceback"] = decision.traceback or ""
+    elif isinstance(decision, Finish | DeadLetter) and outcome is not None:
+        if outcome.exception is None:
+            event = stamp.event("task-succeeded")
+            started = state.started_at
+            event["result"] = repr(outcome.value)[:RESULT_REPR_LIMIT]
+            event["runtime"] = (
+                max(0.0, event["timestamp"] - started) if started is not None else 0.0
+            )
+        else:
+            event = stamp.event("task-failed")
+            event["exception"] = repr(outcome.exception)
+            event["traceback"] = outcome.traceback or ""
+    elif isinstance(decision, DeadLetter):
+        # Not run: undecodable, unknown task, too many deliveries, bad eta ...
+        event = stamp.event("task-rejected")
+        event["requeue"] = False
+    else:
+        return None
+    return event

@@ -55,7 +55,8 @@ log = get_logger(__name__)
 
 #: Seconds between two looks at the queues' depths (the first is 2 s after start).
 POLL_INTERVAL = 15.0
-_RECEIVED = "metrics.received"
+#: Noted on a delivery counted as received (decoded), so that it is counted settled too.
+_COUNTED = "metrics.counted"
 #: Buckets (seconds) of both histograms: 5 ms to 10 min.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
@@ -191,7 +192,7 @@ class Metrics(Extension):
             self._server.server_close()
 
     def on_decoded(self, state: MessageState) -> Decision | None:
-        state.note(_RECEIVED, time.time())
+        state.note(_COUNTED, True)
         self.tally.received += 1
         return None
 
@@ -205,9 +206,10 @@ class Metrics(Extension):
         now = state.started_at if state.started_at is not None else time.time()
         message = state.message
         name = message.task if message is not None else "unknown"
-        since = _eta_seconds(message.eta) if message is not None else None
+        eta = message.eta if message is not None else None
+        since = _eta_seconds(eta) if eta else None
         if since is None:
-            since = state.noted(_RECEIVED, now)
+            since = state.received_at
         self.tally.observe_wait(name, max(0.0, now - since))
 
     def before_settle(self, state: MessageState, decision: Decision) -> None:
@@ -217,7 +219,7 @@ class Metrics(Extension):
         started = state.started_at  # set as the start hooks ran, this one included
         if started is not None:
             tally.observe_runtime(name, max(0.0, time.time() - started))
-        elif state.noted(_RECEIVED) is not None:
+        elif state.noted(_COUNTED):
             tally.settled_unstarted += 1
         tally.settled(name, _stage(decision, state))
         if isinstance(decision, RetryLater):

@@ -210,6 +210,9 @@ class DeliveryHandler:
         starters = [ext for ext in self.hooks.starters if ext.wants_start(state)]
         if not starters:
             return None
+        holds_body = False
+        for ext in starters:
+            holds_body = holds_body or ext.start_holds_body
 
         def on_start(started_at: float) -> None:
             state.started_at = started_at
@@ -219,7 +222,7 @@ class DeliveryHandler:
                 except Exception as exc:
                     hook_failed(ext.on_start, state, exc)
 
-        return StartHook(on_start, holds_body=any(ext.start_holds_body for ext in starters))
+        return StartHook(on_start, holds_body=holds_body)
 
     async def _after(self, state: MessageState) -> Decision | None:
         for hook in self.hooks.after_run:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ class MessageState:
         "notes",
         "outcome",
         "queue",
+        "received_at",
         "request",
         "settlement",
         "started_at",
@@ -42,6 +44,8 @@ class MessageState:
         self.delivery = delivery
         #: The queue it was consumed from.
         self.queue = queue
+        #: Wall-clock time it reached the worker's handler.
+        self.received_at = time.time()
         #: Settles the delivery exactly once (the handler's business).
         self.settlement = settlement
         #: The decoded task message.

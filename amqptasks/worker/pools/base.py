@@ -6,7 +6,6 @@ import abc
 import contextlib
 import contextvars
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from amqptasks.request import call_wrappers, current_request
@@ -20,7 +19,6 @@ if TYPE_CHECKING:
     from amqptasks.worker.outcome import Outcome
 
 
-@dataclass(frozen=True, slots=True)
 class StartHook:
     """What runs on the event loop as a call starts (see :meth:`ExecutionPool.run`).
 
@@ -28,11 +26,17 @@ class StartHook:
     reply). Hooks that only record the start (events, metrics) do not need that: a
     pool thread then notes the start and goes on, and the loop runs the hook a little
     later, with the time the call really started.
+
+    A plain class rather than a dataclass: the worker makes one per call, and a frozen
+    dataclass's ``__init__`` costs several times as much.
     """
 
-    #: Given the wall-clock time the call started.
-    run: Callable[[float], None]
-    holds_body: bool = True
+    __slots__ = ("holds_body", "run")
+
+    def __init__(self, run: Callable[[float], None], *, holds_body: bool = True) -> None:
+        #: Given the wall-clock time the call started.
+        self.run = run
+        self.holds_body = holds_body
 
     def __call__(self, started_at: float | None = None) -> None:
         self.run(time.time() if started_at is None else started_at)
