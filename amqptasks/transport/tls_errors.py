@@ -15,16 +15,20 @@ import socket
 import ssl
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from amqptasks.exceptions import AuthenticationFailed, TLSError
 from amqptasks.transport._causes import exception_chain
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from cryptography import x509
 
     from amqptasks.config import BrokerURL
     from amqptasks.exceptions import BrokerError
+
+_T = TypeVar("_T")
 
 #: Seconds a diagnosing probe may take.
 PROBE_TIMEOUT = 2.0
@@ -260,11 +264,10 @@ def _peer_certificate(url: BrokerURL) -> x509.Certificate | None:
 
     context = _probe_context(url)
     try:
-        with (
-            socket.create_connection((url.host, url.port), timeout=PROBE_TIMEOUT) as raw,
-            context.wrap_socket(raw, server_hostname=server_hostname(url)) as tls,
-        ):
-            der = tls.getpeercert(binary_form=True)
+        with socket.create_connection((url.host, url.port), timeout=PROBE_TIMEOUT) as raw:
+            probe = _Probe(raw, context, server_hostname(url))
+            probe.run(probe.tls.do_handshake)
+            der = probe.tls.getpeercert(binary_form=True)
     except (OSError, ValueError):
         return None
     return x509.load_der_x509_certificate(der) if der else None
@@ -277,11 +280,10 @@ def _broker_alert(url: BrokerURL) -> str:
 
     try:
         context = ssl_context(url.tls or TLSOptions())
-        with (
-            socket.create_connection((url.host, url.port), timeout=PROBE_TIMEOUT) as raw,
-            context.wrap_socket(raw, server_hostname=server_hostname(url)) as tls,
-        ):
-            tls.recv(1)  # sending nothing: the broker's alert is not lost to a reset
+        with socket.create_connection((url.host, url.port), timeout=PROBE_TIMEOUT) as raw:
+            probe = _Probe(raw, context, server_hostname(url))
+            probe.run(probe.tls.do_handshake)
+            probe.run(lambda: probe.tls.read(1))  # sending nothing: no alert is lost to a reset
     except ssl.SSLError as exc:
         return str(exc)
     except (OSError, ValueError, TLSError):
@@ -295,14 +297,52 @@ def _speaks_tls(host: str, port: int) -> bool:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with (
-            socket.create_connection((host, port), timeout=PROBE_TIMEOUT) as raw,
-            context.wrap_socket(raw, do_handshake_on_connect=False) as tls,
-        ):
-            tls.do_handshake()
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT) as raw:
+            probe = _Probe(raw, context, None)
+            probe.run(probe.tls.do_handshake)
             return True
     except ssl.SSLError as exc:
         # The broker asked for a client certificate and we sent none: it does speak TLS.
         return "ALERT" in str(exc).upper() and "VERSION" not in str(exc).upper()
     except (OSError, ValueError):
         return False
+
+
+class _Probe:
+    """A TLS client over a plain socket, through memory buffers (:class:`ssl.MemoryBIO`).
+
+    Not ``SSLContext.wrap_socket``: when the peer resets the connection as the socket
+    is wrapped, ``wrap_socket`` raises after it took the socket's descriptor over, and
+    the SSL socket it made is left unclosed. Here the plain socket stays the only owner.
+    """
+
+    def __init__(self, raw: socket.socket, context: ssl.SSLContext, hostname: str | None) -> None:
+        self.raw = raw
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.tls = context.wrap_bio(self.incoming, self.outgoing, server_hostname=hostname)
+
+    def run(self, step: Callable[[], _T]) -> _T:
+        """``step`` (a handshake, a read) done, moving its bytes over the socket.
+
+        Raises:
+            ssl.SSLError: the broker's alert, or a certificate it sent that fails.
+            OSError: the connection closed or timed out first.
+        """
+        while True:
+            try:
+                result = step()
+            except ssl.SSLWantReadError:
+                self._send()
+                data = self.raw.recv(65536)
+                if not data:
+                    raise ConnectionResetError("the broker closed the connection") from None
+                self.incoming.write(data)
+            else:
+                self._send()
+                return result
+
+    def _send(self) -> None:
+        data = self.outgoing.read()
+        if data:
+            self.raw.sendall(data)
