@@ -142,8 +142,6 @@ class EventStamp:
     def __init__(self, hostname: str, clock: EventClock) -> None:
         self.hostname = hostname
         self.clock = clock
-        self.utcoffset = 0
-        self.pid = 0
         self.refresh()
 
     def refresh(self) -> None:

@@ -21,7 +21,7 @@ from amqptasks.exceptions import AuthenticationFailed, TLSError
 from amqptasks.transport._causes import exception_chain
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from cryptography import x509
 
@@ -264,9 +264,7 @@ def _peer_certificate(url: BrokerURL) -> x509.Certificate | None:
 
     context = _probe_context(url)
     try:
-        with socket.create_connection((url.host, url.port), timeout=PROBE_TIMEOUT) as raw:
-            probe = _Probe(raw, context, server_hostname(url))
-            probe.run(probe.tls.do_handshake)
+        with _handshaken(url.host, url.port, context, server_hostname(url)) as probe:
             der = probe.tls.getpeercert(binary_form=True)
     except (OSError, ValueError):
         return None
@@ -280,9 +278,7 @@ def _broker_alert(url: BrokerURL) -> str:
 
     try:
         context = ssl_context(url.tls or TLSOptions())
-        with socket.create_connection((url.host, url.port), timeout=PROBE_TIMEOUT) as raw:
-            probe = _Probe(raw, context, server_hostname(url))
-            probe.run(probe.tls.do_handshake)
+        with _handshaken(url.host, url.port, context, server_hostname(url)) as probe:
             probe.run(lambda: probe.tls.read(1))  # sending nothing: no alert is lost to a reset
     except ssl.SSLError as exc:
         return str(exc)
@@ -297,15 +293,24 @@ def _speaks_tls(host: str, port: int) -> bool:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     try:
-        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT) as raw:
-            probe = _Probe(raw, context, None)
-            probe.run(probe.tls.do_handshake)
+        with _handshaken(host, port, context, None):
             return True
     except ssl.SSLError as exc:
         # The broker asked for a client certificate and we sent none: it does speak TLS.
         return "ALERT" in str(exc).upper() and "VERSION" not in str(exc).upper()
     except (OSError, ValueError):
         return False
+
+
+@contextlib.contextmanager
+def _handshaken(
+    host: str, port: int, context: ssl.SSLContext, hostname: str | None
+) -> Iterator[_Probe]:
+    """A :class:`_Probe` to ``host:port`` whose TLS handshake is done; closed after."""
+    with socket.create_connection((host, port), timeout=PROBE_TIMEOUT) as raw:
+        probe = _Probe(raw, context, hostname)
+        probe.run(probe.tls.do_handshake)
+        yield probe
 
 
 class _Probe:
