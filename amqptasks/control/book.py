@@ -60,32 +60,43 @@ class Entry:
 
 
 class TaskBook:
-    """Calls held (reserved or running) by id, and counts of calls finished by task name."""
+    """Calls held (reserved or running) by id, and counts of calls finished by task name.
+
+    It keeps each call's state, not an :class:`Entry`: the worker books every call, and
+    ``inspect`` asks now and then.
+    """
 
     def __init__(self) -> None:
-        self.entries: dict[str, Entry] = {}
+        self.held: dict[str, MessageState] = {}
         self.processed: Counter[str] = Counter()
         self.started_at = time.monotonic()
 
-    def reserve(self, task_id: str, state: MessageState) -> Entry:
+    def reserve(self, task_id: str, state: MessageState) -> None:
         """``state`` was received and decoded (it starts as ``state.started_at`` is set)."""
-        entry = self.entries[task_id] = Entry(state)
-        return entry
+        self.held[task_id] = state
 
-    def finish(self, task_id: str) -> Entry | None:
+    def finish(self, task_id: str) -> None:
         """The call of ``task_id`` is settled: forget it, count it."""
-        entry = self.entries.pop(task_id, None)
-        if entry is not None and entry.state.message is not None:
-            self.processed[entry.state.message.task] += 1
-        return entry
+        state = self.held.pop(task_id, None)
+        if state is not None and state.message is not None:
+            self.processed[state.message.task] += 1
+
+    def get(self, task_id: str) -> Entry | None:
+        """The call of ``task_id``, if held."""
+        state = self.held.get(task_id)
+        return Entry(state) if state is not None else None
+
+    def entries(self) -> dict[str, Entry]:
+        """Every call held, by id."""
+        return {task_id: Entry(state) for task_id, state in self.held.items()}
 
     def active(self) -> list[Entry]:
         """Running calls."""
-        return [e for e in self.entries.values() if e.started is not None]
+        return [Entry(s) for s in self.held.values() if s.started_at is not None]
 
     def reserved(self) -> list[Entry]:
         """Calls received but not started."""
-        return [e for e in self.entries.values() if e.started is None]
+        return [Entry(s) for s in self.held.values() if s.started_at is None]
 
     @property
     def total(self) -> int:

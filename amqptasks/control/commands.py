@@ -34,7 +34,6 @@ class Fleet(Protocol):
     book: TaskBook
     clock: EventClock
     revokes: RevokeLog
-    events_enabled: bool
 
     @property
     def app(self) -> App: ...
@@ -52,6 +51,8 @@ class Fleet(Protocol):
         self, task_ids: list[str], signal: str | int | None
     ) -> tuple[list[str], list[str]]: ...
     async def heartbeat(self, type_: str) -> None: ...
+    async def enable_events(self) -> None: ...
+    def disable_events(self) -> None: ...
 
 
 Handler = Callable[..., Awaitable[Any]]
@@ -216,7 +217,7 @@ async def cmd_active_queues(fleet: Fleet, **_: Any) -> Any:
 async def cmd_query_task(fleet: Fleet, ids: list[str] | str | None = None, **_: Any) -> Any:
     wanted = {ids} if isinstance(ids, str) else set(ids or ())
     found = {}
-    for task_id, entry in fleet.book.entries.items():
+    for task_id, entry in fleet.book.entries().items():
         if task_id in wanted:
             kind = "active" if entry.started is not None else "reserved"
             found[task_id] = [kind, entry.info(fleet.hostname)]
@@ -328,13 +329,13 @@ async def cmd_heartbeat(fleet: Fleet, **_: Any) -> Any:
 
 @command()
 async def cmd_enable_events(fleet: Fleet, **_: Any) -> Any:
-    fleet.events_enabled = True
+    await fleet.enable_events()
     return ok("task events enabled")
 
 
 @command()
 async def cmd_disable_events(fleet: Fleet, **_: Any) -> Any:
-    fleet.events_enabled = False
+    fleet.disable_events()
     return ok("task events disabled")
 
 

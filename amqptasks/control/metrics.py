@@ -23,14 +23,20 @@ metric                               meaning
 ==================================== ===========================================================
 
 The per-call figures are counted in plain Python (:mod:`amqptasks.control.tally`)
-and exported when scraped. Queue depths are read every :data:`POLL_INTERVAL`
-seconds with passive declares on a connection of the metrics' own.
+and exported when scraped. On the worker's event loop a call is only noted as it
+starts and as it is settled (one append each); the notes are counted into the tally
+every :data:`FOLD_INTERVAL` seconds or :data:`FOLD_BATCH` calls, and at once when
+Prometheus scrapes, so a scrape sees every call settled before it. Queue depths are
+read every :data:`POLL_INTERVAL` seconds with passive declares on a connection of the
+metrics' own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -40,7 +46,7 @@ from amqptasks.logging import get_logger
 from amqptasks.protocol.envelope import parse_time
 from amqptasks.topology import delays, names
 from amqptasks.transport import aio
-from amqptasks.worker.decisions import DeadLetter, Defer, Finish, Requeue, RetryLater, Skip
+from amqptasks.worker.decisions import ENDS_A_RUN, DeadLetter, Defer, Requeue, RetryLater, Skip
 from amqptasks.worker.extension import Extension
 
 if TYPE_CHECKING:
@@ -55,6 +61,11 @@ log = get_logger(__name__)
 
 #: Seconds between two looks at the queues' depths (the first is 2 s after start).
 POLL_INTERVAL = 15.0
+#: Seconds within which the calls noted on the loop are counted into the tally.
+FOLD_INTERVAL = 0.1
+#: Calls settled that are counted at once (a short count: the loop never holds the
+#: interpreter's lock for long, see :mod:`amqptasks.control.task_events`).
+FOLD_BATCH = 256
 #: Noted on a delivery counted as received (decoded), so that it is counted settled too.
 _COUNTED = "metrics.counted"
 #: Buckets (seconds) of both histograms: 5 ms to 10 min.
@@ -124,7 +135,14 @@ class Metrics(Extension):
         registry = self.registry
         #: The per-call figures, exported at scrape time (:mod:`amqptasks.control.tally`).
         self.tally = Tally(BUCKETS)
-        registry.register(TallyCollector(self.tally))
+        registry.register(TallyCollector(self.tally, before=self.fold))
+        #: Calls started, and settled ``(state, decision, when)``, not counted yet:
+        #: appended on the loop, taken by :meth:`fold` on the loop or the exporter's
+        #: thread (a deque's append and popleft are atomic), one fold at a time.
+        self._starts: collections.deque[MessageState] = collections.deque()
+        self._ends: collections.deque[tuple[MessageState, Decision, float]] = collections.deque()
+        self._folding = threading.Lock()
+        self._fold_timer: asyncio.TimerHandle | None = None
         self.queue_messages = client.Gauge(
             "amqptasks_queue_messages", "Messages waiting", ["queue"], registry=registry
         )
@@ -183,6 +201,10 @@ class Metrics(Extension):
                 await connection.close()
 
     async def on_worker_stop(self, worker: WorkerContext) -> None:
+        if self._fold_timer is not None:
+            self._fold_timer.cancel()
+            self._fold_timer = None
+        self.fold()
         if self._polling is not None:
             self._polling.cancel()
             with contextlib.suppress(BaseException):
@@ -203,33 +225,71 @@ class Metrics(Extension):
         return True
 
     def on_start(self, state: MessageState) -> None:
-        now = state.started_at if state.started_at is not None else time.time()
-        message = state.message
-        name = message.task if message is not None else "unknown"
-        eta = message.eta if message is not None else None
-        since = _eta_seconds(eta) if eta else None
-        if since is None:
-            since = state.received_at
-        self.tally.observe_wait(name, max(0.0, now - since))
+        self._starts.append(state)
+        if self._fold_timer is None:
+            self._fold_soon()
 
     def before_settle(self, state: MessageState, decision: Decision) -> None:
-        tally = self.tally
-        message = state.message
-        name = message.task if message is not None else "unknown"
-        started = state.started_at  # set as the start hooks ran, this one included
-        if started is not None:
-            tally.observe_runtime(name, max(0.0, time.time() - started))
-        elif state.noted(_COUNTED):
-            tally.settled_unstarted += 1
-        tally.settled(name, _stage(decision, state))
-        if isinstance(decision, RetryLater):
-            tally.retried(name)
-        elif isinstance(decision, DeadLetter):
-            tally.dead_lettered(name, decision.reason)
+        ends = self._ends
+        ends.append((state, decision, time.time()))
+        if len(ends) >= FOLD_BATCH:
+            self.fold()
+        elif self._fold_timer is None:
+            self._fold_soon()
+
+    def _fold_soon(self) -> None:
+        self._fold_timer = asyncio.get_running_loop().call_later(FOLD_INTERVAL, self._fold_now)
+
+    def _fold_now(self) -> None:
+        self._fold_timer = None
+        self.fold()
+
+    def fold(self) -> None:
+        """Count the calls noted so far into the tally (on the loop, or as Prometheus
+        scrapes)."""
+        with self._folding:
+            tally = self.tally
+            starts = self._starts
+            while starts:
+                state = starts.popleft()
+                tally.observe_wait(_task_name(state), _queue_wait(state))
+            ends = self._ends
+            while ends:
+                state, decision, when = ends.popleft()
+                name = _task_name(state)
+                started = state.started_at  # set as the start hooks ran, this one included
+                if started is not None:
+                    tally.observe_runtime(name, when - started if when > started else 0.0)
+                elif state.noted(_COUNTED):
+                    tally.settled_unstarted += 1
+                tally.settled(name, _stage(decision, state))
+                if isinstance(decision, RetryLater):
+                    tally.retried(name)
+                elif isinstance(decision, DeadLetter):
+                    tally.dead_lettered(name, decision.reason)
+
+
+def _task_name(state: MessageState) -> str:
+    message = state.message
+    return message.task if message is not None else "unknown"
+
+
+def _queue_wait(state: MessageState) -> float:
+    """Seconds from the call's ``eta`` (without one, from its arrival) to its start."""
+    message = state.message
+    started = state.started_at
+    if started is None:
+        return 0.0
+    since = _eta_seconds(message.eta) if message is not None and message.eta else None
+    if since is None:
+        since = state.received_at
+    return started - since if started > since else 0.0
 
 
 def _stage(decision: Decision, state: MessageState) -> str:
     """The ``state`` label of a settled call."""
+    if state.outcome is not None and isinstance(decision, ENDS_A_RUN):
+        return "succeeded" if state.outcome.exception is None else "failed"
     if isinstance(decision, RetryLater):
         return "retried"
     if isinstance(decision, Skip):
@@ -238,6 +298,4 @@ def _stage(decision: Decision, state: MessageState) -> str:
         return "requeued"
     if isinstance(decision, Defer):
         return "deferred"
-    if isinstance(decision, Finish | DeadLetter) and state.outcome is not None:
-        return "succeeded" if state.outcome.exception is None else "failed"
     return "rejected"

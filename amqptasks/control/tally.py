@@ -2,11 +2,12 @@
 
 prometheus-client's metric objects take a lock and look up their labels on every
 update, and a worker with ``--metrics-port`` made seven such updates per call. Here a
-call costs a few dict and list operations on the worker's event loop, and
-:class:`TallyCollector` turns the counts into metric families only when Prometheus
-scrapes (a custom collector, as prometheus-client documents for counts kept
-elsewhere). The exporter's thread reads while the loop writes: it copies each dict
-and list in one C call (atomic under the GIL) before walking the copy.
+call costs a few dict and list operations, counted in batches
+(:meth:`amqptasks.control.metrics.Metrics.fold`), and :class:`TallyCollector` turns
+the counts into metric families only when Prometheus scrapes (a custom collector, as
+prometheus-client documents for counts kept elsewhere). The exporter's thread reads
+while counts are written: it copies each dict and list in one C call (atomic under
+the GIL) before walking the copy.
 
 "Prefetched" and "active" are not kept as gauges that go up and down with every call:
 they are differences of counters that only grow (received, started, settled), taken
@@ -19,7 +20,7 @@ from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
 __all__ = ["Buckets", "Tally", "TallyCollector"]
 
@@ -58,7 +59,8 @@ def _le(bound: float) -> str:
 
 
 class Tally:
-    """What the worker did, call by call (written on its event loop only).
+    """What the worker did, call by call (written by one thread at a time: ``received``
+    on the worker's event loop, the rest by :meth:`~amqptasks.control.metrics.Metrics.fold`).
 
     Args:
         bounds: Upper bounds (seconds, ascending) of the runtime and queue-wait buckets.
@@ -123,10 +125,16 @@ class Tally:
 
 
 class TallyCollector:
-    """Exports a :class:`Tally` to a prometheus-client registry (``registry.register``)."""
+    """Exports a :class:`Tally` to a prometheus-client registry (``registry.register``).
 
-    def __init__(self, tally: Tally) -> None:
+    Args:
+        tally: What it exports.
+        before: Called before each export (to count what is noted but not counted yet).
+    """
+
+    def __init__(self, tally: Tally, *, before: Callable[[], None] | None = None) -> None:
         self.tally = tally
+        self.before = before
 
     def describe(self) -> Iterator[Any]:
         """The families without samples (so registering reads no counts)."""
@@ -134,6 +142,8 @@ class TallyCollector:
 
     def collect(self) -> Iterator[Any]:
         """The families with the counts as they are now."""
+        if self.before is not None:
+            self.before()
         return self._families(empty=False)
 
     def _families(self, *, empty: bool) -> Iterator[Any]:

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from amqptasks.worker.outcome import Outcome
 
 __all__ = [
+    "ENDS_A_RUN",
     "CannotSettle",
     "DeadLetter",
     "Decision",
@@ -103,6 +104,11 @@ class DeadLetter(Decision):
     attempts: int | None = None
     #: Tell the caller nothing (a replayed copy: its caller had the original's answer).
     quiet: bool = False
+
+
+#: The decisions that end a call with its own outcome: with ``state.outcome`` set, the
+#: call succeeded or failed (a retry, a revoke or a requeue says otherwise).
+ENDS_A_RUN = (Finish, DeadLetter)
 
 
 class CannotSettle(Exception):

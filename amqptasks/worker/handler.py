@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from amqptasks import constants
@@ -207,22 +208,15 @@ class DeliveryHandler:
     def _on_start(self, state: MessageState) -> StartHook | None:
         """What runs on the loop as the call starts; None when no extension wants it
         (the common case then costs the pool no round trip to the loop)."""
-        starters = [ext for ext in self.hooks.starters if ext.wants_start(state)]
-        if not starters:
-            return None
+        wanted: list[Extension] = []
         holds_body = False
-        for ext in starters:
-            holds_body = holds_body or ext.start_holds_body
-
-        def on_start(started_at: float) -> None:
-            state.started_at = started_at
-            for ext in starters:
-                try:
-                    ext.on_start(state)
-                except Exception as exc:
-                    hook_failed(ext.on_start, state, exc)
-
-        return StartHook(on_start, holds_body=holds_body)
+        for ext in self.hooks.starters:
+            if ext.wants_start(state):
+                wanted.append(ext)
+                holds_body = holds_body or ext.start_holds_body
+        if not wanted:
+            return None
+        return _CallStart(state, wanted, holds_body)
 
     async def _after(self, state: MessageState) -> Decision | None:
         for hook in self.hooks.after_run:
@@ -236,3 +230,24 @@ class DeliveryHandler:
             if decided is not None:
                 return decided
         return None
+
+
+class _CallStart(StartHook):
+    """One call's start hook: sets ``state.started_at``, then runs ``starters``'
+    ``on_start`` (a class rather than a closure: the worker makes one per call)."""
+
+    __slots__ = ("starters", "state")
+
+    def __init__(self, state: MessageState, starters: list[Extension], holds_body: bool) -> None:
+        self.state = state
+        self.starters = starters
+        self.holds_body = holds_body
+
+    def __call__(self, started_at: float | None = None) -> None:
+        state = self.state
+        state.started_at = time.time() if started_at is None else started_at
+        for ext in self.starters:
+            try:
+                ext.on_start(state)
+            except Exception as exc:
+                hook_failed(ext.on_start, state, exc)

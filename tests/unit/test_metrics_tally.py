@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import prometheus_client
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -76,3 +78,61 @@ def test_active_and_prefetched_follow_the_calls() -> None:
 def test_an_empty_tally_exports_its_families_without_samples() -> None:
     samples = _samples(Tally(BOUNDS))
     assert samples == {("amqptasks_tasks_active", ()): 0, ("amqptasks_tasks_prefetched", ()): 0}
+
+
+def test_a_scrape_counts_the_calls_settled_before_it() -> None:
+    """The worker notes each call on its loop and counts the notes every 0.1 s; a
+    scrape in between still sees every call settled before it."""
+    from amqptasks.control.metrics import Metrics
+    from amqptasks.protocol.envelope import build_task_message, parse_task_message
+    from amqptasks.worker.decisions import DeadLetter, Finish
+    from amqptasks.worker.outcome import Outcome
+    from amqptasks.worker.state import MessageState
+
+    class _Delivery:
+        headers = None
+        correlation_id = None
+        message_id = None
+
+    metrics = Metrics(0)
+
+    async def run_calls() -> str:
+        for n, fails in enumerate((False, False, True)):
+            out = build_task_message(
+                task="proj.add",
+                task_id=f"id-{n}",
+                args=(n,),
+                kwargs={},
+                exchange="",
+                routing_key="q",
+            )
+            state = MessageState(_Delivery(), "q", None)  # type: ignore[arg-type]
+            state.message = parse_task_message(
+                out.body,
+                headers=out.headers,
+                content_type=out.content_type,
+                accept_content=("json",),
+            )
+            metrics.on_decoded(state)
+            state.started_at = state.received_at
+            metrics.on_start(state)
+            state.outcome = Outcome.failure(ValueError()) if fails else Outcome.success(n)
+            decision = DeadLetter("failed", ValueError()) if fails else Finish(report=state.outcome)
+            metrics.before_settle(state, decision)
+        # Scraped before the loop ran the 0.1 s count (nothing awaited since).
+        return prometheus_client.generate_latest(metrics.registry).decode()
+
+    text = asyncio.run(run_calls())
+    samples = {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+    assert samples[("amqptasks_tasks_total", (("state", "succeeded"), ("task", "proj.add")))] == 2
+    assert samples[("amqptasks_tasks_total", (("state", "failed"), ("task", "proj.add")))] == 1
+    assert samples[("amqptasks_task_runtime_seconds_count", (("task", "proj.add"),))] == 3
+    wait = ("amqptasks_task_queue_wait_seconds_bucket", (("le", "0.025"), ("task", "proj.add")))
+    assert samples[wait] == 3
+    assert samples[("amqptasks_tasks_active", ())] == 0
+    assert samples[("amqptasks_tasks_prefetched", ())] == 0
+    assert not metrics._starts and not metrics._ends

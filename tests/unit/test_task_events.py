@@ -1,0 +1,128 @@
+"""Task events noted per call and built per batch (amqptasks.control.task_events)."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+from amqptasks.control.events import EventClock, EventStamp
+from amqptasks.control.task_events import (
+    RECEIVED,
+    REVOKED,
+    SETTLED,
+    STARTED,
+    TERMINATED,
+    TaskEventNotes,
+)
+from amqptasks.protocol.envelope import build_task_message, parse_task_message
+from amqptasks.worker.decisions import DeadLetter, Finish, Requeue, RetryLater, Skip
+from amqptasks.worker.outcome import Outcome
+from amqptasks.worker.state import MessageState
+
+
+class _Delivery:
+    headers: dict[str, Any] | None = None
+    correlation_id = None
+    message_id = None
+
+
+def _state(task_id: str, *, args: tuple[Any, ...] = (2, 3)) -> MessageState:
+    out = build_task_message(
+        task="proj.add", task_id=task_id, args=args, kwargs={}, exchange="", routing_key="q"
+    )
+    state = MessageState(_Delivery(), "q", None)  # type: ignore[arg-type]
+    state.message = parse_task_message(
+        out.body, headers=out.headers, content_type=out.content_type, accept_content=("json",)
+    )
+    return state
+
+
+def _notes(batch: int = 100) -> tuple[TaskEventNotes, list[int]]:
+    firsts: list[int] = []
+    notes = TaskEventNotes(
+        EventStamp("w1@host", EventClock()),
+        send_soon=lambda: firsts.append(1),
+        send_now=lambda: firsts.append(0),
+        batch=batch,
+    )
+    return notes, firsts
+
+
+def test_a_call_that_runs_gives_received_started_succeeded_in_order() -> None:
+    notes, firsts = _notes()
+    state = _state("id-1")
+    notes.note(RECEIVED, state)
+    state.started_at = state.received_at + 0.5
+    notes.note(STARTED, state)
+    state.outcome = Outcome.success(5)
+    notes.note(SETTLED, state, Finish(report=state.outcome), state.received_at + 2.0)
+
+    events = notes.take()
+
+    assert [e["type"] for e in events] == ["task-received", "task-started", "task-succeeded"]
+    assert {e["uuid"] for e in events} == {"id-1"}
+    assert all(e["hostname"] == "w1@host" for e in events)
+    clocks = [e["clock"] for e in events]
+    assert clocks == sorted(clocks) and len(set(clocks)) == 3
+    received, started, succeeded = events
+    assert received["name"] == "proj.add" and received["args"] == "(2, 3)"
+    assert received["timestamp"] == state.received_at
+    assert started["timestamp"] == state.started_at
+    assert succeeded["timestamp"] == state.received_at + 2.0
+    assert succeeded["result"] == "5"
+    assert abs(succeeded["runtime"] - 1.5) < 1e-9
+    assert firsts == [1]  # one "send soon" per batch
+    assert len(notes) == 0 and notes.take() == []
+
+
+def test_each_way_a_call_ends_has_its_event_and_requeues_have_none() -> None:
+    notes, firsts = _notes()
+    failed, retried, revoked, terminated, rejected, requeued = (_state(f"id-{n}") for n in range(6))
+    failed.outcome = Outcome.failure(ValueError("boom"))
+    notes.note(SETTLED, failed, DeadLetter("failed", ValueError("boom")), 1.0)
+    notes.note(SETTLED, retried, RetryLater(countdown=1.0, error=KeyError("k")), 2.0)
+    revoked.note(REVOKED, True)
+    notes.note(SETTLED, revoked, Skip(), 3.0)
+    terminated.note(REVOKED, True)
+    terminated.note(TERMINATED, True)
+    terminated.outcome = Outcome.failure(RuntimeError("stopped"))
+    notes.note(SETTLED, terminated, Skip(), 4.0)
+    notes.note(SETTLED, rejected, DeadLetter("bad-message", ValueError("x")), 5.0)
+    notes.note(SETTLED, requeued, Requeue(), 6.0)
+
+    events = {e["uuid"]: e for e in notes.take()}
+
+    assert events["id-0"]["type"] == "task-failed"
+    assert events["id-0"]["exception"] == "ValueError('boom')"
+    assert events["id-1"]["type"] == "task-retried"
+    assert events["id-1"]["exception"] == "KeyError('k')"
+    assert events["id-2"]["type"] == "task-revoked"
+    assert events["id-2"]["expired"] is False and events["id-2"]["terminated"] is False
+    assert events["id-3"]["type"] == "task-revoked"
+    assert events["id-3"]["terminated"] is True
+    assert events["id-3"]["signum"] == int(signal.SIGTERM)
+    assert events["id-4"]["type"] == "task-rejected"
+    assert events["id-4"]["requeue"] is False
+    assert "id-5" not in events  # back to its queue: Celery sends nothing
+    assert [events[f"id-{n}"]["timestamp"] for n in range(5)] == [1.0, 2.0, 3.0, 4.0, 5.0]
+    assert firsts == [1]
+
+
+def test_notes_after_a_take_ask_to_be_sent_again() -> None:
+    notes, firsts = _notes()
+    notes.note(RECEIVED, _state("a"))
+    notes.note(RECEIVED, _state("b"))
+    assert [e["uuid"] for e in notes.take()] == ["a", "b"]
+    notes.note(RECEIVED, _state("c"))
+    assert firsts == [1, 1]
+    assert [e["uuid"] for e in notes.take()] == ["c"]
+
+
+def test_a_full_batch_asks_to_be_sent_at_once() -> None:
+    notes, asked = _notes(batch=3)
+    for task_id in ("a", "b"):
+        notes.note(RECEIVED, _state(task_id))
+    assert asked == [1]  # soon, with the first
+    notes.note(RECEIVED, _state("c"))
+    assert asked == [1, 0]  # now: three are waiting
+    assert len(notes.take()) == 3
