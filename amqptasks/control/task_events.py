@@ -6,9 +6,8 @@ a threads-pool worker, so at each point they only note the call
 (:meth:`TaskEventNotes.note`): one tuple appended. The events themselves,
 Celery's dictionaries with the fields of their type, are built in one pass when the
 batch is sent (:meth:`TaskEventNotes.take`), in small batches: building a thousand
-events at once holds the interpreter's lock for milliseconds, and a pool thread that
-waits for it longer than its switch interval (5 ms) forces a switch (the cost is
-measured in docs/monitoring.md, "What it costs"). What an event says is fixed when it is
+events at once holds the interpreter's lock for milliseconds, while pool threads
+wait for it. What an event says is fixed when it is
 noted: the call's state it reads no longer changes by then (its message, the time
 it arrived and started, its outcome), and the time of a settled call is noted with it.
 """
