@@ -86,10 +86,6 @@ class TaskBook:
         state = self.held.get(task_id)
         return Entry(state) if state is not None else None
 
-    def entries(self) -> dict[str, Entry]:
-        """Every call held, by id."""
-        return {task_id: Entry(state) for task_id, state in self.held.items()}
-
     def active(self) -> list[Entry]:
         """Running calls."""
         return [Entry(s) for s in self.held.values() if s.started_at is not None]

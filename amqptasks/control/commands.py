@@ -217,8 +217,9 @@ async def cmd_active_queues(fleet: Fleet, **_: Any) -> Any:
 async def cmd_query_task(fleet: Fleet, ids: list[str] | str | None = None, **_: Any) -> Any:
     wanted = {ids} if isinstance(ids, str) else set(ids or ())
     found = {}
-    for task_id, entry in fleet.book.entries().items():
-        if task_id in wanted:
+    for task_id in wanted:
+        entry = fleet.book.get(task_id)
+        if entry is not None:
             kind = "active" if entry.started is not None else "reserved"
             found[task_id] = [kind, entry.info(fleet.hostname)]
     return found

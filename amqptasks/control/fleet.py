@@ -52,6 +52,7 @@ from amqptasks.control.revokes import (
     revoke_message,
     revokes_declarations,
 )
+from amqptasks.control.soon import Soon
 from amqptasks.control.task_events import (
     RECEIVED,
     REVOKED,
@@ -150,7 +151,7 @@ class Fleet(Extension):
         #: Task events not sent yet (None while they are not sent: off, or not
         #: started), and the timer that sends them.
         self._events: TaskEventNotes | None = None
-        self._flush_timer: asyncio.TimerHandle | None = None
+        self._flush_soon = Soon(EVENT_FLUSH_INTERVAL, self._flush)
 
     # -- what commands read ----------------------------------------------------------------------
 
@@ -214,7 +215,7 @@ class Fleet(Extension):
     def _note_events(self) -> None:
         self._events = TaskEventNotes(
             EventStamp(self.hostname, self.clock),
-            send_soon=self._flush_soon,
+            send_soon=self._flush_soon.ask,
             send_now=self._flush,
             batch=EVENT_BATCH,
         )
@@ -288,18 +289,10 @@ class Fleet(Extension):
         event = make_event(type_, self.hostname, self.clock, **fields)
         await self._publisher.publish_unconfirmed(event_message(event))
 
-    def _flush_soon(self) -> None:
-        """The task events noted from now on go out within :data:`EVENT_FLUSH_INTERVAL`
-        seconds (a lost event is only logged at debug level)."""
-        if self._flush_timer is None:
-            loop = asyncio.get_running_loop()
-            self._flush_timer = loop.call_later(EVENT_FLUSH_INTERVAL, self._flush)
-
     def _flush(self) -> None:
-        """Send the task events noted so far (at most :data:`EVENT_BATCH`), in one message."""
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
-            self._flush_timer = None
+        """Send the task events noted so far (at most :data:`EVENT_BATCH`), in one message
+        (a lost event is only logged at debug level)."""
+        self._flush_soon.cancel()
         if self._events is None or not self._events:
             return
         events = self._events.take()

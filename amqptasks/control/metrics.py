@@ -40,6 +40,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from amqptasks.control.soon import Soon
 from amqptasks.control.tally import Tally, TallyCollector
 from amqptasks.exceptions import ConfigError
 from amqptasks.logging import get_logger
@@ -142,7 +143,7 @@ class Metrics(Extension):
         self._starts: collections.deque[MessageState] = collections.deque()
         self._ends: collections.deque[tuple[MessageState, Decision, float]] = collections.deque()
         self._folding = threading.Lock()
-        self._fold_timer: asyncio.TimerHandle | None = None
+        self._fold_soon = Soon(FOLD_INTERVAL, self.fold)
         self.queue_messages = client.Gauge(
             "amqptasks_queue_messages", "Messages waiting", ["queue"], registry=registry
         )
@@ -201,9 +202,7 @@ class Metrics(Extension):
                 await connection.close()
 
     async def on_worker_stop(self, worker: WorkerContext) -> None:
-        if self._fold_timer is not None:
-            self._fold_timer.cancel()
-            self._fold_timer = None
+        self._fold_soon.cancel()
         self.fold()
         if self._polling is not None:
             self._polling.cancel()
@@ -226,23 +225,15 @@ class Metrics(Extension):
 
     def on_start(self, state: MessageState) -> None:
         self._starts.append(state)
-        if self._fold_timer is None:
-            self._fold_soon()
+        self._fold_soon.ask()
 
     def before_settle(self, state: MessageState, decision: Decision) -> None:
         ends = self._ends
         ends.append((state, decision, time.time()))
         if len(ends) >= FOLD_BATCH:
             self.fold()
-        elif self._fold_timer is None:
-            self._fold_soon()
-
-    def _fold_soon(self) -> None:
-        self._fold_timer = asyncio.get_running_loop().call_later(FOLD_INTERVAL, self._fold_now)
-
-    def _fold_now(self) -> None:
-        self._fold_timer = None
-        self.fold()
+        else:
+            self._fold_soon.ask()
 
     def fold(self) -> None:
         """Count the calls noted so far into the tally (on the loop, or as Prometheus

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import TYPE_CHECKING
 
 from amqptasks import constants
@@ -239,13 +238,13 @@ class _CallStart(StartHook):
     __slots__ = ("starters", "state")
 
     def __init__(self, state: MessageState, starters: list[Extension], holds_body: bool) -> None:
+        super().__init__(self._started, holds_body=holds_body)
         self.state = state
         self.starters = starters
-        self.holds_body = holds_body
 
-    def __call__(self, started_at: float | None = None) -> None:
+    def _started(self, started_at: float) -> None:
         state = self.state
-        state.started_at = time.time() if started_at is None else started_at
+        state.started_at = started_at
         for ext in self.starters:
             try:
                 ext.on_start(state)
