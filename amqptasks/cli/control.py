@@ -129,3 +129,23 @@ def cancel_consumer(
 def shutdown(app: App, destination: str | None, timeout: float, as_json: bool) -> None:
     """Stop running workers (warm)."""
     _call(app, "shutdown", {}, destination, timeout, as_json)
+
+
+@control.command("enable_events")
+@shared_options
+@destination_option
+@_timeout
+@_json
+def enable_events(app: App, destination: str | None, timeout: float, as_json: bool) -> None:
+    """Make running workers send task events (as -E does), for Flower and `events`."""
+    _call(app, "enable_events", {}, destination, timeout, as_json)
+
+
+@control.command("disable_events")
+@shared_options
+@destination_option
+@_timeout
+@_json
+def disable_events(app: App, destination: str | None, timeout: float, as_json: bool) -> None:
+    """Make running workers stop sending task events (those noted still go out)."""
+    _call(app, "disable_events", {}, destination, timeout, as_json)

@@ -270,7 +270,7 @@ def test_control_disable_and_enable_events_stop_and_resume_task_events(
             time.sleep(1.0)  # past the 0.1 s in which noted events go out
             assert [e for e in read() if e.get("uuid") == quiet.id] == []
         finally:
-            out = _celery(broker_url, "control", "enable_events", "-d", fleet.hostname)
+            out = _amqptasks(broker_url, "control", "enable_events", "-d", fleet.hostname)
         assert "task events enabled" in out, out
         loud = core.add.apply_async((2, 3), queue=fleet.queue)
         assert loud.get(timeout=TIMEOUT) == 5
