@@ -7,6 +7,7 @@ over the session broker.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import socket
@@ -79,9 +80,9 @@ def _metrics(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return samples
 
 
-@pytest.fixture(scope="module")
-def fleet(broker_url: str, core: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    tmp = tmp_path_factory.mktemp("fleet")
+@contextlib.contextmanager
+def fleet_worker(broker_url: str, tmp: Path) -> Iterator[Fleet]:
+    """An amqptasks worker with ``-E --control --metrics-port 0`` on a queue of its own."""
     queue = f"fleet-{uuid.uuid4().hex[:6]}"
     hostname = f"fleet-{uuid.uuid4().hex[:6]}@localhost"
     log_path = tmp / "worker.log"
@@ -105,6 +106,12 @@ def fleet(broker_url: str, core: Any, tmp_path_factory: pytest.TempPathFactory) 
                 proc.wait(20)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@pytest.fixture(scope="module")
+def fleet(broker_url: str, core: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    with fleet_worker(broker_url, tmp_path_factory.mktemp("fleet")) as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -234,56 +241,6 @@ def test_control_rate_limit_changes_a_running_workers_rate(
     assert times[-1] - times[0] >= 1.4, times
     out = _celery(broker_url, "control", "rate_limit", core.stamp.name, "0", "-d", fleet.hostname)
     assert "rate limit disabled successfully" in out, out
-
-
-def _task_events(broker_url: str) -> tuple[Callable[[], list[dict[str, Any]]], Callable[[], None]]:
-    """A queue of our own bound to the task events: (read what arrived, close)."""
-    import pika
-
-    connection = pika.BlockingConnection(pika.URLParameters(broker_url))
-    channel = connection.channel()
-    queue = channel.queue_declare("", exclusive=True).method.queue
-    channel.queue_bind(queue, "celeryev", "task.#")
-
-    def read() -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
-        while True:
-            method, _properties, body = channel.basic_get(queue, auto_ack=True)
-            if method is None:
-                return found
-            decoded = json.loads(body)
-            found += decoded if isinstance(decoded, list) else [decoded]
-
-    return read, connection.close
-
-
-def test_control_disable_and_enable_events_stop_and_resume_task_events(
-    broker_url: str, fleet: Fleet, core: Any
-) -> None:
-    read, close = _task_events(broker_url)
-    try:
-        out = _celery(broker_url, "control", "disable_events", "-d", fleet.hostname)
-        assert "task events disabled" in out, out
-        try:
-            quiet = core.add.apply_async((1, 2), queue=fleet.queue)
-            assert quiet.get(timeout=TIMEOUT) == 3
-            time.sleep(1.0)  # past the 0.1 s in which noted events go out
-            assert [e for e in read() if e.get("uuid") == quiet.id] == []
-        finally:
-            out = _amqptasks(broker_url, "control", "enable_events", "-d", fleet.hostname)
-        assert "task events enabled" in out, out
-        loud = core.add.apply_async((2, 3), queue=fleet.queue)
-        assert loud.get(timeout=TIMEOUT) == 5
-        seen: list[str] = []
-
-        def all_three() -> bool:
-            seen.extend(e["type"] for e in read() if e.get("uuid") == loud.id)
-            return len(seen) >= 3
-
-        wait_for(all_three, timeout=10, what="the task's events after enable_events")
-        assert seen == ["task-received", "task-started", "task-succeeded"]
-    finally:
-        close()
 
 
 def test_metrics_parse_and_count_the_tasks_run(fleet: Fleet, core: Any) -> None:
