@@ -13,6 +13,7 @@ message rather than losing it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import TYPE_CHECKING
 
@@ -215,7 +216,9 @@ class DeliveryHandler:
                 holds_body = holds_body or ext.start_holds_body
         if not wanted:
             return None
-        return _CallStart(state, wanted, holds_body)
+        # A partial, not a method of the hook: a hook holding its own bound method is a
+        # reference cycle, which keeps the call's whole state for the garbage collector.
+        return StartHook(functools.partial(_run_starters, state, wanted), holds_body=holds_body)
 
     async def _after(self, state: MessageState) -> Decision | None:
         for hook in self.hooks.after_run:
@@ -231,22 +234,11 @@ class DeliveryHandler:
         return None
 
 
-class _CallStart(StartHook):
-    """One call's start hook: sets ``state.started_at``, then runs ``starters``'
-    ``on_start`` (a class rather than a closure: the worker makes one per call)."""
-
-    __slots__ = ("starters", "state")
-
-    def __init__(self, state: MessageState, starters: list[Extension], holds_body: bool) -> None:
-        super().__init__(self._started, holds_body=holds_body)
-        self.state = state
-        self.starters = starters
-
-    def _started(self, started_at: float) -> None:
-        state = self.state
-        state.started_at = started_at
-        for ext in self.starters:
-            try:
-                ext.on_start(state)
-            except Exception as exc:
-                hook_failed(ext.on_start, state, exc)
+def _run_starters(state: MessageState, starters: list[Extension], started_at: float) -> None:
+    """One call's start: sets ``state.started_at``, then runs ``starters``' ``on_start``."""
+    state.started_at = started_at
+    for ext in starters:
+        try:
+            ext.on_start(state)
+        except Exception as exc:
+            hook_failed(ext.on_start, state, exc)
