@@ -121,31 +121,24 @@ def cancel_consumer(
     _call(app, "cancel_consumer", {"queue": queue}, destination, timeout, as_json)
 
 
-@control.command("shutdown")
-@shared_options
-@destination_option
-@_timeout
-@_json
-def shutdown(app: App, destination: str | None, timeout: float, as_json: bool) -> None:
-    """Stop running workers (warm)."""
-    _call(app, "shutdown", {}, destination, timeout, as_json)
+def _command_without_arguments(name: str, help_text: str) -> None:
+    """Register ``control NAME``, a command that sends no arguments."""
+
+    @control.command(name, help=help_text)
+    @shared_options
+    @destination_option
+    @_timeout
+    @_json
+    def command(app: App, destination: str | None, timeout: float, as_json: bool) -> None:
+        _call(app, name, {}, destination, timeout, as_json)
 
 
-@control.command("enable_events")
-@shared_options
-@destination_option
-@_timeout
-@_json
-def enable_events(app: App, destination: str | None, timeout: float, as_json: bool) -> None:
-    """Make running workers send task events (as -E does), for Flower and `events`."""
-    _call(app, "enable_events", {}, destination, timeout, as_json)
-
-
-@control.command("disable_events")
-@shared_options
-@destination_option
-@_timeout
-@_json
-def disable_events(app: App, destination: str | None, timeout: float, as_json: bool) -> None:
-    """Make running workers stop sending task events (those noted still go out)."""
-    _call(app, "disable_events", {}, destination, timeout, as_json)
+for _name, _help in (
+    ("shutdown", "Stop running workers (warm)."),
+    (
+        "enable_events",
+        "Make running workers send task events (as -E does), for Flower and `events`.",
+    ),
+    ("disable_events", "Make running workers stop sending task events (those noted still go out)."),
+):
+    _command_without_arguments(_name, _help)
