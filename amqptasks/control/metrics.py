@@ -23,12 +23,12 @@ metric                               meaning
 ==================================== ===========================================================
 
 The per-call figures are counted in plain Python (:mod:`amqptasks.control.tally`)
-and exported when scraped. On the worker's event loop a call is only noted as it
-starts and as it is settled (one append each); the notes are counted into the tally
-every :data:`FOLD_INTERVAL` seconds or :data:`FOLD_BATCH` calls, and at once when
-Prometheus scrapes, so a scrape sees every call settled before it. Queue depths are
-read every :data:`POLL_INTERVAL` seconds with passive declares on a connection of the
-metrics' own.
+and exported when scraped. A call is counted on the worker's event loop as it is
+settled. Its start is only noted, in the pool thread that starts it (an append: no
+turn of the loop), and the starts are counted every :data:`FOLD_BATCH` settled calls
+and at once when Prometheus scrapes, so a scrape sees every call started or settled
+before it. Queue depths are read every :data:`POLL_INTERVAL` seconds with passive
+declares on a connection of the metrics' own.
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from amqptasks.control.soon import Soon
 from amqptasks.control.tally import Tally, TallyCollector
 from amqptasks.exceptions import ConfigError
 from amqptasks.logging import get_logger
@@ -62,10 +61,7 @@ log = get_logger(__name__)
 
 #: Seconds between two looks at the queues' depths (the first is 2 s after start).
 POLL_INTERVAL = 15.0
-#: Seconds within which the calls noted on the loop are counted into the tally.
-FOLD_INTERVAL = 0.1
-#: Calls settled that are counted at once (a short count: the loop never holds the
-#: interpreter's lock for long, see :mod:`amqptasks.control.task_events`).
+#: Starts noted that are counted at once, as a call is settled.
 FOLD_BATCH = 256
 #: Noted on a delivery counted as received (decoded), so that it is counted settled too.
 _COUNTED = "metrics.counted"
@@ -137,13 +133,11 @@ class Metrics(Extension):
         #: The per-call figures, exported at scrape time (:mod:`amqptasks.control.tally`).
         self.tally = Tally(BUCKETS)
         registry.register(TallyCollector(self.tally, before=self.fold))
-        #: Calls started, and settled ``(state, decision, when)``, not counted yet:
-        #: appended on the loop, taken by :meth:`fold` on the loop or the exporter's
-        #: thread (a deque's append and popleft are atomic), one fold at a time.
-        self._starts: collections.deque[MessageState] = collections.deque()
-        self._ends: collections.deque[tuple[MessageState, Decision, float]] = collections.deque()
+        #: Calls started ``(task, seconds waited)``, not counted yet: appended in any
+        #: thread, taken by :meth:`fold` on the loop or the exporter's thread (a deque's
+        #: append and popleft are atomic), one fold at a time.
+        self._starts: collections.deque[tuple[str, float]] = collections.deque()
         self._folding = threading.Lock()
-        self._fold_soon = Soon(FOLD_INTERVAL, self.fold)
         self.queue_messages = client.Gauge(
             "amqptasks_queue_messages", "Messages waiting", ["queue"], registry=registry
         )
@@ -202,7 +196,6 @@ class Metrics(Extension):
                 await connection.close()
 
     async def on_worker_stop(self, worker: WorkerContext) -> None:
-        self._fold_soon.cancel()
         self.fold()
         if self._polling is not None:
             self._polling.cancel()
@@ -217,47 +210,44 @@ class Metrics(Extension):
         self.tally.received += 1
         return None
 
-    #: Recording the start needs no wait: the body goes on meanwhile.
+    #: Recording the start needs no wait, and no loop: the pool's thread notes it.
     start_holds_body = False
+    start_in_any_thread = True
 
     def wants_start(self, state: MessageState) -> bool:
         return True
 
     def on_start(self, state: MessageState) -> None:
-        self._starts.append(state)
-        self._fold_soon.ask()
+        # Only what is counted, not the state: a state kept until the count would keep
+        # the whole call alive for the garbage collector to walk.
+        self._starts.append((_task_name(state), _queue_wait(state)))
 
     def before_settle(self, state: MessageState, decision: Decision) -> None:
-        ends = self._ends
-        ends.append((state, decision, time.time()))
-        if len(ends) >= FOLD_BATCH:
+        tally = self.tally
+        name = _task_name(state)
+        started = state.started_at  # set before the start hooks ran, this one included
+        if started is not None:
+            when = time.time()
+            tally.observe_runtime(name, when - started if when > started else 0.0)
+        elif state.noted(_COUNTED):
+            tally.settled_unstarted += 1
+        tally.settled(name, _stage(decision, state))
+        if isinstance(decision, RetryLater):
+            tally.retried(name)
+        elif isinstance(decision, DeadLetter):
+            tally.dead_lettered(name, decision.reason)
+        if len(self._starts) >= FOLD_BATCH:
             self.fold()
-        else:
-            self._fold_soon.ask()
 
     def fold(self) -> None:
-        """Count the calls noted so far into the tally (on the loop, or as Prometheus
+        """Count the starts noted so far into the tally (on the loop, or as Prometheus
         scrapes)."""
         with self._folding:
             tally = self.tally
             starts = self._starts
             while starts:
-                state = starts.popleft()
-                tally.observe_wait(_task_name(state), _queue_wait(state))
-            ends = self._ends
-            while ends:
-                state, decision, when = ends.popleft()
-                name = _task_name(state)
-                started = state.started_at  # set as the start hooks ran, this one included
-                if started is not None:
-                    tally.observe_runtime(name, when - started if when > started else 0.0)
-                elif state.noted(_COUNTED):
-                    tally.settled_unstarted += 1
-                tally.settled(name, _stage(decision, state))
-                if isinstance(decision, RetryLater):
-                    tally.retried(name)
-                elif isinstance(decision, DeadLetter):
-                    tally.dead_lettered(name, decision.reason)
+                name, waited = starts.popleft()
+                tally.observe_wait(name, waited)
 
 
 def _task_name(state: MessageState) -> str:

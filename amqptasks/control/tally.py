@@ -2,8 +2,8 @@
 
 prometheus-client's metric objects take a lock and look up their labels on every
 update, and a worker with ``--metrics-port`` made seven such updates per call. Here a
-call costs a few dict and list operations, counted in batches
-(:meth:`amqptasks.control.metrics.Metrics.fold`), and :class:`TallyCollector` turns
+call costs a few dict and list operations (:class:`amqptasks.control.metrics.Metrics`),
+and :class:`TallyCollector` turns
 the counts into metric families only when Prometheus scrapes (a custom collector, as
 prometheus-client documents for counts kept elsewhere). The exporter's thread reads
 while counts are written: it copies each dict and list in one C call (atomic under
@@ -35,11 +35,6 @@ class Buckets:
         self.counts = [0] * (size + 1)
         self.sum = 0.0
 
-    def observe(self, bounds: Sequence[float], value: float) -> None:
-        """Count ``value`` (``bounds`` ascending, as the histogram's ``le`` labels)."""
-        self.counts[bisect_left(bounds, value)] += 1
-        self.sum += value
-
     def cumulative(self, bounds: Sequence[float]) -> list[tuple[str, float]]:
         """Prometheus' ``le`` buckets: ``(upper bound, values at or below it)``, ``+Inf`` last."""
         counts = list(self.counts)
@@ -59,8 +54,10 @@ def _le(bound: float) -> str:
 
 
 class Tally:
-    """What the worker did, call by call (written by one thread at a time: ``received``
-    on the worker's event loop, the rest by :meth:`~amqptasks.control.metrics.Metrics.fold`).
+    """What the worker did, call by call. Each field has one writer at a time:
+    ``started`` and ``queue_wait`` are written by
+    :meth:`~amqptasks.control.metrics.Metrics.fold` (under its lock), the others on the
+    worker's event loop.
 
     Args:
         bounds: Upper bounds (seconds, ascending) of the runtime and queue-wait buckets.
@@ -97,7 +94,10 @@ class Tally:
         buckets = histogram.get(task)
         if buckets is None:
             buckets = histogram[task] = Buckets(len(self.bounds))
-        buckets.observe(self.bounds, seconds)
+        # ``bounds`` ascending, as the histogram's ``le`` labels: a value equal to a bound
+        # counts in that bound's bucket.
+        buckets.counts[bisect_left(self.bounds, seconds)] += 1
+        buckets.sum += seconds
 
     def settled(self, task: str, state: str) -> None:
         """A call of ``task`` was settled as ``state`` (succeeded, failed, retried ...)."""

@@ -1,19 +1,20 @@
-"""A worker's task events: noted as each call moves on, built as each batch goes out.
+"""A worker's task events: built as each call moves on, sent in batches.
 
 A worker with ``-E`` sends three events per call (``task-received``, ``task-started``
-and how it ended). The hooks run on the worker's event loop, the thread that bounds
-a threads-pool worker, so at each point they only note the call
-(:meth:`TaskEventNotes.note`): one tuple appended. The events themselves,
-Celery's dictionaries with the fields of their type, are built in one pass when the
-batch is sent (:meth:`TaskEventNotes.take`), in small batches: building a thousand
-events at once holds the interpreter's lock for milliseconds, while pool threads
-wait for it. What an event says is fixed when it is
-noted: the call's state it reads no longer changes by then (its message, the time
-it arrived and started, its outcome), and the time of a settled call is noted with it.
+and how it ended): Celery's dictionaries with the fields of their type, each built at
+its point, where the call is (received and settled on the worker's event loop,
+started in the pool thread that starts the call), and kept in order until the batch
+goes out as one message (:meth:`TaskEvents.take`).
+
+An event is built at once rather than noted and built later: holding each call's state
+until its batch goes out kept dozens of objects per call alive for the garbage
+collector to walk, which cost a busy worker more than building the events. An event
+holds only strings and numbers, which the collector does not track.
 """
 
 from __future__ import annotations
 
+import collections
 import signal
 from typing import TYPE_CHECKING, Any
 
@@ -27,15 +28,7 @@ if TYPE_CHECKING:
     from amqptasks.worker.decisions import Decision
     from amqptasks.worker.state import MessageState
 
-__all__ = [
-    "RECEIVED",
-    "RESULT_REPR_LIMIT",
-    "REVOKED",
-    "SETTLED",
-    "STARTED",
-    "TERMINATED",
-    "TaskEventNotes",
-]
+__all__ = ["RESULT_REPR_LIMIT", "REVOKED", "TERMINATED", "TaskEvents"]
 
 #: Longest ``result`` repr in a ``task-succeeded`` event.
 RESULT_REPR_LIMIT = 1024
@@ -44,27 +37,25 @@ REVOKED = "fleet.revoked"
 #: Noted on a running call whose pool process was stopped on purpose.
 TERMINATED = "fleet.terminated"
 
-#: The points of a call that make an event: received and decoded (``task-received``),
-#: started at ``state.started_at`` (``task-started``), settled (``task-succeeded`` ...).
-RECEIVED = 0
-STARTED = 1
-SETTLED = 2
 
-#: ``(point, state, decision, when)``: decision and when only for a settled call.
-_Note = tuple[int, "MessageState", "Decision | None", float]
-
-
-class TaskEventNotes:
+class TaskEvents:
     """The task events of one worker not sent yet, in the order they happened.
 
+    :meth:`received` and :meth:`settled` run on the event loop; :meth:`started` in
+    any thread (the events are a deque, whose append and popleft are atomic).
+
     Args:
-        stamp: Stamps each event as it is built (hostname, pid, clock ...).
-        send_soon: Called with the first note after each :meth:`take` (to send them soon).
-        send_now: Called when ``batch`` notes are waiting (to send them at once).
-        batch: Notes that are sent at once (the events built per :meth:`take` at most).
+        stamp: Stamps each event (hostname, pid, clock ...).
+        send_soon: Called on the loop with the first event after each :meth:`take`
+            (to send them soon).
+        send_now: Called on the loop when ``batch`` events are waiting (to send them
+            at once).
+        wake: Thread-safe: has ``send_soon`` called on the loop (for a start that comes
+            first, in another thread).
+        batch: Events that are sent at once.
     """
 
-    __slots__ = ("batch", "notes", "send_now", "send_soon", "stamp")
+    __slots__ = ("batch", "events", "send_now", "send_soon", "stamp", "wake")
 
     def __init__(
         self,
@@ -72,62 +63,76 @@ class TaskEventNotes:
         *,
         send_soon: Callable[[], None],
         send_now: Callable[[], None],
+        wake: Callable[[], None],
         batch: int,
     ) -> None:
         self.stamp = stamp
         self.send_soon = send_soon
         self.send_now = send_now
+        self.wake = wake
         self.batch = batch
-        self.notes: list[_Note] = []
+        self.events: collections.deque[dict[str, Any]] = collections.deque()
 
     def __len__(self) -> int:
-        return len(self.notes)
+        return len(self.events)
 
-    def note(
-        self, point: int, state: MessageState, decision: Decision | None = None, when: float = 0.0
-    ) -> None:
-        """The call of ``state`` reached ``point`` (:data:`RECEIVED`, :data:`STARTED`, or
-        :data:`SETTLED` with its ``decision``, carried out at ``when``)."""
-        notes = self.notes
-        notes.append((point, state, decision, when))
-        waiting = len(notes)
+    def received(self, state: MessageState) -> None:
+        """``task-received``: the call of ``state`` was decoded (on the loop)."""
+        message = state.message
+        if message is None:
+            return
+        event = self.stamp.event("task-received", state.received_at)
+        event.update(task_fields(message))
+        self._add(event)
+
+    def started(self, state: MessageState) -> None:
+        """``task-started``, at ``state.started_at`` (in any thread)."""
+        message = state.message
+        task_id = message.id if message is not None else state.task_id
+        if task_id is None:
+            return
+        event = self.stamp.event("task-started", state.started_at)
+        event["uuid"] = task_id
+        events = self.events
+        events.append(event)
+        # Appended first: a take that ran in between left it an event that is not alone.
+        if len(events) == 1:
+            self.wake()
+
+    def settled(self, state: MessageState, decision: Decision, when: float) -> None:
+        """How the call of ``state`` ended: ``decision``, carried out at ``when`` (on the
+        loop); nothing for a message that goes back to its queue or to the delay levels
+        (Celery sends nothing then)."""
+        task_id = state.task_id
+        if task_id is None:
+            return
+        event = _settled(self.stamp, state, decision, when)
+        if event is None:
+            return
+        event["uuid"] = task_id
+        self._add(event)
+
+    def _add(self, event: dict[str, Any]) -> None:
+        events = self.events
+        events.append(event)
+        waiting = len(events)
         if waiting == 1:
             self.send_soon()
         elif waiting >= self.batch:
             self.send_now()
 
     def take(self) -> list[dict[str, Any]]:
-        """The events noted so far, built, in order; the notes are emptied."""
-        notes = self.notes
-        self.notes = []
-        stamp = self.stamp
-        stamp.refresh()
-        events: list[dict[str, Any]] = []
-        for point, state, decision, when in notes:
-            message = state.message
-            task_id = message.id if message is not None else state.task_id
-            if task_id is None:
-                continue
-            if point == RECEIVED and message is not None:
-                event = stamp.event("task-received", state.received_at)
-                event.update(task_fields(message))
-            elif point == STARTED:
-                event = stamp.event("task-started", state.started_at)
-            else:
-                settled = _settled(stamp, state, decision, when) if decision is not None else None
-                if settled is None:
-                    continue
-                event = settled
-            event["uuid"] = task_id
-            events.append(event)
-        return events
+        """The events so far, in order, removed (the stamp read again for the next)."""
+        events = self.events
+        taken = [events.popleft() for _ in range(len(events))]
+        self.stamp.refresh()
+        return taken
 
 
 def _settled(
     stamp: EventStamp, state: MessageState, decision: Decision, when: float
 ) -> dict[str, Any] | None:
-    """The event that says how a call ended (without its ``uuid``); None for a message
-    that goes back to its queue or to the delay levels (Celery sends nothing then)."""
+    """The event that says how a call ended (without its ``uuid``), or None."""
     outcome = state.outcome
     if outcome is not None and isinstance(decision, ENDS_A_RUN):
         if outcome.exception is None:

@@ -6,7 +6,7 @@ Every delivery goes through the same points, in this order::
     (decode, find the task: undecodable or unknown -> DeadLetter)
     on_decoded       message and task known                  -> Decision | None
     before_run       request and limits known, about to run  -> Decision | None
-    on_start         sync, on the loop as the call starts    (wants_start says who)
+    on_start         sync, as the call starts                (wants_start says who)
     after_run        outcome known (reverse order)           -> Decision | None
     on_failure       the call raised                         -> Decision | None
     on_retry         a RetryLater is about to be published
@@ -124,6 +124,11 @@ class Extension:
     #: started (within 20 ms), still before the call's outcome is handled; the time
     #: the call started is ``state.started_at``.
     start_holds_body: bool = True
+    #: Whether :meth:`on_start` only records (an append to a deque, an attribute set)
+    #: and is thread-safe: the threads pool then runs it in the thread that starts the
+    #: call, just before the body, with no turn of the loop at all. It may also run on
+    #: the loop (other pools, or with a starter that is not so).
+    start_in_any_thread: bool = False
 
     def wants_start(self, state: MessageState) -> bool:
         """Whether :meth:`on_start` should be called for this call (it costs a loop turn)."""

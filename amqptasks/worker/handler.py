@@ -210,15 +210,21 @@ class DeliveryHandler:
         (the common case then costs the pool no round trip to the loop)."""
         wanted: list[Extension] = []
         holds_body = False
+        in_any_thread = True
         for ext in self.hooks.starters:
             if ext.wants_start(state):
                 wanted.append(ext)
                 holds_body = holds_body or ext.start_holds_body
+                in_any_thread = in_any_thread and ext.start_in_any_thread
         if not wanted:
             return None
         # A partial, not a method of the hook: a hook holding its own bound method is a
         # reference cycle, which keeps the call's whole state for the garbage collector.
-        return StartHook(functools.partial(_run_starters, state, wanted), holds_body=holds_body)
+        return StartHook(
+            functools.partial(_run_starters, state, wanted),
+            holds_body=holds_body,
+            in_any_thread=in_any_thread,
+        )
 
     async def _after(self, state: MessageState) -> Decision | None:
         for hook in self.hooks.after_run:

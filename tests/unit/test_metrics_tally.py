@@ -81,8 +81,8 @@ def test_an_empty_tally_exports_its_families_without_samples() -> None:
 
 
 def test_a_scrape_counts_the_calls_settled_before_it() -> None:
-    """The worker notes each call on its loop and counts the notes every 0.1 s; a
-    scrape in between still sees every call settled before it."""
+    """The worker notes each start (in the pool's thread) and counts the starts in
+    batches; a scrape in between still sees every call started and settled before it."""
     from amqptasks.control.metrics import Metrics
     from amqptasks.protocol.envelope import build_task_message, parse_task_message
     from amqptasks.worker.decisions import DeadLetter, Finish
@@ -119,7 +119,7 @@ def test_a_scrape_counts_the_calls_settled_before_it() -> None:
             state.outcome = Outcome.failure(ValueError()) if fails else Outcome.success(n)
             decision = DeadLetter("failed", ValueError()) if fails else Finish(report=state.outcome)
             metrics.before_settle(state, decision)
-        # Scraped before the loop ran the 0.1 s count (nothing awaited since).
+        # Scraped with the starts not counted yet (fewer than a batch).
         return prometheus_client.generate_latest(metrics.registry).decode()
 
     text = asyncio.run(run_calls())
@@ -135,4 +135,4 @@ def test_a_scrape_counts_the_calls_settled_before_it() -> None:
     assert samples[wait] == 3
     assert samples[("amqptasks_tasks_active", ())] == 0
     assert samples[("amqptasks_tasks_prefetched", ())] == 0
-    assert not metrics._starts and not metrics._ends
+    assert not metrics._starts

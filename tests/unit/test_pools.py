@@ -350,6 +350,38 @@ async def test_a_start_that_does_not_hold_the_body_is_reported_with_its_own_time
         assert len(seen) == 1
 
 
+async def test_a_start_safe_in_any_thread_runs_in_the_pool_thread_as_the_call_starts(
+    threads: ThreadPool,
+) -> None:
+    loop_thread = threading.get_ident()
+    seen: list[tuple[float, bool]] = []
+
+    def record(started_at: float) -> None:
+        seen.append((started_at, threading.get_ident() != loop_thread))
+
+    hook = StartHook(record, holds_body=False, in_any_thread=True)
+    before = time.time()
+    running = asyncio.ensure_future(
+        threads.run(pool_app.naps, _request(pool_app.naps, 0.5), NONE, hook)
+    )
+    deadline = time.monotonic() + 0.4
+    while not seen and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    assert not running.done()  # noted as it started, not as it ended
+    assert len(seen) == 1
+    started_at, in_pool_thread = seen[0]
+    assert in_pool_thread
+    assert before <= started_at <= time.time()
+    assert (await running).status == states.SUCCESS
+    assert len(seen) == 1
+    # With time limits, whose timers the loop starts, it still runs once, in the thread.
+    seen.clear()
+    limited = TimeLimits(soft=5.0, hard=10.0)
+    outcome = await threads.run(pool_app.echo, _request(pool_app.echo, 1), limited, hook)
+    assert outcome.status == states.SUCCESS
+    assert len(seen) == 1 and seen[0][1]
+
+
 # -- choosing a pool --------------------------------------------------------------------------
 
 

@@ -51,6 +51,20 @@ def test_the_start_hook_sets_the_start_and_runs_the_extensions_that_want_it() ->
     assert first.starts == second.starts == [123.5]
 
 
+def test_the_hook_may_run_in_any_thread_only_when_every_starter_says_so() -> None:
+    class AnyThread(_Recorder):
+        start_in_any_thread = True
+
+    class HoldsTheBody(_Recorder):
+        start_holds_body = True
+
+    state = MessageState(_Delivery(), "q", None)  # type: ignore[arg-type]
+    both = DeliveryHandler._on_start(_handler(AnyThread(), AnyThread()), state)
+    assert both is not None and both.in_any_thread and not both.holds_body
+    mixed = DeliveryHandler._on_start(_handler(AnyThread(), HoldsTheBody()), state)
+    assert mixed is not None and not mixed.in_any_thread and mixed.holds_body
+
+
 def test_no_extension_wanting_the_start_makes_no_hook() -> None:
     class Uninterested(_Recorder):
         def wants_start(self, state: MessageState) -> bool:

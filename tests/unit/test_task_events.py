@@ -1,19 +1,13 @@
-"""Task events noted per call and built per batch (amqptasks.control.task_events)."""
+"""Task events built per call and sent per batch (amqptasks.control.task_events)."""
 
 from __future__ import annotations
 
 import signal
+import threading
 from typing import Any
 
 from amqptasks.control.events import EventClock, EventStamp
-from amqptasks.control.task_events import (
-    RECEIVED,
-    REVOKED,
-    SETTLED,
-    STARTED,
-    TERMINATED,
-    TaskEventNotes,
-)
+from amqptasks.control.task_events import REVOKED, TERMINATED, TaskEvents
 from amqptasks.protocol.envelope import build_task_message, parse_task_message
 from amqptasks.worker.decisions import DeadLetter, Finish, Requeue, RetryLater, Skip
 from amqptasks.worker.outcome import Outcome
@@ -37,27 +31,28 @@ def _state(task_id: str, *, args: tuple[Any, ...] = (2, 3)) -> MessageState:
     return state
 
 
-def _notes(batch: int = 100) -> tuple[TaskEventNotes, list[int]]:
+def _buffer(batch: int = 100) -> tuple[TaskEvents, list[int]]:
     firsts: list[int] = []
-    notes = TaskEventNotes(
+    buffer = TaskEvents(
         EventStamp("w1@host", EventClock()),
         send_soon=lambda: firsts.append(1),
         send_now=lambda: firsts.append(0),
+        wake=lambda: firsts.append(2),
         batch=batch,
     )
-    return notes, firsts
+    return buffer, firsts
 
 
 def test_a_call_that_runs_gives_received_started_succeeded_in_order() -> None:
-    notes, firsts = _notes()
+    buffer, firsts = _buffer()
     state = _state("id-1")
-    notes.note(RECEIVED, state)
+    buffer.received(state)
     state.started_at = state.received_at + 0.5
-    notes.note(STARTED, state)
+    buffer.started(state)
     state.outcome = Outcome.success(5)
-    notes.note(SETTLED, state, Finish(report=state.outcome), state.received_at + 2.0)
+    buffer.settled(state, Finish(report=state.outcome), state.received_at + 2.0)
 
-    events = notes.take()
+    events = buffer.take()
 
     assert [e["type"] for e in events] == ["task-received", "task-started", "task-succeeded"]
     assert {e["uuid"] for e in events} == {"id-1"}
@@ -72,25 +67,25 @@ def test_a_call_that_runs_gives_received_started_succeeded_in_order() -> None:
     assert succeeded["result"] == "5"
     assert abs(succeeded["runtime"] - 1.5) < 1e-9
     assert firsts == [1]  # one "send soon" per batch
-    assert len(notes) == 0 and notes.take() == []
+    assert len(buffer) == 0 and buffer.take() == []
 
 
 def test_each_way_a_call_ends_has_its_event_and_requeues_have_none() -> None:
-    notes, firsts = _notes()
+    buffer, firsts = _buffer()
     failed, retried, revoked, terminated, rejected, requeued = (_state(f"id-{n}") for n in range(6))
     failed.outcome = Outcome.failure(ValueError("boom"))
-    notes.note(SETTLED, failed, DeadLetter("failed", ValueError("boom")), 1.0)
-    notes.note(SETTLED, retried, RetryLater(countdown=1.0, error=KeyError("k")), 2.0)
+    buffer.settled(failed, DeadLetter("failed", ValueError("boom")), 1.0)
+    buffer.settled(retried, RetryLater(countdown=1.0, error=KeyError("k")), 2.0)
     revoked.note(REVOKED, True)
-    notes.note(SETTLED, revoked, Skip(), 3.0)
+    buffer.settled(revoked, Skip(), 3.0)
     terminated.note(REVOKED, True)
     terminated.note(TERMINATED, True)
     terminated.outcome = Outcome.failure(RuntimeError("stopped"))
-    notes.note(SETTLED, terminated, Skip(), 4.0)
-    notes.note(SETTLED, rejected, DeadLetter("bad-message", ValueError("x")), 5.0)
-    notes.note(SETTLED, requeued, Requeue(), 6.0)
+    buffer.settled(terminated, Skip(), 4.0)
+    buffer.settled(rejected, DeadLetter("bad-message", ValueError("x")), 5.0)
+    buffer.settled(requeued, Requeue(), 6.0)
 
-    events = {e["uuid"]: e for e in notes.take()}
+    events = {e["uuid"]: e for e in buffer.take()}
 
     assert events["id-0"]["type"] == "task-failed"
     assert events["id-0"]["exception"] == "ValueError('boom')"
@@ -109,20 +104,38 @@ def test_each_way_a_call_ends_has_its_event_and_requeues_have_none() -> None:
 
 
 def test_notes_after_a_take_ask_to_be_sent_again() -> None:
-    notes, firsts = _notes()
-    notes.note(RECEIVED, _state("a"))
-    notes.note(RECEIVED, _state("b"))
-    assert [e["uuid"] for e in notes.take()] == ["a", "b"]
-    notes.note(RECEIVED, _state("c"))
+    buffer, firsts = _buffer()
+    buffer.received(_state("a"))
+    buffer.received(_state("b"))
+    assert [e["uuid"] for e in buffer.take()] == ["a", "b"]
+    buffer.received(_state("c"))
     assert firsts == [1, 1]
-    assert [e["uuid"] for e in notes.take()] == ["c"]
+    assert [e["uuid"] for e in buffer.take()] == ["c"]
 
 
 def test_a_full_batch_asks_to_be_sent_at_once() -> None:
-    notes, asked = _notes(batch=3)
+    buffer, asked = _buffer(batch=3)
     for task_id in ("a", "b"):
-        notes.note(RECEIVED, _state(task_id))
+        buffer.received(_state(task_id))
     assert asked == [1]  # soon, with the first
-    notes.note(RECEIVED, _state("c"))
+    buffer.received(_state("c"))
     assert asked == [1, 0]  # now: three are waiting
-    assert len(notes.take()) == 3
+    assert len(buffer.take()) == 3
+
+
+def test_a_start_added_first_in_a_pool_thread_wakes_the_loop_once() -> None:
+    buffer, asked = _buffer()
+    state = _state("t-1")
+    state.started_at = state.received_at + 0.25
+    thread = threading.Thread(target=buffer.started, args=(state,))
+    thread.start()
+    thread.join()
+    assert asked == [2]  # the thread-safe wake, not the loop's own "send soon"
+    buffer.received(_state("t-2"))  # not the first: no second ask
+    assert asked == [2]
+    events = buffer.take()
+    assert [(e["type"], e["uuid"]) for e in events] == [
+        ("task-started", "t-1"),
+        ("task-received", "t-2"),
+    ]
+    assert events[0]["timestamp"] == state.started_at

@@ -25,18 +25,27 @@ class StartHook:
     ``holds_body``: the task body waits until it ran (``task_prerun``, the STARTED
     reply). Hooks that only record the start (events, metrics) do not need that: a
     pool thread then notes the start and goes on, and the loop runs the hook a little
-    later, with the time the call really started.
+    later, with the time the call really started. ``in_any_thread``: the hook only
+    records (an append, an attribute) and is thread-safe, so a pool may run it in the
+    thread that starts the call, just before the body, with no turn of the loop.
 
     A plain class rather than a dataclass: the worker makes one per call, and a frozen
     dataclass's ``__init__`` costs several times as much.
     """
 
-    __slots__ = ("holds_body", "run")
+    __slots__ = ("holds_body", "in_any_thread", "run")
 
-    def __init__(self, run: Callable[[float], None], *, holds_body: bool = True) -> None:
+    def __init__(
+        self,
+        run: Callable[[float], None],
+        *,
+        holds_body: bool = True,
+        in_any_thread: bool = False,
+    ) -> None:
         #: Given the wall-clock time the call started.
         self.run = run
         self.holds_body = holds_body
+        self.in_any_thread = in_any_thread
 
     def __call__(self, started_at: float | None = None) -> None:
         self.run(time.time() if started_at is None else started_at)
@@ -76,7 +85,8 @@ class ExecutionPool(abc.ABC):
         ``on_start`` is called on the event loop as the call starts, before the task
         body runs (the STARTED state, ``task_prerun``); it must not raise. A
         :class:`StartHook` with ``holds_body=False`` may run while the body already
-        runs, but always before the call's outcome is handed back.
+        runs, but always before the call's outcome is handed back; one
+        ``in_any_thread`` may run in the thread that runs the body, just before it.
         """
 
     @property

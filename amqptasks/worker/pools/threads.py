@@ -141,6 +141,9 @@ class _TaskThread(threading.Thread):
                 self.job = job
             job.thread = self
             hook = job.on_start
+            if isinstance(hook, StartHook) and hook.in_any_thread:
+                hook.run(time.time())  # it only records: here, before the body, loop untouched
+                hook = job.on_start = None
             if hook is not None and getattr(hook, "holds_body", True):
                 job.gate = threading.Event()  # it runs on the loop, before the body
                 _call_soon(job.loop, self.pool.started, job)
@@ -251,7 +254,11 @@ class ThreadPool(ExecutionPool):
         loop = asyncio.get_running_loop()
         job = _Job(task, request, limits, loop, task_context(), on_start)
         self.jobs.put(job)
-        if on_start is None or getattr(on_start, "holds_body", True):
+        if (
+            on_start is None
+            or (isinstance(on_start, StartHook) and on_start.in_any_thread)
+            or getattr(on_start, "holds_body", True)
+        ):
             return await job.future
         self._reporting += 1
         self._report_starts_soon(loop)
