@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from amqptasks.task import Task
+    from amqptasks.worker.outcome import Outcome
 
 NONE = TimeLimits()
 
@@ -316,6 +317,22 @@ async def test_on_start_runs_on_the_loop_before_the_body(threads: ThreadPool) ->
     assert seen == [("on_start", True)]
 
 
+async def _seen_while_running(
+    threads: ThreadPool, hook: StartHook, seen: list[Any], *, nap: float
+) -> asyncio.Future[Outcome]:
+    """Start a call that naps ``nap`` s; wait until ``hook`` recorded its start in
+    ``seen``, which it does once, as the call starts, not as it ends."""
+    running = asyncio.ensure_future(
+        threads.run(pool_app.naps, _request(pool_app.naps, nap), NONE, hook)
+    )
+    deadline = time.monotonic() + nap * 0.8
+    while not seen and time.monotonic() < deadline:
+        await asyncio.sleep(0.005)
+    assert not running.done()
+    assert len(seen) == 1
+    return running
+
+
 async def test_a_start_that_does_not_hold_the_body_is_reported_with_its_own_time(
     threads: ThreadPool,
 ) -> None:
@@ -329,14 +346,7 @@ async def test_a_start_that_does_not_hold_the_body_is_reported_with_its_own_time
     # A long call: its start is reported on the loop while it still runs, without
     # waiting for its end, dated when the thread took it up.
     before = time.time()
-    running = asyncio.ensure_future(
-        threads.run(pool_app.naps, _request(pool_app.naps, 1.0), NONE, hook)
-    )
-    deadline = time.monotonic() + 0.5
-    while not seen and time.monotonic() < deadline:
-        await asyncio.sleep(0.005)
-    assert not running.done()
-    assert len(seen) == 1
+    running = await _seen_while_running(threads, hook, seen, nap=1.0)
     started_at, reported_at, on_loop = seen[0]
     assert on_loop
     assert before <= started_at <= reported_at
@@ -361,14 +371,7 @@ async def test_a_start_safe_in_any_thread_runs_in_the_pool_thread_as_the_call_st
 
     hook = StartHook(record, holds_body=False, in_any_thread=True)
     before = time.time()
-    running = asyncio.ensure_future(
-        threads.run(pool_app.naps, _request(pool_app.naps, 0.5), NONE, hook)
-    )
-    deadline = time.monotonic() + 0.4
-    while not seen and time.monotonic() < deadline:
-        await asyncio.sleep(0.005)
-    assert not running.done()  # noted as it started, not as it ended
-    assert len(seen) == 1
+    running = await _seen_while_running(threads, hook, seen, nap=0.5)
     started_at, in_pool_thread = seen[0]
     assert in_pool_thread
     assert before <= started_at <= time.time()
