@@ -3,11 +3,10 @@
 prometheus-client's metric objects take a lock and look up their labels on every
 update, and a worker with ``--metrics-port`` made seven such updates per call. Here a
 call costs a few dict and list operations (:class:`amqptasks.control.metrics.Metrics`),
-and :class:`TallyCollector` turns
-the counts into metric families only when Prometheus scrapes (a custom collector, as
-prometheus-client documents for counts kept elsewhere). The exporter's thread reads
-while counts are written: it copies each dict and list in one C call (atomic under
-the GIL) before walking the copy.
+and :class:`TallyCollector` turns the counts into metric families only when
+Prometheus scrapes (a custom collector, as prometheus-client documents for counts
+kept elsewhere). The exporter's thread reads while counts are written: it copies
+each dict and list in one C call (atomic under the GIL) before walking the copy.
 
 "Prefetched" and "active" are not kept as gauges that go up and down with every call:
 they are differences of counters that only grow (received, started, settled), taken
