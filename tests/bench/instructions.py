@@ -1,7 +1,7 @@
 """Instructions a worker executes per task (valgrind's callgrind), where timings are noisy.
 
     python -m tests.bench.instructions [--variants off,observed,events,metrics]
-                                       [--n 1000,5000] [--stretch 30] [--out DIR]
+                                       [--n 1000,9000] [--stretch 30] [--out DIR]
 
 Needs valgrind (``apt-get install valgrind``). Starts its own node. For each variant
 a worker (``-P threads -c 4``) drains first the smaller, then the larger number of
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--variants", default="off,observed")
-    parser.add_argument("--n", default="1000,5000", help="the two numbers of tasks drained")
+    parser.add_argument("--n", default="1000,9000", help="the two numbers of tasks drained")
     parser.add_argument("--stretch", type=float, default=30.0)
     parser.add_argument("--out", default=None, help="keep callgrind's files here")
     args = parser.parse_args(argv)
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown variant(s): {', '.join(sorted(unknown))}; known: {known}")
     small, large = sorted(int(x) for x in args.n.split(","))
     if small >= large:
-        parser.error("--n takes two different numbers of tasks, as 1000,5000")
+        parser.error("--n takes two different numbers of tasks, as 1000,9000")
     out = Path(args.out or tempfile.mkdtemp(prefix="amqptasks-instructions-"))
     out.mkdir(parents=True, exist_ok=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
