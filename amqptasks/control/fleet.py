@@ -338,8 +338,7 @@ class Fleet(Extension):
             events.started(state)
 
     def before_settle(self, state: MessageState, decision: Decision) -> None:
-        message = state.message
-        task_id = message.id if message is not None else state.task_id
+        task_id = state.task_id
         if task_id is None:
             return
         self.book.finish(task_id)

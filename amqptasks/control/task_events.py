@@ -87,8 +87,7 @@ class TaskEvents:
 
     def started(self, state: MessageState) -> None:
         """``task-started``, at ``state.started_at`` (in any thread)."""
-        message = state.message
-        task_id = message.id if message is not None else state.task_id
+        task_id = state.task_id
         if task_id is None:
             return
         event = self.stamp.event("task-started", state.started_at)

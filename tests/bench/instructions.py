@@ -26,15 +26,17 @@ import argparse
 import os
 import re
 import shutil
-import signal
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from amqptasks.testing import RabbitNode
 from tests.bench import harness
-from tests.bench.harness import PY, Proc
-from tests.bench.profile import _env
+from tests.bench.harness import Proc
+from tests.bench.profile import prepare_drain, private_node, worker_argv
+
+if TYPE_CHECKING:
+    from amqptasks.testing import RabbitNode
 
 #: Extra worker options of each variant.
 VARIANTS = {
@@ -59,35 +61,16 @@ def count(
 ) -> tuple[int, int]:
     """Instructions of the loop's thread and of the other threads, draining ``n`` tasks."""
     queue = f"instr.{variant}.{n}"
-    run_dir = base / queue
-    run_dir.mkdir()
-    env = _env(node, run_dir, queue)
+    run_dir, env = prepare_drain(node, base, queue, n)
     env["PYTHONPATH"] = str(STRETCH_DIR) + os.pathsep + env["PYTHONPATH"]
     env["BENCH_STRETCH"] = str(stretch)
-    harness.run_client(
-        "amqptasks", "prepublish", {"n": n, "queue": queue, "task": "bench.noop"}, env, 60 + n / 100
-    )
     prefix = out / f"callgrind.{variant}.{n}"
     argv = [
         _valgrind(),
         "--tool=callgrind",
         "--separate-threads=yes",
         f"--callgrind-out-file={prefix}.%p",
-        PY,
-        "-m",
-        "amqptasks",
-        "worker",
-        "-A",
-        harness.app_path("threads"),
-        "-Q",
-        queue,
-        "-P",
-        "threads",
-        "-c",
-        "4",
-        "-l",
-        "info",
-        *VARIANTS[variant],
+        *worker_argv("threads", queue, *VARIANTS[variant]),
     ]
     worker = Proc(argv, env, run_dir / "log", f"callgrind {variant} {n}")
     try:
@@ -128,24 +111,15 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--n takes two different numbers of tasks, as 1000,9000")
     out = Path(args.out or tempfile.mkdtemp(prefix="amqptasks-instructions-"))
     out.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     per_task: dict[str, tuple[float, float]] = {}
-    with tempfile.TemporaryDirectory(prefix="amqptasks-instructions-") as tmp:
-        base = Path(tmp)
-        os.chmod(base, 0o755)
-        node = RabbitNode(base / "node")
-        node.start()
-        try:
-            for variant in variants:
-                before = count(node, variant, small, args.stretch, base, out)
-                after = count(node, variant, large, args.stretch, base, out)
-                per_task[variant] = (
-                    (after[0] - before[0]) / (large - small),
-                    (after[1] - before[1]) / (large - small),
-                )
-        finally:
-            harness.stop_all()
-            node.stop()
+    with private_node("amqptasks-instructions-") as (node, base):
+        for variant in variants:
+            before = count(node, variant, small, args.stretch, base, out)
+            after = count(node, variant, large, args.stretch, base, out)
+            per_task[variant] = (
+                (after[0] - before[0]) / (large - small),
+                (after[1] - before[1]) / (large - small),
+            )
     print(f"\ninstructions per task (valgrind callgrind, {small:,} and {large:,} tasks drained)\n")
     print("| variant | loop's thread | other threads | all | above off |")
     print("|---|--:|--:|--:|--:|")

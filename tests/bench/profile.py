@@ -19,6 +19,7 @@ enqueue-threads, enqueue-async (client).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -29,10 +30,14 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from amqptasks.testing import RabbitNode
 from tests.bench import harness
 from tests.bench.harness import PY, REPO, Proc
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 TARGETS = (
     "drain-threads",
@@ -124,28 +129,40 @@ def _env(node: RabbitNode, run_dir: Path, queue: str) -> dict[str, str]:
     return env
 
 
-def _spy_args(rate: int, raw: Path) -> list[str]:
-    args = [_py_spy(), "record", "-r", str(rate), "-f", "raw", "--threads", "-o", str(raw)]
-    if os.environ.get("BENCH_PROFILE_GIL") == "1":
-        args.append("--gil")  # only samples where a thread holds the GIL
-    return args
+@contextlib.contextmanager
+def private_node(prefix: str) -> Iterator[tuple[RabbitNode, Path]]:
+    """A node of its own under a temporary folder, and that folder; on the way out every
+    process the run started and the node are stopped (SIGTERM too ends the run so)."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with tempfile.TemporaryDirectory(prefix=prefix) as tmp:
+        base = Path(tmp)
+        os.chmod(base, 0o755)
+        node = RabbitNode(base / "node")
+        node.start()
+        try:
+            yield node, base
+        finally:
+            harness.stop_all()
+            node.stop()
 
 
-def profile_drain(node: RabbitNode, mode: str, n: int, rate: int, out: Path, base: Path) -> Path:
-    observed = mode == "observed"
-    pool = "threads" if observed else mode
-    queue = f"prof.drain.{mode}"
+def prepare_drain(
+    node: RabbitNode, base: Path, queue: str, n: int, task: str = "bench.noop"
+) -> tuple[Path, dict[str, str]]:
+    """A run folder and the environment of a worker draining ``n`` tasks published to
+    ``queue`` beforehand."""
     run_dir = base / queue
     run_dir.mkdir()
     env = _env(node, run_dir, queue)
-    task = "bench.anoop" if pool == "asyncio" else "bench.noop"
     harness.run_client(
         "amqptasks", "prepublish", {"n": n, "queue": queue, "task": task}, env, 60 + n / 100
     )
-    raw = out / f"drain-{mode}.raw"
-    argv = [
-        *_spy_args(rate, raw),
-        "--",
+    return run_dir, env
+
+
+def worker_argv(pool: str, queue: str, *options: str) -> list[str]:
+    """``amqptasks worker`` of the benchmark app on ``queue``, ``pool`` with 4 runners."""
+    return [
         PY,
         "-m",
         "amqptasks",
@@ -160,8 +177,26 @@ def profile_drain(node: RabbitNode, mode: str, n: int, rate: int, out: Path, bas
         "4",
         "-l",
         "info",
-        *(["-E", "--metrics-port", str(harness.free_port())] if observed else []),
+        *options,
     ]
+
+
+def _spy_args(rate: int, raw: Path) -> list[str]:
+    args = [_py_spy(), "record", "-r", str(rate), "-f", "raw", "--threads", "-o", str(raw)]
+    if os.environ.get("BENCH_PROFILE_GIL") == "1":
+        args.append("--gil")  # only samples where a thread holds the GIL
+    return args
+
+
+def profile_drain(node: RabbitNode, mode: str, n: int, rate: int, out: Path, base: Path) -> Path:
+    observed = mode == "observed"
+    pool = "threads" if observed else mode
+    queue = f"prof.drain.{mode}"
+    task = "bench.anoop" if pool == "asyncio" else "bench.noop"
+    run_dir, env = prepare_drain(node, base, queue, n, task)
+    raw = out / f"drain-{mode}.raw"
+    observing = ["-E", "--metrics-port", str(harness.free_port())] if observed else []
+    argv = [*_spy_args(rate, raw), "--", *worker_argv(pool, queue, *observing)]
     spy = Proc(argv, env, run_dir / "log", f"py-spy drain {mode}")
     try:
         started = time.monotonic()
@@ -232,25 +267,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown target(s): {', '.join(sorted(unknown))}")
     out = Path(args.out or tempfile.mkdtemp(prefix="amqptasks-profile-"))
     out.mkdir(parents=True, exist_ok=True)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    with tempfile.TemporaryDirectory(prefix="amqptasks-profile-") as tmp:
-        base = Path(tmp)
-        os.chmod(base, 0o755)
-        node = RabbitNode(base / "node")
-        node.start()
-        try:
-            for target in what:
-                kind, mode = target.split("-", 1)
-                if kind == "drain":
-                    raw = profile_drain(node, mode, args.n, args.rate, out, base)
-                else:
-                    raw = profile_enqueue(node, mode, args.n, args.rate, out, base)
-                print(f"\n### {target} ({raw})\n", flush=True)
-                print("\n".join(summarise(raw, args.top)), flush=True)
-                print(flush=True)
-        finally:
-            harness.stop_all()
-            node.stop()
+    with private_node("amqptasks-profile-") as (node, base):
+        for target in what:
+            kind, mode = target.split("-", 1)
+            if kind == "drain":
+                raw = profile_drain(node, mode, args.n, args.rate, out, base)
+            else:
+                raw = profile_enqueue(node, mode, args.n, args.rate, out, base)
+            print(f"\n### {target} ({raw})\n", flush=True)
+            print("\n".join(summarise(raw, args.top)), flush=True)
+            print(flush=True)
     return 0
 
 
