@@ -344,7 +344,7 @@ class Fleet(Extension):
         self.book.finish(task_id)
         events = self._events
         if events is not None:
-            events.settled(state, decision, time.time())
+            events.settled(state, task_id, decision, time.time())
 
     # -- remote control --------------------------------------------------------------------------
 

@@ -23,20 +23,19 @@ metric                               meaning
 ==================================== ===========================================================
 
 The per-call figures are counted in plain Python (:mod:`amqptasks.control.tally`)
-and exported when scraped. A call is counted on the worker's event loop as it is
-settled. Its start is only noted, in the pool thread that starts it (an append: no
-turn of the loop), and the starts are counted every :data:`FOLD_BATCH` settled calls
-and at once when Prometheus scrapes, so a scrape sees every call started or settled
-before it. Queue depths are read every :data:`POLL_INTERVAL` seconds with passive
-declares on a connection of the metrics' own.
+and exported when scraped. A call is counted once, on the worker's event loop, as it
+is settled: its state, its runtime and how long it waited to start (both known
+then). The calls decoded and not settled yet are held in a set, and as Prometheus
+scrapes, those started are "active", the others "prefetched". So the metrics need
+no hook as a call starts, and cost the pool threads nothing. Queue depths are read
+every :data:`POLL_INTERVAL` seconds with passive declares on a connection of the
+metrics' own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -46,7 +45,15 @@ from amqptasks.logging import get_logger
 from amqptasks.protocol.envelope import parse_time
 from amqptasks.topology import delays, names
 from amqptasks.transport import aio
-from amqptasks.worker.decisions import ENDS_A_RUN, DeadLetter, Defer, Requeue, RetryLater, Skip
+from amqptasks.worker.decisions import (
+    ENDS_A_RUN,
+    DeadLetter,
+    Defer,
+    Finish,
+    Requeue,
+    RetryLater,
+    Skip,
+)
 from amqptasks.worker.extension import Extension
 
 if TYPE_CHECKING:
@@ -61,10 +68,6 @@ log = get_logger(__name__)
 
 #: Seconds between two looks at the queues' depths (the first is 2 s after start).
 POLL_INTERVAL = 15.0
-#: Starts noted that are counted at once, as a call is settled.
-FOLD_BATCH = 256
-#: Noted on a delivery counted as received (decoded), so that it is counted settled too.
-_COUNTED = "metrics.counted"
 #: Buckets (seconds) of both histograms: 5 ms to 10 min.
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
@@ -132,12 +135,9 @@ class Metrics(Extension):
         registry = self.registry
         #: The per-call figures, exported at scrape time (:mod:`amqptasks.control.tally`).
         self.tally = Tally(BUCKETS)
-        registry.register(TallyCollector(self.tally, before=self.fold))
-        #: Calls started ``(task, seconds waited)``, not counted yet: appended in any
-        #: thread, taken by :meth:`fold` on the loop or the exporter's thread (a deque's
-        #: append and popleft are atomic), one fold at a time.
-        self._starts: collections.deque[tuple[str, float]] = collections.deque()
-        self._folding = threading.Lock()
+        registry.register(TallyCollector(self.tally, before=self.count_held))
+        #: Calls decoded and not settled yet (written on the loop, copied by a scrape).
+        self._held: set[MessageState] = set()
         self.queue_messages = client.Gauge(
             "amqptasks_queue_messages", "Messages waiting", ["queue"], registry=registry
         )
@@ -196,7 +196,6 @@ class Metrics(Extension):
                 await connection.close()
 
     async def on_worker_stop(self, worker: WorkerContext) -> None:
-        self.fold()
         if self._polling is not None:
             self._polling.cancel()
             with contextlib.suppress(BaseException):
@@ -206,65 +205,40 @@ class Metrics(Extension):
             self._server.server_close()
 
     def on_decoded(self, state: MessageState) -> Decision | None:
-        state.note(_COUNTED, True)
-        self.tally.received += 1
+        self._held.add(state)
         return None
 
-    #: Recording the start needs no wait, and no loop: the pool's thread notes it.
-    start_holds_body = False
-    start_in_any_thread = True
-
-    def wants_start(self, state: MessageState) -> bool:
-        return True
-
-    def on_start(self, state: MessageState) -> None:
-        # Only what is counted, not the state: a state kept until the count would keep
-        # the whole call alive for the garbage collector to walk.
-        self._starts.append((_task_name(state), _queue_wait(state)))
-
     def before_settle(self, state: MessageState, decision: Decision) -> None:
+        self._held.discard(state)
         tally = self.tally
-        name = _task_name(state)
-        started = state.started_at  # set before the start hooks ran, this one included
-        if started is not None:
+        message = state.message
+        name = message.task if message is not None else "unknown"
+        started = state.started_at
+        if started is None:
+            runtime = waited = None
+        else:
             when = time.time()
-            tally.observe_runtime(name, when - started if when > started else 0.0)
-        elif state.noted(_COUNTED):
-            tally.settled_unstarted += 1
-        tally.settled(name, _stage(decision, state))
-        if isinstance(decision, RetryLater):
-            tally.retried(name)
-        elif isinstance(decision, DeadLetter):
-            tally.dead_lettered(name, decision.reason)
-        if len(self._starts) >= FOLD_BATCH:
-            self.fold()
+            runtime = when - started if when > started else 0.0
+            # From the call's ``eta`` or, without one, from its arrival.
+            since = _eta_seconds(message.eta) if message is not None and message.eta else None
+            if since is None:
+                since = state.received_at
+            waited = started - since if started > since else 0.0
+        stage = _stage(decision, state)
+        tally.settled(name, stage, runtime, waited)
+        if not isinstance(decision, Finish):
+            if isinstance(decision, RetryLater):
+                tally.retried(name)
+            elif isinstance(decision, DeadLetter):
+                tally.dead_lettered(name, decision.reason)
 
-    def fold(self) -> None:
-        """Count the starts noted so far into the tally (on the loop, or as Prometheus
-        scrapes)."""
-        with self._folding:
-            tally = self.tally
-            starts = self._starts
-            while starts:
-                name, waited = starts.popleft()
-                tally.observe_wait(name, waited)
-
-
-def _task_name(state: MessageState) -> str:
-    message = state.message
-    return message.task if message is not None else "unknown"
-
-
-def _queue_wait(state: MessageState) -> float:
-    """Seconds from the call's ``eta`` (without one, from its arrival) to its start."""
-    message = state.message
-    started = state.started_at
-    if started is None:
-        return 0.0
-    since = _eta_seconds(message.eta) if message is not None and message.eta else None
-    if since is None:
-        since = state.received_at
-    return started - since if started > since else 0.0
+    def count_held(self) -> None:
+        """Count the calls held now into the tally's ``active`` and ``prefetched`` (as
+        Prometheus scrapes, in the exporter's thread)."""
+        held = list(self._held)  # one C call: the loop does not change the set meanwhile
+        active = sum(1 for state in held if state.started_at is not None)
+        self.tally.active = active
+        self.tally.prefetched = len(held) - active
 
 
 def _stage(decision: Decision, state: MessageState) -> str:

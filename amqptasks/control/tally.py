@@ -9,8 +9,8 @@ kept elsewhere). The exporter's thread reads while counts are written: it copies
 each dict and list in one C call (atomic under the GIL) before walking the copy.
 
 "Prefetched" and "active" are not kept as gauges that go up and down with every call:
-they are differences of counters that only grow (received, started, settled), taken
-at scrape time.
+they are counted as Prometheus scrapes
+(:meth:`~amqptasks.control.metrics.Metrics.count_held`).
 """
 
 from __future__ import annotations
@@ -53,10 +53,8 @@ def _le(bound: float) -> str:
 
 
 class Tally:
-    """What the worker did, call by call. Each field has one writer at a time:
-    ``started`` and ``queue_wait`` are written by
-    :meth:`~amqptasks.control.metrics.Metrics.fold` (under its lock), the others on the
-    worker's event loop.
+    """What the worker did, call by call: written on the worker's event loop, but
+    ``active`` and ``prefetched``, set as Prometheus scrapes.
 
     Args:
         bounds: Upper bounds (seconds, ascending) of the runtime and queue-wait buckets.
@@ -64,11 +62,6 @@ class Tally:
 
     def __init__(self, bounds: Sequence[float]) -> None:
         self.bounds = tuple(sorted(bounds))
-        #: Calls decoded, started, and settled after or without starting.
-        self.received = 0
-        self.started = 0
-        self.settled_started = 0
-        self.settled_unstarted = 0
         #: Calls settled, by ``(task, state)``.
         self.calls: dict[tuple[str, str], int] = {}
         #: Retries published, by task.
@@ -78,16 +71,21 @@ class Tally:
         #: How long calls ran and waited to start, by task.
         self.runtime: dict[str, Buckets] = {}
         self.queue_wait: dict[str, Buckets] = {}
+        #: Calls running, and calls received and not started, at the last scrape.
+        self.active = 0
+        self.prefetched = 0
 
-    def observe_wait(self, task: str, seconds: float) -> None:
-        """A call of ``task`` started after waiting ``seconds``."""
-        self.started += 1
-        self._observe(self.queue_wait, task, seconds)
-
-    def observe_runtime(self, task: str, seconds: float) -> None:
-        """A started call of ``task`` ended after running ``seconds``."""
-        self.settled_started += 1
-        self._observe(self.runtime, task, seconds)
+    def settled(
+        self, task: str, state: str, runtime: float | None = None, waited: float | None = None
+    ) -> None:
+        """A call of ``task`` was settled as ``state`` (succeeded, failed, retried ...);
+        if it started, after waiting ``waited`` seconds and running ``runtime``."""
+        key = (task, state)
+        self.calls[key] = self.calls.get(key, 0) + 1
+        if runtime is not None:
+            self._observe(self.runtime, task, runtime)
+        if waited is not None:
+            self._observe(self.queue_wait, task, waited)
 
     def _observe(self, histogram: dict[str, Buckets], task: str, seconds: float) -> None:
         buckets = histogram.get(task)
@@ -98,11 +96,6 @@ class Tally:
         buckets.counts[bisect_left(self.bounds, seconds)] += 1
         buckets.sum += seconds
 
-    def settled(self, task: str, state: str) -> None:
-        """A call of ``task`` was settled as ``state`` (succeeded, failed, retried ...)."""
-        key = (task, state)
-        self.calls[key] = self.calls.get(key, 0) + 1
-
     def retried(self, task: str) -> None:
         """A retry of ``task`` was published."""
         self.retries[task] = self.retries.get(task, 0) + 1
@@ -112,23 +105,13 @@ class Tally:
         key = (task, reason)
         self.dead_letters[key] = self.dead_letters.get(key, 0) + 1
 
-    @property
-    def active(self) -> int:
-        """Calls running now (never below 0 while a scrape races the loop)."""
-        return max(0, self.started - self.settled_started)
-
-    @property
-    def prefetched(self) -> int:
-        """Calls received and neither started nor settled yet."""
-        return max(0, self.received - self.started - self.settled_unstarted)
-
 
 class TallyCollector:
     """Exports a :class:`Tally` to a prometheus-client registry (``registry.register``).
 
     Args:
         tally: What it exports.
-        before: Called before each export (to count what is noted but not counted yet).
+        before: Called before each export (to count the calls held now).
     """
 
     def __init__(self, tally: Tally, *, before: Callable[[], None] | None = None) -> None:

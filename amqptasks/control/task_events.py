@@ -18,7 +18,6 @@ import collections
 import signal
 from typing import TYPE_CHECKING, Any
 
-from amqptasks.control.events import task_fields
 from amqptasks.worker.decisions import ENDS_A_RUN, DeadLetter, RetryLater, Skip
 
 if TYPE_CHECKING:
@@ -77,38 +76,74 @@ class TaskEvents:
         return len(self.events)
 
     def received(self, state: MessageState) -> None:
-        """``task-received``: the call of ``state`` was decoded (on the loop)."""
+        """``task-received``: the call of ``state`` was decoded (on the loop), with the
+        fields Celery fills from the task message."""
         message = state.message
         if message is None:
             return
-        event = self.stamp.event("task-received", state.received_at)
-        event.update(task_fields(message))
-        self._add(event)
+        headers = message.headers
+        stamp = self.stamp
+        self._add(
+            dict(
+                stamp.head,
+                clock=next(stamp.clock.counter),
+                timestamp=state.received_at,
+                type="task-received",
+                uuid=message.id,
+                name=message.task,
+                args=headers.get("argsrepr") or repr(tuple(message.args)),
+                kwargs=headers.get("kwargsrepr") or repr(dict(message.kwargs)),
+                root_id=message.root_id,
+                parent_id=message.parent_id,
+                retries=message.retries,
+                eta=message.eta,
+                expires=message.expires,
+            )
+        )
 
     def started(self, state: MessageState) -> None:
         """``task-started``, at ``state.started_at`` (in any thread)."""
-        task_id = state.task_id
-        if task_id is None:
+        message = state.message
+        if message is None:
             return
-        event = self.stamp.event("task-started", state.started_at)
-        event["uuid"] = task_id
+        stamp = self.stamp
         events = self.events
-        events.append(event)
+        events.append(
+            dict(
+                stamp.head,
+                clock=next(stamp.clock.counter),
+                timestamp=state.started_at,
+                type="task-started",
+                uuid=message.id,
+            )
+        )
         # Appended first: a take that ran in between left it an event that is not alone.
         if len(events) == 1:
             self.wake()
 
-    def settled(self, state: MessageState, decision: Decision, when: float) -> None:
-        """How the call of ``state`` ended: ``decision``, carried out at ``when`` (on the
-        loop); nothing for a message that goes back to its queue or to the delay levels
-        (Celery sends nothing then)."""
-        task_id = state.task_id
-        if task_id is None:
-            return
-        event = _settled(self.stamp, state, decision, when)
-        if event is None:
-            return
-        event["uuid"] = task_id
+    def settled(self, state: MessageState, task_id: str, decision: Decision, when: float) -> None:
+        """How the call ``task_id`` of ``state`` ended: ``decision``, carried out at
+        ``when`` (on the loop); nothing for a message that goes back to its queue or to
+        the delay levels (Celery sends nothing then)."""
+        outcome = state.outcome
+        if outcome is not None and outcome.exception is None and isinstance(decision, ENDS_A_RUN):
+            started = state.started_at
+            stamp = self.stamp
+            event = dict(
+                stamp.head,
+                clock=next(stamp.clock.counter),
+                timestamp=when,
+                type="task-succeeded",
+                uuid=task_id,
+                result=repr(outcome.value)[:RESULT_REPR_LIMIT],
+                runtime=when - started if started is not None and when > started else 0.0,
+            )
+        else:
+            ended = _not_succeeded(self.stamp, state, decision, when)
+            if ended is None:
+                return
+            event = ended
+            event["uuid"] = task_id
         self._add(event)
 
     def _add(self, event: dict[str, Any]) -> None:
@@ -128,21 +163,16 @@ class TaskEvents:
         return taken
 
 
-def _settled(
+def _not_succeeded(
     stamp: EventStamp, state: MessageState, decision: Decision, when: float
 ) -> dict[str, Any] | None:
-    """The event that says how a call ended (without its ``uuid``), or None."""
+    """The event that says how a call ended other than by succeeding (without its
+    ``uuid``), or None."""
     outcome = state.outcome
-    if outcome is not None and isinstance(decision, ENDS_A_RUN):
-        if outcome.exception is None:
-            event = stamp.event("task-succeeded", when)
-            started = state.started_at
-            event["result"] = repr(outcome.value)[:RESULT_REPR_LIMIT]
-            event["runtime"] = when - started if started is not None and when > started else 0.0
-        else:
-            event = stamp.event("task-failed", when)
-            event["exception"] = repr(outcome.exception)
-            event["traceback"] = outcome.traceback or ""
+    if outcome is not None and outcome.exception is not None and isinstance(decision, ENDS_A_RUN):
+        event = stamp.event("task-failed", when)
+        event["exception"] = repr(outcome.exception)
+        event["traceback"] = outcome.traceback or ""
     elif isinstance(decision, Skip):
         terminated = bool(state.noted(TERMINATED))
         event = stamp.event("task-revoked", when)

@@ -220,11 +220,7 @@ class DeliveryHandler:
             return None
         # A partial, not a method of the hook: a hook holding its own bound method is a
         # reference cycle, which keeps the call's whole state for the garbage collector.
-        return StartHook(
-            functools.partial(_run_starters, state, wanted),
-            holds_body=holds_body,
-            in_any_thread=in_any_thread,
-        )
+        return StartHook(functools.partial(_run_starters, state, wanted), holds_body, in_any_thread)
 
     async def _after(self, state: MessageState) -> Decision | None:
         for hook in self.hooks.after_run:

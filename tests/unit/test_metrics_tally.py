@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import prometheus_client
 from prometheus_client.parser import text_string_to_metric_families
 
+from amqptasks.control.metrics import Metrics
 from amqptasks.control.tally import Tally, TallyCollector
+from amqptasks.protocol.envelope import build_task_message, parse_task_message
+from amqptasks.worker.decisions import DeadLetter, Finish, Skip
+from amqptasks.worker.outcome import Outcome
+from amqptasks.worker.state import MessageState
 
 BOUNDS = (0.01, 0.1, 1.0)
 
@@ -26,14 +29,8 @@ def _samples(tally: Tally) -> dict[tuple[str, tuple[tuple[str, str], ...]], floa
 def test_counts_and_histograms_parse_as_prometheus_text() -> None:
     tally = Tally(BOUNDS)
     for wait, runtime in ((0.005, 0.01), (0.05, 0.5), (2.0, 0.1)):
-        tally.received += 1
-        tally.observe_wait("app.add", wait)
-        tally.observe_runtime("app.add", runtime)
-        tally.settled("app.add", "succeeded")
-    tally.received += 1
-    tally.observe_wait("app.fail", 0.0)
-    tally.observe_runtime("app.fail", 0.2)
-    tally.settled("app.fail", "failed")
+        tally.settled("app.add", "succeeded", runtime, wait)
+    tally.settled("app.fail", "failed", 0.2, 0.0)
     tally.dead_lettered("app.fail", "failed")
     tally.retried("app.fail")
     samples = _samples(tally)
@@ -62,77 +59,76 @@ def test_counts_and_histograms_parse_as_prometheus_text() -> None:
     assert samples[("amqptasks_tasks_prefetched", ())] == 0
 
 
-def test_active_and_prefetched_follow_the_calls() -> None:
-    tally = Tally(BOUNDS)
-    tally.received += 5
-    for _ in range(3):
-        tally.observe_wait("t", 0.0)
-    tally.observe_runtime("t", 0.1)  # one of the three started calls ended
-    tally.settled_unstarted += 1  # one received call was settled unstarted (revoked, say)
-    samples = _samples(tally)
-    assert samples[("amqptasks_tasks_active", ())] == 2
-    assert samples[("amqptasks_tasks_prefetched", ())] == 1
-    assert tally.active == 2 and tally.prefetched == 1
-
-
 def test_an_empty_tally_exports_its_families_without_samples() -> None:
     samples = _samples(Tally(BOUNDS))
     assert samples == {("amqptasks_tasks_active", ()): 0, ("amqptasks_tasks_prefetched", ()): 0}
 
 
-def test_a_scrape_counts_the_calls_settled_before_it() -> None:
-    """The worker notes each start (in the pool's thread) and counts the starts in
-    batches; a scrape in between still sees every call started and settled before it."""
-    from amqptasks.control.metrics import Metrics
-    from amqptasks.protocol.envelope import build_task_message, parse_task_message
-    from amqptasks.worker.decisions import DeadLetter, Finish
-    from amqptasks.worker.outcome import Outcome
-    from amqptasks.worker.state import MessageState
+class _Delivery:
+    headers = None
+    correlation_id = None
+    message_id = None
 
-    class _Delivery:
-        headers = None
-        correlation_id = None
-        message_id = None
 
-    metrics = Metrics(0)
+def _state(n: int) -> MessageState:
+    out = build_task_message(
+        task="proj.add", task_id=f"id-{n}", args=(n,), kwargs={}, exchange="", routing_key="q"
+    )
+    state = MessageState(_Delivery(), "q", None)  # type: ignore[arg-type]
+    state.message = parse_task_message(
+        out.body, headers=out.headers, content_type=out.content_type, accept_content=("json",)
+    )
+    return state
 
-    async def run_calls() -> str:
-        for n, fails in enumerate((False, False, True)):
-            out = build_task_message(
-                task="proj.add",
-                task_id=f"id-{n}",
-                args=(n,),
-                kwargs={},
-                exchange="",
-                routing_key="q",
-            )
-            state = MessageState(_Delivery(), "q", None)  # type: ignore[arg-type]
-            state.message = parse_task_message(
-                out.body,
-                headers=out.headers,
-                content_type=out.content_type,
-                accept_content=("json",),
-            )
-            metrics.on_decoded(state)
-            state.started_at = state.received_at
-            metrics.on_start(state)
-            state.outcome = Outcome.failure(ValueError()) if fails else Outcome.success(n)
-            decision = DeadLetter("failed", ValueError()) if fails else Finish(report=state.outcome)
-            metrics.before_settle(state, decision)
-        # Scraped with the starts not counted yet (fewer than a batch).
-        return prometheus_client.generate_latest(metrics.registry).decode()
 
-    text = asyncio.run(run_calls())
-    samples = {
+def _scrape(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = prometheus_client.generate_latest(metrics.registry).decode()
+    return {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
     }
+
+
+def test_a_scrape_counts_the_calls_settled_before_it() -> None:
+    metrics = Metrics(0)
+    for n, fails in enumerate((False, False, True)):
+        state = _state(n)
+        metrics.on_decoded(state)
+        state.started_at = state.received_at
+        state.outcome = Outcome.failure(ValueError()) if fails else Outcome.success(n)
+        decision = DeadLetter("failed", ValueError()) if fails else Finish(report=state.outcome)
+        metrics.before_settle(state, decision)
+
+    samples = _scrape(metrics)
+
     assert samples[("amqptasks_tasks_total", (("state", "succeeded"), ("task", "proj.add")))] == 2
     assert samples[("amqptasks_tasks_total", (("state", "failed"), ("task", "proj.add")))] == 1
     assert samples[("amqptasks_task_runtime_seconds_count", (("task", "proj.add"),))] == 3
     wait = ("amqptasks_task_queue_wait_seconds_bucket", (("le", "0.025"), ("task", "proj.add")))
     assert samples[wait] == 3
+    dead = ("amqptasks_dead_letters_total", (("reason", "failed"), ("task", "proj.add")))
+    assert samples[dead] == 1
     assert samples[("amqptasks_tasks_active", ())] == 0
     assert samples[("amqptasks_tasks_prefetched", ())] == 0
-    assert not metrics._starts
+
+
+def test_active_and_prefetched_are_the_calls_held_as_prometheus_scrapes() -> None:
+    metrics = Metrics(0)
+    states = [_state(n) for n in range(5)]
+    for state in states:
+        metrics.on_decoded(state)
+    for state in states[:3]:
+        state.started_at = state.received_at
+    states[0].outcome = Outcome.success(0)
+    metrics.before_settle(states[0], Finish(report=states[0].outcome))  # started, ended
+    metrics.before_settle(states[4], Skip())  # never started (revoked, say)
+
+    samples = _scrape(metrics)
+
+    assert samples[("amqptasks_tasks_active", ())] == 2
+    assert samples[("amqptasks_tasks_prefetched", ())] == 1
+    assert samples[("amqptasks_tasks_total", (("state", "revoked"), ("task", "proj.add")))] == 1
+    # The call that never started has no runtime and no wait.
+    assert samples[("amqptasks_task_runtime_seconds_count", (("task", "proj.add"),))] == 1
+    assert samples[("amqptasks_task_queue_wait_seconds_count", (("task", "proj.add"),))] == 1

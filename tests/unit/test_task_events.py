@@ -9,7 +9,7 @@ from typing import Any
 from amqptasks.control.events import EventClock, EventStamp
 from amqptasks.control.task_events import REVOKED, TERMINATED, TaskEvents
 from amqptasks.protocol.envelope import build_task_message, parse_task_message
-from amqptasks.worker.decisions import DeadLetter, Finish, Requeue, RetryLater, Skip
+from amqptasks.worker.decisions import DeadLetter, Decision, Finish, Requeue, RetryLater, Skip
 from amqptasks.worker.outcome import Outcome
 from amqptasks.worker.state import MessageState
 
@@ -43,6 +43,11 @@ def _buffer(batch: int = 100) -> tuple[TaskEvents, list[int]]:
     return buffer, firsts
 
 
+def _settle(buffer: TaskEvents, state: MessageState, decision: Decision, when: float) -> None:
+    assert state.message is not None
+    buffer.settled(state, state.message.id, decision, when)
+
+
 def test_a_call_that_runs_gives_received_started_succeeded_in_order() -> None:
     buffer, firsts = _buffer()
     state = _state("id-1")
@@ -50,7 +55,7 @@ def test_a_call_that_runs_gives_received_started_succeeded_in_order() -> None:
     state.started_at = state.received_at + 0.5
     buffer.started(state)
     state.outcome = Outcome.success(5)
-    buffer.settled(state, Finish(report=state.outcome), state.received_at + 2.0)
+    _settle(buffer, state, Finish(report=state.outcome), state.received_at + 2.0)
 
     events = buffer.take()
 
@@ -74,16 +79,16 @@ def test_each_way_a_call_ends_has_its_event_and_requeues_have_none() -> None:
     buffer, firsts = _buffer()
     failed, retried, revoked, terminated, rejected, requeued = (_state(f"id-{n}") for n in range(6))
     failed.outcome = Outcome.failure(ValueError("boom"))
-    buffer.settled(failed, DeadLetter("failed", ValueError("boom")), 1.0)
-    buffer.settled(retried, RetryLater(countdown=1.0, error=KeyError("k")), 2.0)
+    _settle(buffer, failed, DeadLetter("failed", ValueError("boom")), 1.0)
+    _settle(buffer, retried, RetryLater(countdown=1.0, error=KeyError("k")), 2.0)
     revoked.note(REVOKED, True)
-    buffer.settled(revoked, Skip(), 3.0)
+    _settle(buffer, revoked, Skip(), 3.0)
     terminated.note(REVOKED, True)
     terminated.note(TERMINATED, True)
     terminated.outcome = Outcome.failure(RuntimeError("stopped"))
-    buffer.settled(terminated, Skip(), 4.0)
-    buffer.settled(rejected, DeadLetter("bad-message", ValueError("x")), 5.0)
-    buffer.settled(requeued, Requeue(), 6.0)
+    _settle(buffer, terminated, Skip(), 4.0)
+    _settle(buffer, rejected, DeadLetter("bad-message", ValueError("x")), 5.0)
+    _settle(buffer, requeued, Requeue(), 6.0)
 
     events = {e["uuid"]: e for e in buffer.take()}
 

@@ -29,8 +29,9 @@ class StartHook:
     records (an append, an attribute) and is thread-safe, so a pool may run it in the
     thread that starts the call, just before the body, with no turn of the loop.
 
-    A plain class rather than a dataclass: the worker makes one per call, and a frozen
-    dataclass's ``__init__`` costs several times as much.
+    A plain class rather than a dataclass, whose flags may be given by position: the
+    worker makes one per call, and a frozen dataclass's ``__init__``, or keyword
+    arguments, cost several times as much.
     """
 
     __slots__ = ("holds_body", "in_any_thread", "run")
@@ -38,7 +39,6 @@ class StartHook:
     def __init__(
         self,
         run: Callable[[float], None],
-        *,
         holds_body: bool = True,
         in_any_thread: bool = False,
     ) -> None:

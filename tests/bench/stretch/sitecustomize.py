@@ -2,7 +2,7 @@
 
 Python imports this module at start-up when its folder is on ``PYTHONPATH``. A worker
 under valgrind runs some thirty times slower; with its timers stretched as much, its
-batches of events and metrics are as large as at full speed, so the instructions per
+batches of events (and the metrics' polls) are as at full speed, so the instructions per
 task counted are those of a worker at full speed. Only the benchmark puts it there.
 """
 
