@@ -83,6 +83,8 @@ class TaskEvents:
             return
         headers = message.headers
         stamp = self.stamp
+        # Each event is one dict() call, written out: a shared builder taking the fields
+        # of its type as keywords costs this path (three events per call) twice as much.
         self._add(
             dict(
                 stamp.head,
