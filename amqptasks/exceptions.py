@@ -28,6 +28,7 @@ so callers never need to import a client library to catch a broker problem::
           ├── SoftTimeLimitExceeded  raised inside a task at its soft time limit
           ├── TimeLimitExceeded      a task ran past its hard time limit and was stopped
           ├── WorkerLost             the process running a task died (SIGKILL, OOM)
+          ├── Terminated             a running task was stopped on purpose (revoke, terminate)
           ├── ResultTimeout          ``get(timeout=)`` ran out
           ├── RemoteTaskError        fallback for a remote exception type we cannot rebuild
           └── ChordError             a chord's member failed: its body is not called
@@ -282,6 +283,21 @@ class WorkerLost(TaskError):
 
     def __init__(self, message: str = "the process running the task died") -> None:
         super().__init__(message)
+
+
+class Terminated(TaskError):
+    """A running task was stopped on purpose: ``revoke(id, terminate=True)``.
+
+    The worker reports it REVOKED and acks its message: it is not run again.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by signal {signum} (revoked with terminate)")
+        #: The signal its pool process was sent.
+        self.signum = signum
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.signum,))
 
 
 class ResultTimeout(TaskError, TimeoutError):

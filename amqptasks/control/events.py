@@ -155,15 +155,21 @@ class EventStamp:
         """Read the UTC offset (it changes with daylight saving) and the process id again."""
         self.head = {"hostname": self.hostname, "utcoffset": utcoffset(), "pid": _pid}
 
-    def event(self, type_: str, timestamp: float | None = None) -> dict[str, Any]:
-        """A new event of ``type_`` dated ``timestamp`` (None: now), the clock forwarded;
-        the caller adds the fields of its type."""
-        return dict(
+    def event(
+        self, type_: str, timestamp: float | None = None, task_id: str | None = None
+    ) -> dict[str, Any]:
+        """A new event of ``type_`` dated ``timestamp`` (None: now), the clock forwarded,
+        with ``task_id`` as its ``uuid`` if given (a task event); the caller adds the
+        other fields of its type."""
+        event = dict(
             self.head,
             clock=next(self.clock.counter),
             timestamp=time.time() if timestamp is None else timestamp,
             type=type_,
         )
+        if task_id is not None:
+            event["uuid"] = task_id
+        return event
 
 
 def make_event(type_: str, hostname: str, clock: EventClock, **fields: Any) -> dict[str, Any]:

@@ -53,7 +53,7 @@ from amqptasks.control.revokes import (
     revokes_declarations,
 )
 from amqptasks.control.soon import Soon
-from amqptasks.control.task_events import REVOKED, TERMINATED, TaskEvents
+from amqptasks.control.task_events import REVOKED, TaskEvents
 from amqptasks.logging import get_logger
 from amqptasks.results import states
 from amqptasks.topology.model import Declarations
@@ -140,12 +140,10 @@ class Fleet(Extension):
         self._link: ConsumerLink | None = None
         self._beating: asyncio.Task[None] | None = None
         self._pending: set[asyncio.Future[Any]] = set()
-        self._terminated: set[str] = set()
         #: Task events not sent yet (None while they are not sent: off, or not
         #: started), and the timer that sends them.
         self._events: TaskEvents | None = None
         self._flush_soon = Soon(EVENT_FLUSH_INTERVAL, self._flush)
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     # -- what commands read ----------------------------------------------------------------------
 
@@ -177,7 +175,6 @@ class Fleet(Extension):
 
     async def on_worker_start(self, worker: WorkerContext) -> None:
         self._context = worker
-        self._loop = asyncio.get_running_loop()
         settings = worker.app.settings
         url = settings.broker
         self._connection = await aio.connect(
@@ -212,14 +209,8 @@ class Fleet(Extension):
             EventStamp(self.hostname, self.clock),
             send_soon=self._flush_soon.ask,
             send_now=self._flush,
-            wake=self._flush_soon_threadsafe,
             batch=EVENT_BATCH,
         )
-
-    def _flush_soon_threadsafe(self) -> None:
-        if self._loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop closed: nothing is sent
-                self._loop.call_soon_threadsafe(self._flush_soon.ask)
 
     async def enable_events(self) -> None:
         """Send task events from now on (``control enable_events``)."""
@@ -294,10 +285,11 @@ class Fleet(Extension):
         """Send the task events waiting (about :data:`EVENT_BATCH` at most) in one message
         (a lost event is only logged at debug level)."""
         self._flush_soon.cancel()
-        if self._events is None or not self._events:
+        task_events = self._events
+        if task_events is None:
             return
-        events = self._events.take()
-        if self._events:  # a start added in a pool thread meanwhile
+        events = task_events.take()
+        if task_events.unstarted:  # calls not started yet: look again soon
             self._flush_soon.ask()
         if not events or self._publisher is None:
             return
@@ -325,20 +317,9 @@ class Fleet(Extension):
             events.received(state)
         return None
 
-    #: Recording the start needs no wait, and no loop: the pool's thread notes it.
-    start_holds_body = False
-    start_in_any_thread = True
-
-    def wants_start(self, state: MessageState) -> bool:
-        return True  # ``inspect active`` reads ``state.started_at``, which is set then
-
-    def on_start(self, state: MessageState) -> None:
-        events = self._events
-        if events is not None:
-            events.started(state)
-
     def before_settle(self, state: MessageState, decision: Decision) -> None:
-        task_id = state.task_id
+        message = state.message
+        task_id = message.id if message is not None else state.task_id
         if task_id is None:
             return
         self.book.finish(task_id)
@@ -406,23 +387,10 @@ class Fleet(Extension):
             if entry is None or entry.started is None:
                 continue
             if pool is not None and pool.terminate(task_id, signum):
-                self._terminated.add(task_id)
                 stopped.append(task_id)
             else:
                 left.append(task_id)
         return stopped, left
-
-    def after_run(self, state: MessageState) -> Decision | None:
-        if not self._terminated:
-            return None
-        task_id = state.task_id
-        if task_id is not None and task_id in self._terminated:
-            # Its pool process was stopped on purpose: revoked, not lost (no redelivery).
-            self._terminated.discard(task_id)
-            state.note(TERMINATED, True)
-            state.note(REVOKED, True)
-            return Skip(report=Outcome(states.REVOKED))
-        return None
 
     def forget_rate(self, task_name: str) -> None:
         """A task's rate limit changed: its bucket is made again from the new one."""

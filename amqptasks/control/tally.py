@@ -81,20 +81,21 @@ class Tally:
         """A call of ``task`` was settled as ``state`` (succeeded, failed, retried ...);
         if it started, after waiting ``waited`` seconds and running ``runtime``."""
         key = (task, state)
-        self.calls[key] = self.calls.get(key, 0) + 1
-        if runtime is not None:
-            self._observe(self.runtime, task, runtime)
-        if waited is not None:
-            self._observe(self.queue_wait, task, waited)
-
-    def _observe(self, histogram: dict[str, Buckets], task: str, seconds: float) -> None:
-        buckets = histogram.get(task)
-        if buckets is None:
-            buckets = histogram[task] = Buckets(len(self.bounds))
-        # ``bounds`` ascending, as the histogram's ``le`` labels: a value equal to a bound
-        # counts in that bound's bucket.
-        buckets.counts[bisect_left(self.bounds, seconds)] += 1
-        buckets.sum += seconds
+        calls = self.calls
+        calls[key] = calls.get(key, 0) + 1
+        if runtime is None and waited is None:
+            return
+        bounds = self.bounds
+        for histogram, seconds in ((self.runtime, runtime), (self.queue_wait, waited)):
+            if seconds is None:
+                continue
+            buckets = histogram.get(task)
+            if buckets is None:
+                buckets = histogram[task] = Buckets(len(bounds))
+            # ``bounds`` ascending, as the histogram's ``le`` labels: a value equal to a
+            # bound counts in that bound's bucket.
+            buckets.counts[bisect_left(bounds, seconds)] += 1
+            buckets.sum += seconds
 
     def retried(self, task: str) -> None:
         """A retry of ``task`` was published."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
     from amqptasks.policies.limits import TimeLimits
     from amqptasks.protocol.envelope import TaskMessage
     from amqptasks.task import Task
-    from amqptasks.worker.pools.base import ExecutionPool
+    from amqptasks.worker.pools.base import ExecutionPool, StartRecord
 
 __all__ = ["Outcome", "execute", "is_expired", "make_request", "parse_time"]
 
@@ -60,11 +61,13 @@ async def execute(
     pool: ExecutionPool,
     limits: TimeLimits,
     on_start: Callable[[], None] | None = None,
+    record: StartRecord | None = None,
 ) -> Outcome:
     """Run ``task`` for ``request``: coroutines on the loop, functions in ``pool``.
 
     Never raises for the task's own errors: they come back in the :class:`Outcome`.
-    ``on_start`` is called on the loop as the call starts, before the task body.
+    ``record.started_at`` is set to the time the call starts; ``on_start`` is called
+    on the loop as it starts, before the task body.
     Call it in the delivery's own asyncio task: the log context it binds (task id,
     name, queue) lasts as long as that task's context.
     """
@@ -72,7 +75,9 @@ async def execute(
         task_id=request.id, task=request.task, queue=request.queue
     )
     if task.is_async:
+        if record is not None:
+            record.started_at = time.time()
         if on_start is not None:
             on_start()
         return await run_async_task(task, request, limits)
-    return await pool.run(task, request, limits, on_start)
+    return await pool.run(task, request, limits, on_start, record)

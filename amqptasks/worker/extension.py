@@ -119,10 +119,10 @@ class Extension:
         return None
 
     #: Whether the task body waits until :meth:`on_start` ran (in the threads pool a
-    #: round trip to the loop per call). An extension that only records the start
-    #: (events, metrics) sets False: its ``on_start`` then runs soon after the body
-    #: started (within 20 ms), still before the call's outcome is handled; the time
-    #: the call started is ``state.started_at``.
+    #: round trip to the loop per call). An extension that only notes the start sets
+    #: False: its ``on_start`` then runs soon after the body started (within 20 ms),
+    #: still before the call's outcome is handled. One that only needs the time the
+    #: call started needs no ``on_start``: every pool writes ``state.started_at``.
     start_holds_body: bool = True
     #: Whether :meth:`on_start` only records (an append to a deque, an attribute set)
     #: and is thread-safe: the threads pool then runs it in the thread that starts the

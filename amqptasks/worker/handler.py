@@ -18,7 +18,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from amqptasks import constants
-from amqptasks.exceptions import DecodeError, WorkerLost
+from amqptasks.exceptions import DecodeError, Terminated, WorkerLost
 from amqptasks.logging import get_logger
 from amqptasks.policies.limits import resolve_time_limits
 from amqptasks.results import states
@@ -28,6 +28,7 @@ from amqptasks.worker.decisions import (
     Decision,
     Finish,
     Requeue,
+    Skip,
 )
 from amqptasks.worker.decode import decode_inline, decode_off_loop
 from amqptasks.worker.execution import execute, make_request
@@ -159,6 +160,13 @@ class DeliveryHandler:
         decided = await self._after(state)
         if decided is not None:
             return decided
+        if outcome.exception is None:
+            if _debug_log.isEnabledFor(logging.DEBUG):
+                log.debug("task succeeded", task_id=message.id, task=message.task)
+            return Finish(report=outcome)
+        if isinstance(outcome.exception, Terminated):
+            # Its pool process was stopped on purpose: revoked, not lost (no redelivery).
+            return Skip(report=Outcome(states.REVOKED))
         if isinstance(outcome.exception, WorkerLost) and not state.acks_early:
             # Not run to the end: back to the queue, where it counts as a delivery
             # (rules.deliveries), so a task that kills its process ends in the DLQ.
@@ -169,10 +177,6 @@ class DeliveryHandler:
                 error=str(outcome.exception),
             )
             return Requeue()
-        if outcome.exception is None:
-            if _debug_log.isEnabledFor(logging.DEBUG):
-                log.debug("task succeeded", task_id=message.id, task=message.task)
-            return Finish(report=outcome)
         decided = consult(self.hooks.on_failure, state)
         if decided is not None and (decided := await resolved(decided)) is not None:
             return decided
@@ -201,7 +205,9 @@ class DeliveryHandler:
                 queue=state.queue,
                 redelivered=bool(state.delivery.redelivered),
             )
-            return await execute(task, state.request, self.pool, limits, self._on_start(state))
+            return await execute(
+                task, state.request, self.pool, limits, self._on_start(state), state
+            )
         finally:
             self.running -= 1
 
@@ -236,9 +242,8 @@ class DeliveryHandler:
         return None
 
 
-def _run_starters(state: MessageState, starters: list[Extension], started_at: float) -> None:
-    """One call's start: sets ``state.started_at``, then runs ``starters``' ``on_start``."""
-    state.started_at = started_at
+def _run_starters(state: MessageState, starters: list[Extension], _started_at: float) -> None:
+    """One call's start (``state.started_at`` is set): runs ``starters``' ``on_start``."""
     for ext in starters:
         try:
             ext.on_start(state)

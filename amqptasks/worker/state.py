@@ -58,7 +58,8 @@ class MessageState:
         self.limits: TimeLimits | None = None
         #: Acked before it runs (at-most-once).
         self.acks_early = False
-        #: Wall-clock time the call started (set before the ``on_start`` hooks run).
+        #: Wall-clock time the call started: set by the pool as it starts (in the
+        #: thread that runs it, just before the body), before the ``on_start`` hooks.
         self.started_at: float | None = None
         #: How the call ended.
         self.outcome: Outcome | None = None

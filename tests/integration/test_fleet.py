@@ -277,6 +277,32 @@ def test_metrics_parse_and_count_the_tasks_run(fleet: Fleet, core: Any) -> None:
     assert ("amqptasks_delay_messages", ()) in _metrics(fleet.metrics_port)
 
 
+def test_metrics_alone_time_each_call_it_runs(
+    core: Any,
+    start_worker: Callable[..., WorkerProcess],
+    unique_name: Callable[[str], str],
+) -> None:
+    # No -E and no other hook as calls start: the pool's start time is enough.
+    queue = unique_name("metrics-alone")
+    worker = start_worker("-Q", queue, "--metrics-port", "0")
+    served = [line for line in worker.log().splitlines() if "metrics served" in line]
+    port = int(served[0].split("port=")[1].split()[0])
+    for result in [core.add.apply_async((i, 1), queue=queue) for i in range(3)]:
+        result.get(timeout=TIMEOUT)
+    task = (("task", core.add.name),)
+
+    def counted() -> dict[str, float] | None:
+        samples = _metrics(port)
+        found = {
+            name: samples.get((f"amqptasks_task_{name}_seconds_count", task), 0.0)
+            for name in ("runtime", "queue_wait")
+        }
+        return found if all(count == 3 for count in found.values()) else None
+
+    found = wait_for(counted, timeout=10, what="runtime and queue wait of 3 calls")
+    assert found == {"runtime": 3.0, "queue_wait": 3.0}
+
+
 def test_a_revoke_made_while_no_worker_runs_holds_when_workers_start(
     broker_url: str,
     core: Any,

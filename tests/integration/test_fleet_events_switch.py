@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 import pika
 import pytest
 
-from tests.integration.conftest import wait_for
+from tests.integration.conftest import lines, wait_for
 from tests.integration.test_fleet import TIMEOUT, Fleet, _amqptasks, _celery, fleet_worker
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
+    from pathlib import Path
 
 
 @pytest.fixture(scope="module")
@@ -74,5 +75,29 @@ def test_control_disable_and_enable_events_stop_and_resume_task_events(
 
         wait_for(all_three, timeout=10, what="the task's events after enable_events")
         assert seen == ["task-received", "task-started", "task-succeeded"]
+    finally:
+        close()
+
+
+def test_a_long_calls_start_is_sent_while_it_runs(
+    broker_url: str, quiet_fleet: Fleet, core: Any, tmp_path: Path
+) -> None:
+    read, close = _task_events(broker_url)
+    try:
+        ledger = tmp_path / "ledger"
+        long_call = core.slow.apply_async((str(ledger), "long", 6.0), queue=quiet_fleet.queue)
+        wait_for(lambda: lines(ledger), timeout=TIMEOUT, what="the call to start")
+        seen: list[dict[str, Any]] = []
+
+        def started() -> bool:
+            seen.extend(e for e in read() if e.get("uuid") == long_call.id)
+            return any(e["type"] == "task-started" for e in seen)
+
+        wait_for(started, timeout=3, what="task-started while the call runs")
+        assert not long_call.ready()
+        assert [e["type"] for e in seen] == ["task-received", "task-started"]
+        received, start = seen
+        assert received["timestamp"] <= start["timestamp"] <= time.time()
+        assert long_call.get(timeout=TIMEOUT) == "long"
     finally:
         close()

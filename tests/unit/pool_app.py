@@ -19,6 +19,12 @@ def echo(self: Any, value: Any) -> dict[str, Any]:
 
 
 @app.task
+def now() -> float:
+    """When its body ran."""
+    return time.time()
+
+
+@app.task
 def fail(message: str) -> None:
     raise ValueError(message)
 

@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import sys
 import threading
 import time
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from amqptasks import ConfigError, SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLost, states
+from amqptasks import (
+    ConfigError,
+    SoftTimeLimitExceeded,
+    Terminated,
+    TimeLimitExceeded,
+    WorkerLost,
+    states,
+)
 from amqptasks.policies.limits import TimeLimits
 from amqptasks.request import Request
+from amqptasks.worker.execution import execute
 from amqptasks.worker.pools import make_pool
 from amqptasks.worker.pools.aio import run_async_task
 from amqptasks.worker.pools.base import NotStarted, StartHook
@@ -27,6 +37,7 @@ if TYPE_CHECKING:
 
     from amqptasks.task import Task
     from amqptasks.worker.outcome import Outcome
+    from amqptasks.worker.pools.base import ExecutionPool
 
 NONE = TimeLimits()
 
@@ -241,6 +252,22 @@ async def test_a_child_that_dies_is_reported_lost_and_replaced(processes: Proces
     assert after.status == states.SUCCESS
 
 
+async def test_a_terminated_call_ends_as_terminated_not_lost(processes: ProcessPool) -> None:
+    request = _request(pool_app.sleep, 10)
+    running = asyncio.ensure_future(processes.run(pool_app.sleep, request, NONE))
+    for _ in range(200):
+        if processes.terminate(request.id, int(signal.SIGTERM)):
+            break
+        await asyncio.sleep(0.01)
+    outcome = await asyncio.wait_for(running, 10)
+    assert isinstance(outcome.exception, Terminated)
+    assert outcome.exception.signum == int(signal.SIGTERM)  # asked for; SIGKILL was sent
+    assert not processes.terminate(request.id, int(signal.SIGTERM))  # nothing runs it now
+    # The next call on the replacement child is not taken for a terminated one.
+    died = await processes.run(pool_app.die, _request(pool_app.die), NONE)
+    assert isinstance(died.exception, WorkerLost)
+
+
 async def test_max_tasks_per_child(processes: ProcessPool) -> None:
     pids = [
         (await processes.run(pool_app.echo, _request(pool_app.echo, i), NONE)).value["pid"]
@@ -383,6 +410,37 @@ async def test_a_start_safe_in_any_thread_runs_in_the_pool_thread_as_the_call_st
     outcome = await threads.run(pool_app.echo, _request(pool_app.echo, 1), limited, hook)
     assert outcome.status == states.SUCCESS
     assert len(seen) == 1 and seen[0][1]
+
+
+async def test_each_pool_writes_when_a_call_starts_before_its_body_and_hooks_run(
+    threads: ThreadPool, processes: ProcessPool
+) -> None:
+    async def started_and_seen(pool: ExecutionPool) -> tuple[Outcome, float, list[Any]]:
+        record = SimpleNamespace(started_at=None)
+        seen: list[float | None] = []
+        outcome = await pool.run(
+            pool_app.now,
+            _request(pool_app.now),
+            NONE,
+            lambda: seen.append(record.started_at),
+            record,
+        )
+        return outcome, record.started_at, seen
+
+    for pool in (threads, processes):
+        before = time.time()
+        outcome, started_at, seen = await started_and_seen(pool)
+        assert outcome.status == states.SUCCESS, pool
+        assert before <= started_at <= outcome.value <= time.time(), pool
+        assert seen == [started_at], pool
+    # async def tasks run on the loop, whatever the pool
+    record = SimpleNamespace(started_at=None)
+    before = time.time()
+    outcome = await execute(
+        pool_app.coro, _request(pool_app.coro, 0.01), threads, NONE, None, record
+    )
+    assert outcome.value == "done"
+    assert before <= record.started_at <= time.time()
 
 
 # -- choosing a pool --------------------------------------------------------------------------

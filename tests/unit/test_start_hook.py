@@ -40,14 +40,14 @@ def _handler(*starters: Extension) -> Any:
     return SimpleNamespace(hooks=SimpleNamespace(starters=list(starters)))
 
 
-def test_the_start_hook_sets_the_start_and_runs_the_extensions_that_want_it() -> None:
+def test_the_start_hook_runs_the_extensions_that_want_it() -> None:
     first, second = _Recorder(), _Recorder()
     state = MessageState(_Delivery(), "q", None)  # type: ignore[arg-type]
     hook = DeliveryHandler._on_start(_handler(first, second), state)
     assert hook is not None
     assert hook.holds_body is False
+    state.started_at = 123.5  # as the pool writes it, before the hook runs
     hook(123.5)
-    assert state.started_at == 123.5
     assert first.starts == second.starts == [123.5]
 
 

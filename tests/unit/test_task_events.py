@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import signal
-import threading
 from typing import Any
 
 from amqptasks.control.events import EventClock, EventStamp
-from amqptasks.control.task_events import REVOKED, TERMINATED, TaskEvents
+from amqptasks.control.task_events import REVOKED, TaskEvents
+from amqptasks.exceptions import Terminated
 from amqptasks.protocol.envelope import build_task_message, parse_task_message
 from amqptasks.worker.decisions import DeadLetter, Decision, Finish, Requeue, RetryLater, Skip
 from amqptasks.worker.outcome import Outcome
@@ -37,7 +37,6 @@ def _buffer(batch: int = 100) -> tuple[TaskEvents, list[int]]:
         EventStamp("w1@host", EventClock()),
         send_soon=lambda: firsts.append(1),
         send_now=lambda: firsts.append(0),
-        wake=lambda: firsts.append(2),
         batch=batch,
     )
     return buffer, firsts
@@ -52,8 +51,7 @@ def test_a_call_that_runs_gives_received_started_succeeded_in_order() -> None:
     buffer, firsts = _buffer()
     state = _state("id-1")
     buffer.received(state)
-    state.started_at = state.received_at + 0.5
-    buffer.started(state)
+    state.started_at = state.received_at + 0.5  # as the pool sets it
     state.outcome = Outcome.success(5)
     _settle(buffer, state, Finish(report=state.outcome), state.received_at + 2.0)
 
@@ -83,9 +81,7 @@ def test_each_way_a_call_ends_has_its_event_and_requeues_have_none() -> None:
     _settle(buffer, retried, RetryLater(countdown=1.0, error=KeyError("k")), 2.0)
     revoked.note(REVOKED, True)
     _settle(buffer, revoked, Skip(), 3.0)
-    terminated.note(REVOKED, True)
-    terminated.note(TERMINATED, True)
-    terminated.outcome = Outcome.failure(RuntimeError("stopped"))
+    terminated.outcome = Outcome.failure(Terminated(int(signal.SIGUSR1)))
     _settle(buffer, terminated, Skip(), 4.0)
     _settle(buffer, rejected, DeadLetter("bad-message", ValueError("x")), 5.0)
     _settle(buffer, requeued, Requeue(), 6.0)
@@ -99,8 +95,8 @@ def test_each_way_a_call_ends_has_its_event_and_requeues_have_none() -> None:
     assert events["id-2"]["type"] == "task-revoked"
     assert events["id-2"]["expired"] is False and events["id-2"]["terminated"] is False
     assert events["id-3"]["type"] == "task-revoked"
-    assert events["id-3"]["terminated"] is True
-    assert events["id-3"]["signum"] == int(signal.SIGTERM)
+    assert events["id-3"]["terminated"] is True and events["id-3"]["expired"] is False
+    assert events["id-3"]["signum"] == int(signal.SIGUSR1)
     assert events["id-4"]["type"] == "task-rejected"
     assert events["id-4"]["requeue"] is False
     assert "id-5" not in events  # back to its queue: Celery sends nothing
@@ -128,19 +124,29 @@ def test_a_full_batch_asks_to_be_sent_at_once() -> None:
     assert len(buffer.take()) == 3
 
 
-def test_a_start_added_first_in_a_pool_thread_wakes_the_loop_once() -> None:
+def test_a_call_still_running_as_its_batch_goes_out_is_sent_as_started_once() -> None:
     buffer, asked = _buffer()
-    state = _state("t-1")
-    state.started_at = state.received_at + 0.25
-    thread = threading.Thread(target=buffer.started, args=(state,))
-    thread.start()
-    thread.join()
-    assert asked == [2]  # the thread-safe wake, not the loop's own "send soon"
-    buffer.received(_state("t-2"))  # not the first: no second ask
-    assert asked == [2]
-    events = buffer.take()
-    assert [(e["type"], e["uuid"]) for e in events] == [
-        ("task-started", "t-1"),
-        ("task-received", "t-2"),
+    running, waiting = _state("run-1"), _state("wait-1")
+    buffer.received(running)
+    buffer.received(waiting)
+    assert [e["type"] for e in buffer.take()] == ["task-received", "task-received"]
+
+    running.started_at = running.received_at + 0.25  # the pool started it
+    started = buffer.take()
+    assert [(e["type"], e["uuid"]) for e in started] == [("task-started", "run-1")]
+    assert started[0]["timestamp"] == running.started_at
+    assert buffer.take() == []  # not twice
+    assert list(buffer.unstarted) == ["wait-1"]  # still looked at, as the next batch goes
+
+    running.outcome = Outcome.success(None)
+    _settle(buffer, running, Finish(report=running.outcome), running.received_at + 1.0)
+    _settle(buffer, waiting, Skip(), running.received_at + 1.0)  # revoked before it started
+    ended = buffer.take()
+    assert [(e["type"], e["uuid"]) for e in ended] == [
+        ("task-succeeded", "run-1"),
+        ("task-revoked", "wait-1"),
     ]
-    assert events[0]["timestamp"] == state.started_at
+    assert buffer.unstarted == {}
+    clocks = [e["clock"] for e in started + ended]
+    assert clocks == sorted(clocks)
+    assert asked == [1, 1]  # "send soon" as the first received and the first ended came

@@ -6,7 +6,7 @@ import abc
 import contextlib
 import contextvars
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from amqptasks.request import call_wrappers, current_request
 
@@ -19,11 +19,18 @@ if TYPE_CHECKING:
     from amqptasks.worker.outcome import Outcome
 
 
+class StartRecord(Protocol):
+    """Where a pool writes the wall-clock time a call starts (the worker's
+    :class:`~amqptasks.worker.state.MessageState`)."""
+
+    started_at: float | None
+
+
 class StartHook:
     """What runs on the event loop as a call starts (see :meth:`ExecutionPool.run`).
 
     ``holds_body``: the task body waits until it ran (``task_prerun``, the STARTED
-    reply). Hooks that only record the start (events, metrics) do not need that: a
+    reply). Hooks that only note the start (a span, a log line) do not need that: a
     pool thread then notes the start and goes on, and the loop runs the hook a little
     later, with the time the call really started. ``in_any_thread``: the hook only
     records (an append, an attribute) and is thread-safe, so a pool may run it in the
@@ -79,8 +86,13 @@ class ExecutionPool(abc.ABC):
         request: Request,
         limits: TimeLimits,
         on_start: Callable[[], None] | None = None,
+        record: StartRecord | None = None,
     ) -> Outcome:
         """Run ``task`` for ``request`` within ``limits``; never raises for the task's errors.
+
+        ``record.started_at`` is set to the wall-clock time the call starts, before
+        ``on_start`` runs: in the thread that runs the body, just before it, or on the
+        loop as the call is handed to a child process.
 
         ``on_start`` is called on the event loop as the call starts, before the task
         body runs (the STARTED state, ``task_prerun``); it must not raise. A

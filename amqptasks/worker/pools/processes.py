@@ -28,11 +28,13 @@ import multiprocessing
 import os
 import pickle
 import signal
+import time
 from typing import TYPE_CHECKING, Any
 
 from amqptasks import logging as amqptasks_logging
 from amqptasks.exceptions import (
     ConfigError,
+    Terminated,
     TimeLimitExceeded,
     WorkerLost,
 )
@@ -51,6 +53,7 @@ if TYPE_CHECKING:
     from amqptasks.policies.limits import TimeLimits
     from amqptasks.request import Request
     from amqptasks.task import Task
+    from amqptasks.worker.pools.base import StartRecord
 
 log = get_logger(__name__)
 
@@ -69,7 +72,7 @@ class _Child:
         "conn",
         "exited",
         "job",
-        "killed_for_limit",
+        "killed_with",
         "pid",
         "process",
         "ready",
@@ -87,7 +90,9 @@ class _Child:
         self.job: asyncio.Future[Outcome] | None = None
         self.tasks = 0
         self.retiring = False
-        self.killed_for_limit: TimeLimitExceeded | None = None
+        #: What its call ends with, when the parent killed it on purpose (the hard time
+        #: limit, a terminate).
+        self.killed_with: TimeLimitExceeded | Terminated | None = None
         #: The id of the call it runs (for ``terminate``).
         self.task_id: str | None = None
 
@@ -265,8 +270,8 @@ class ProcessPool(ExecutionPool):
             )
         job, child.job = child.job, None
         if job is not None and not job.done():
-            if child.killed_for_limit is not None:
-                job.set_result(Outcome.failure(child.killed_for_limit))
+            if child.killed_with is not None:
+                job.set_result(Outcome.failure(child.killed_with))
             else:
                 log.error(
                     "a pool process died while running a task",
@@ -312,12 +317,15 @@ class ProcessPool(ExecutionPool):
         request: Request,
         limits: TimeLimits,
         on_start: Callable[[], None] | None = None,
+        record: StartRecord | None = None,
     ) -> Outcome:
         """Run ``task`` in an idle child; kill the child at the hard time limit."""
         while True:
             child = await self._idle.get()
             if child.usable and child.job is None:
                 break
+        if record is not None:
+            record.started_at = time.time()
         if on_start is not None:
             on_start()
         loop = asyncio.get_running_loop()
@@ -329,6 +337,7 @@ class ProcessPool(ExecutionPool):
             return Outcome.failure(TypeError(f"cannot send {task.name} to a pool process: {exc}"))
         child.job = job
         child.task_id = request.id
+        child.killed_with = None
         with contextlib.suppress(OSError):  # it died: its sentinel resolves the job
             child.conn.send_bytes(data)
         timer = (
@@ -343,19 +352,20 @@ class ProcessPool(ExecutionPool):
                 timer.cancel()
 
     def terminate(self, task_id: str, signum: int) -> bool:
-        """Signal the child running ``task_id`` (its call then ends as ``WorkerLost``).
+        """Signal the child running ``task_id`` (its call then ends as :class:`Terminated`).
 
         Children ignore SIGTERM, SIGINT and SIGQUIT (those stop the worker, which stops
         its children itself): asked for one of them, the child is sent SIGKILL.
         """
-        if signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
-            signum = signal.SIGKILL
+        ignored = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+        sent = signal.SIGKILL if signum in ignored else signum
         for child in self._children:
             job = child.job
             if job is not None and not job.done() and child.task_id == task_id:
                 log.warning("terminating a running task", task_id=task_id, pid=child.pid)
+                child.killed_with = Terminated(signum)
                 with contextlib.suppress(OSError):
-                    os.kill(child.pid, signum)
+                    os.kill(child.pid, sent)
                 return True
         return False
 
@@ -364,7 +374,7 @@ class ProcessPool(ExecutionPool):
     ) -> None:
         if job.done() or child.job is not job:
             return
-        child.killed_for_limit = TimeLimitExceeded(
+        child.killed_with = TimeLimitExceeded(
             f"task {request.task} ({request.id}) exceeded its hard time limit of {hard:g}s"
         )
         log.error(

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from amqptasks.policies.limits import TimeLimits
     from amqptasks.request import Request
     from amqptasks.task import Task
+    from amqptasks.worker.pools.base import StartRecord
 
 log = get_logger(__name__)
 
@@ -74,6 +75,7 @@ class _Job:
         "limits",
         "loop",
         "on_start",
+        "record",
         "request",
         "soft_timer",
         "started_at",
@@ -89,6 +91,7 @@ class _Job:
         loop: asyncio.AbstractEventLoop,
         context: contextvars.Context,
         on_start: Callable[[], None] | None,
+        record: StartRecord | None,
     ) -> None:
         self.task = task
         self.request = request
@@ -96,6 +99,8 @@ class _Job:
         self.loop = loop
         self.context = context
         self.on_start = on_start
+        #: Given the time the call starts, as a thread picks it up.
+        self.record = record
         #: Set by the loop once ``on_start`` ran: the body waits for it.
         self.gate: threading.Event | None = None
         #: Wall-clock time a thread picked it up (for a start reported later).
@@ -140,19 +145,20 @@ class _TaskThread(threading.Thread):
             with self.lock:
                 self.job = job
             job.thread = self
+            job.started_at = started_at = time.time()
+            if job.record is not None:
+                job.record.started_at = started_at
             hook = job.on_start
             if isinstance(hook, StartHook) and hook.in_any_thread:
-                hook.run(time.time())  # it only records: here, before the body, loop untouched
+                hook.run(started_at)  # it only records: here, before the body, loop untouched
                 hook = job.on_start = None
             if hook is not None and getattr(hook, "holds_body", True):
                 job.gate = threading.Event()  # it runs on the loop, before the body
                 _call_soon(job.loop, self.pool.started, job)
                 job.gate.wait()
             elif job.limits:  # its timers start now: wake the loop
-                job.started_at = time.time()
                 self.pool.starting(job)
             elif hook is not None:  # the loop reports it soon, without a wake-up
-                job.started_at = time.time()
                 self.pool.starting(job, wake=False)
             outcome = job.context.run(_call, job.task, job.request)
         except BaseException as exc:  # an interruption that landed between the lines above
@@ -247,12 +253,13 @@ class ThreadPool(ExecutionPool):
         request: Request,
         limits: TimeLimits,
         on_start: Callable[[], None] | None = None,
+        record: StartRecord | None = None,
     ) -> Outcome:
         """Run ``task`` in a pool thread; wait for it without blocking the loop."""
         if not self._threads:
             await self.start()
         loop = asyncio.get_running_loop()
-        job = _Job(task, request, limits, loop, task_context(), on_start)
+        job = _Job(task, request, limits, loop, task_context(), on_start, record)
         self.jobs.put(job)
         if (
             on_start is None
