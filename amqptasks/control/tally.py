@@ -83,8 +83,6 @@ class Tally:
         key = (task, state)
         calls = self.calls
         calls[key] = calls.get(key, 0) + 1
-        if runtime is None and waited is None:
-            return
         bounds = self.bounds
         for histogram, seconds in ((self.runtime, runtime), (self.queue_wait, waited)):
             if seconds is None:

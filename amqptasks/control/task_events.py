@@ -159,11 +159,11 @@ def _settled(
             event["traceback"] = outcome.traceback or ""
     elif isinstance(decision, Skip):
         stopped = outcome.exception if outcome is not None else None
-        terminated = isinstance(stopped, Terminated)
+        signum = stopped.signum if isinstance(stopped, Terminated) else None
         event = stamp.event("task-revoked", when, task_id)
-        event["terminated"] = terminated
-        event["signum"] = stopped.signum if isinstance(stopped, Terminated) else None
-        event["expired"] = not (terminated or state.noted(REVOKED))
+        event["terminated"] = signum is not None
+        event["signum"] = signum
+        event["expired"] = signum is None and not state.noted(REVOKED)
     elif isinstance(decision, RetryLater):
         error = decision.error
         event = stamp.event("task-retried", when, task_id)
